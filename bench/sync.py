@@ -1,0 +1,215 @@
+"""Sync benchmarks on real brokers and real processes (not tests).
+
+- snapshot: a new store takes a snapshot of N customers;
+- hq_to_store: a change written at HQ until it is applied in every store's
+  SQLite (10 stores), p50/p99;
+- store_to_store: a customer created at a lane of S001 until it is applied
+  at S002;
+- catchup: a store that was down while 10k changes happened, from its
+  restart until it has applied HQ's head.
+
+"Applied" is read from each store's SQLite file (read-only connections polled
+every millisecond), never from the broker, so every figure includes the
+edge's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+from core import topics
+from core.chain import Chain
+from core.changes import Change, FieldClocks, new_id
+from core.codes import CodeFormat
+from core.db import transaction
+from core.demo_data import demo_customers
+from core.model import CUSTOMER, CUSTOMER_DEFAULTS
+from core.mqtt import BrokerSettings, MqttClient
+
+ZERO_MS = 1_600_000_000_000
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait(predicate, timeout: float, interval: float = 0.001):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("benchmark step timed out")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def bulk_load_hq(path: Path, count: int, chunk: int = 50_000) -> float:
+    """Load ``count`` customers at HQ exactly as HQ would hold them (records,
+    clocks, search keys, change log, FTS) in one transaction. Returns seconds."""
+    from hq.db import HQDatabase
+
+    started = time.monotonic()
+    db = HQDatabase(path, CodeFormat())
+    codes = db.codes
+    stamp_base = int(time.time() * 1000) - 60_000
+    people = demo_customers(count, seed=7)
+    with transaction(db.conn):
+        for start in range(0, count, chunk):
+            records, log = [], []
+            for i in range(start, min(start + chunk, count)):
+                hlc = f"{stamp_base:013d}-{i % 1_000_000:06d}"
+                key = str(uuid.UUID(int=uuid.uuid4().int))
+                fields = dict(CUSTOMER_DEFAULTS) | next(people) | {"code": codes.format(i + 1), "created_by": "bench"}
+                clocks = FieldClocks({name: f"{hlc}|hq" for name in CUSTOMER.fields}).dump()
+                records.append({"id": key, **fields, "_clocks": clocks})
+                log.append((new_id(), "customer", key, "hq", hlc, "bench", json.dumps(fields, separators=(",", ":")), time.time()))
+            db.replica.load("customer", records, empty=True)
+            db.conn.executemany("INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", log)
+        db.replica.rebuild_fts()
+        db.meta.set("next_code", count + 1)
+    db.close()
+    return time.monotonic() - started
+
+
+def bench_snapshot(workdir: Path, count: int) -> dict:
+    chain = Chain(workdir / f"snapshot-{count}", ("S001",), log_level="INFO")
+    try:
+        chain.start_brokers()
+        chain.register_stores()
+        load_s = bulk_load_hq(chain.workdir / "hq.db", count)
+        chain.hq.start()
+        chain.hq.wait_for_log("lanehub-hq: connected", 60)
+        edge = chain.edges["S001"]
+        started = time.monotonic()
+        edge.start()
+        reader_path = chain.workdir / "S001.db"
+        _wait(lambda: reader_path.exists(), 30, 0.01)
+        reader = _reader(reader_path)
+        _wait(lambda: (r := reader.execute("SELECT value FROM meta WHERE key='snapshot_done'").fetchone()) and r[0] == "1",
+              600, 0.02)
+        total = time.monotonic() - started
+        applied = reader.execute("SELECT count(*) FROM customers").fetchone()[0]
+        reader.close()
+        assert applied == count, f"snapshot has {applied} of {count} customers"
+        log_line = next((l for l in edge.tail(200).splitlines() if "snapshot of" in l), "")
+        return {"customers": count, "hq_bulk_load_s": round(load_s, 2), "snapshot_s": round(total, 2),
+                "edge_log": log_line.split("edge.service: ")[-1]}
+    finally:
+        chain.stop()
+
+
+def _start_chain(workdir: Path, stores: int, customers: int) -> Chain:
+    chain = Chain(workdir, tuple(f"S{i:03d}" for i in range(1, stores + 1)), log_level="WARNING")
+    chain.start_brokers()
+    chain.register_stores()
+    bulk_load_hq(chain.workdir / "hq.db", customers)
+    chain.hq.start()
+    chain.hq.wait_for_log("lanehub-hq: connected", 60)
+    for edge in chain.edges.values():
+        edge.start()
+    for store in chain.stores:
+        path = chain.workdir / f"{store}.db"
+        _wait(lambda p=path: p.exists(), 60, 0.05)
+        reader = _reader(path)
+        _wait(lambda r=reader: (x := r.execute("SELECT value FROM meta WHERE key='snapshot_done'").fetchone()) and x[0] == "1",
+              300, 0.05)
+        reader.close()
+    return chain
+
+
+def bench_latency(workdir: Path, stores: int, samples: int, customers: int = 1000) -> dict:
+    from hq.db import HQDatabase
+
+    chain = _start_chain(workdir / "latency", stores, customers)
+    try:
+        readers = {s: _reader(chain.workdir / f"{s}.db") for s in chain.stores}
+        hq = HQDatabase(chain.workdir / "hq.db", CodeFormat())
+        keys = [row[0] for row in hq.conn.execute("SELECT id FROM customers LIMIT ?", (samples,))]
+        hq_to_store: list[float] = []
+        for i, key in enumerate(keys):
+            hq.update_customer(key, {"city": f"Bench{i}"}, "bench")
+            written = time.monotonic()
+            head = hq.head()
+            pending = set(readers)
+            while pending:
+                for store in list(pending):
+                    if _last_seq(readers[store]) >= head:
+                        hq_to_store.append((time.monotonic() - written) * 1000)
+                        pending.discard(store)
+                time.sleep(0.0005)
+                if time.monotonic() - written > 30:
+                    raise TimeoutError("HQ change did not reach every store")
+            time.sleep(0.02)
+        hq.close()
+
+        lane = MqttClient(BrokerSettings(port=chain.store_brokers["S001"].port), "bench-lane")
+        lane.start()
+        lane.wait_connected(10)
+        lane.subscribe("bench/#", lambda m: None)
+        time.sleep(0.2)
+        other = readers["S002"]
+        store_to_store: list[float] = []
+        for i in range(samples):
+            request = {"v": 1, "op": "create", "id": str(uuid.uuid4()), "customer": {"first_name": f"B{i}", "last_name": "Bench"}}
+            started = time.monotonic()
+            reply = json.loads(lane.request(topics.customer_req("S001", "L1"), json.dumps(request).encode(),
+                                            "bench/reply", 10).payload)
+            key = reply["customer"]["id"]
+            _wait(lambda: other.execute("SELECT 1 FROM customers WHERE id = ?", (key,)).fetchone(), 30, 0.0005)
+            store_to_store.append((time.monotonic() - started) * 1000)
+            time.sleep(0.02)
+        lane.stop()
+        for reader in readers.values():
+            reader.close()
+        return {
+            "stores": stores, "samples": samples,
+            "hq_to_store_ms": {"p50": round(percentile(hq_to_store, 50), 1), "p99": round(percentile(hq_to_store, 99), 1),
+                               "max": round(max(hq_to_store), 1), "mean": round(statistics.mean(hq_to_store), 1)},
+            "store_to_store_ms": {"p50": round(percentile(store_to_store, 50), 1), "p99": round(percentile(store_to_store, 99), 1),
+                                  "max": round(max(store_to_store), 1), "mean": round(statistics.mean(store_to_store), 1)},
+        }
+    finally:
+        chain.stop()
+
+
+def bench_catchup(workdir: Path, changes: int = 10_000, customers: int = 1000) -> dict:
+    from hq.db import HQDatabase
+
+    chain = _start_chain(workdir / "catchup", 1, customers)
+    try:
+        edge = chain.edges["S001"]
+        edge.stop()
+        hq = HQDatabase(chain.workdir / "hq.db", CodeFormat())
+        keys = [row[0] for row in hq.conn.execute("SELECT id FROM customers")]
+        for start in range(0, changes, 1000):  # HQ's own writes, a thousand per transaction
+            with transaction(hq.conn):
+                for i in range(start, min(start + 1000, changes)):
+                    hq._write("customer", keys[i % len(keys)], {"city": f"C{i}"}, "bench")
+        head = hq.head()
+        hq.close()
+        reader = _reader(chain.workdir / "S001.db")
+        behind = head - _last_seq(reader)
+        started = time.monotonic()
+        edge.start()
+        _wait(lambda: _last_seq(reader) >= head, 120, 0.002)
+        total = time.monotonic() - started
+        reader.close()
+        return {"changes_behind": behind, "catchup_s": round(total, 2)}
+    finally:
+        chain.stop()

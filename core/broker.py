@@ -1,0 +1,224 @@
+"""Mosquitto: password and ACL files, and a broker process for tests and the demo.
+
+The password hash is Mosquitto 2's own format (``$7$`` = PBKDF2-SHA512),
+written here so HQ can manage store credentials without shelling out to
+``mosquitto_passwd`` on a host that may not have it.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from . import topics
+
+PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 uses
+
+
+def hash_password(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def password_file(hashes: dict[str, str]) -> str:
+    """``username:hash`` lines; ``hashes`` maps user to an already-hashed password."""
+    for user in hashes:
+        if ":" in user or "\n" in user:
+            raise ValueError(f"invalid broker user name {user!r}")
+    return "".join(f"{user}:{hashes[user]}\n" for user in sorted(hashes))
+
+
+def hq_acl_file(hq_user: str, stores: list[str], extra: str = "") -> str:
+    """ACL of the HQ broker (DESIGN section 4): a store writes only its own
+    up/req/status topics and reads only down and its own store/ topics."""
+    lines = [
+        "# Written by lanehub HQ; edits are overwritten when a store is added.",
+        f"user {hq_user}",
+        f"topic readwrite {topics.SYNC}/#",
+        f"topic readwrite {topics.error('hq')}",
+        "",
+    ]
+    for store in sorted(stores):
+        lines += [
+            f"user {store}",
+            f"topic write {topics.sync_up(store)}",
+            f"topic write {topics.sync_req(store)}",
+            f"topic write {topics.sync_status(store)}",
+            f"topic read {topics.sync_down()}",
+            f"topic read {topics.sync_store(store)}",
+            f"topic read {topics.sync_store(store)}/#",
+            "",
+        ]
+    return "\n".join(lines) + extra
+
+
+def write_atomic(path: str | Path, text: str, mode: int = 0o640) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def mosquitto_binary() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError("mosquitto is not installed (Debian: apt-get install mosquitto)")
+
+
+class Mosquitto:
+    """A real Mosquitto process on a loopback port with its own files.
+
+    ``users`` maps user to plain password (hashed into the password file);
+    ``acl`` is the ACL file's text (None: no ACL). ``anonymous`` allows
+    clients without credentials (the demo's store brokers on loopback).
+    """
+
+    def __init__(self, workdir: str | Path, port: int | None = None, *, users: dict[str, str] | None = None,
+                 acl: str | None = None, anonymous: bool = False, autosave_interval: int = 1800,
+                 tls: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.users = dict(users or {})
+        self.acl = acl
+        self.anonymous = anonymous
+        self.autosave_interval = autosave_interval
+        # {"cafile", "certfile", "keyfile"}: the listener speaks TLS only.
+        self.tls = tls
+        self.process: subprocess.Popen | None = None
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.passwd_path = self.workdir / "passwd"
+        self.acl_path = self.workdir / "acl"
+        self.data_dir = self.workdir / "data"
+        self.log_path = self.workdir / "mosquitto.log"
+        self.pid_path = self.workdir / "mosquitto.pid"
+        self.data_dir.mkdir(exist_ok=True)
+
+    def write_files(self) -> None:
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            *([f"cafile {self.tls['cafile']}", f"certfile {self.tls['certfile']}", f"keyfile {self.tls['keyfile']}",
+               "tls_version tlsv1.2", "require_certificate false"] if self.tls else []),
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            "persistence true",
+            f"persistence_location {self.data_dir}/",
+            f"autosave_interval {self.autosave_interval}",
+            "set_tcp_nodelay true",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+        ]
+        if os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")
+        # The password and ACL files are written once; after that they belong to
+        # whoever manages them (HQ adds stores), and a restart keeps their edits.
+        if self.users or not self.anonymous:
+            if not self.passwd_path.exists():
+                write_atomic(self.passwd_path, password_file({u: hash_password(p) for u, p in self.users.items()}), 0o600)
+            lines.append(f"password_file {self.passwd_path}")
+        if self.acl is not None and not self.acl_path.exists():
+            write_atomic(self.acl_path, self.acl, 0o600)
+        if self.acl_path.exists():
+            lines.append(f"acl_file {self.acl_path}")
+        write_atomic(self.conf_path, "\n".join(lines) + "\n", 0o600)
+
+    def start(self, timeout: float = 10) -> "Mosquitto":
+        if self.process and self.process.poll() is None:
+            return self
+        self.write_files()
+        log = open(self.workdir / "stdout.log", "ab")
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT)
+        # Mosquitto writes pid_file only when it daemonizes, so we write it.
+        self.pid_path.write_text(f"{self.process.pid}\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: {self.tail()}")
+            if port_open(self.port):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not open port {self.port}: {self.tail()}")
+
+    @property
+    def reload_command(self) -> str:
+        """A shell command that makes this broker re-read its files (for hq.toml)."""
+        return f"kill -HUP $(cat {self.pid_path})"
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._wait_port_closed()
+
+    def kill(self) -> None:
+        """SIGKILL: anything not yet autosaved is lost, as after a power cut."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._wait_port_closed()
+
+    def restart(self) -> "Mosquitto":
+        self.stop()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return bool(self.process and self.process.poll() is None)
+
+    def _wait_port_closed(self, timeout: float = 5) -> None:
+        deadline = time.monotonic() + timeout
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def tail(self, lines: int = 20) -> str:
+        out = []
+        for path in (self.log_path, self.workdir / "stdout.log"):
+            if path.exists():
+                out += path.read_text(errors="replace").splitlines()[-lines:]
+        return " | ".join(out)

@@ -1,0 +1,109 @@
+"""A whole chain on one machine: HQ broker, store brokers, HQ and edges as processes.
+
+``lanehub demo`` runs one; the tests build them to kill and restart parts.
+Everything listens on free loopback ports; nothing leans on services that
+happen to run on the machine.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .broker import Mosquitto, hq_acl_file, new_password
+from .procs import ServiceProcess, run_lanehub
+
+PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
+
+
+class Chain:
+    def __init__(self, workdir: str | Path, stores: tuple[str, ...] = ("S001", "S002"), *,
+                 block_size: int = 100, code_low_water: int = 20, outbox_retry: float = 2.0, log_level: str = "INFO",
+                 tls: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.stores = stores
+        self.hq_password = new_password()
+        # tls: {"cafile", "certfile", "keyfile"} puts the HQ link on TLS; HQ and edges verify with cafile.
+        self.tls = tls
+        self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls)
+        self.store_brokers = {s: Mosquitto(self.workdir / f"{s}-broker", anonymous=True) for s in stores}
+        self.block_size = block_size
+        self.code_low_water = code_low_water
+        self.outbox_retry = outbox_retry
+        self.log_level = log_level
+        self.store_passwords: dict[str, str] = {}
+        self.hq: ServiceProcess | None = None
+        self.edges: dict[str, ServiceProcess] = {}
+
+    # --- configs ---------------------------------------------------------------------
+
+    def hq_config(self) -> dict[str, dict[str, Any]]:
+        b = self.hq_broker
+        return {
+            "hq": {"db": str(self.workdir / "hq.db")},
+            "broker": {"host": "127.0.0.1", "port": b.port, "username": "hq", "password": self.hq_password,
+                       "passwd_file": str(b.passwd_path), "acl_file": str(b.acl_path), "reload_command": b.reload_command,
+                       "tls_ca": self.tls["cafile"] if self.tls else ""},
+            "codes": {"prefix": "CUST-", "width": 5, "block_size": self.block_size},
+            "log": {"level": self.log_level},
+        }
+
+    def edge_config(self, store: str) -> dict[str, dict[str, Any]]:
+        return {
+            "store": {"id": store, "db": str(self.workdir / f"{store}.db"), "code_low_water": self.code_low_water,
+                      "outbox_retry": self.outbox_retry},
+            "broker": {"host": "127.0.0.1", "port": self.store_brokers[store].port},
+            "hq": {"host": "127.0.0.1", "port": self.hq_broker.port, "username": store,
+                   "password": self.store_passwords[store], "tls_ca": self.tls["cafile"] if self.tls else ""},
+            "log": {"level": self.log_level},
+        }
+
+    @property
+    def hq_config_path(self) -> Path:
+        return self.workdir / "hq" / "hq.toml"
+
+    def hq_cli(self, *args: str, check: bool = True, input: str | None = None):
+        """Run `lanehub hq ARGS -c hq.toml`."""
+        return run_lanehub("hq", *args, "-c", str(self.hq_config_path), check=check, input=input)
+
+    def edge_cli(self, store: str, *args: str, check: bool = True):
+        return run_lanehub("edge", *args, "-c", str(self.edges[store].config_path), check=check)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start_brokers(self) -> None:
+        self.hq_broker.start()
+        for broker in self.store_brokers.values():
+            broker.start()
+
+    def register_stores(self) -> None:
+        self.hq = ServiceProcess("hq", "hq", self.hq_config(), self.workdir / "hq")
+        self.hq.write_config()
+        for store in self.stores:
+            if store not in self.store_passwords:
+                out = self.hq_cli("store", "add", store).stdout
+                self.store_passwords[store] = PASSWORD_RE.search(out).group(1)
+            self.edges[store] = ServiceProcess("edge", store, self.edge_config(store), self.workdir / store)
+
+    def start(self, demo_customers: int = 0) -> "Chain":
+        self.start_brokers()
+        self.register_stores()
+        if demo_customers:
+            self.hq_cli("customers", "load-demo", str(demo_customers))
+        self.hq.start()
+        # Edges that ask before HQ subscribes wait a request timeout for nothing.
+        self.hq.wait_for_log("lanehub-hq: connected", 20)
+        for edge in self.edges.values():
+            edge.start()
+        return self
+
+    def stop(self) -> None:
+        for edge in self.edges.values():
+            edge.stop()
+        if self.hq:
+            self.hq.stop()
+        for broker in self.store_brokers.values():
+            broker.stop()
+        self.hq_broker.stop()

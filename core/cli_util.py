@@ -1,0 +1,126 @@
+"""Shared pieces of the command groups: the -c option and one-line config errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+
+import click
+
+from .config import ConfigError
+from .model import CUSTOMER_EDITABLE, ValidationError
+
+
+def config_option(default: str):
+    return click.option(
+        "-c", "--config", "config_path", default=default, show_default=True,
+        type=click.Path(dir_okay=False), help="TOML configuration file",
+    )
+
+
+@contextmanager
+def fail_on_config_errors():
+    """A bad config stops the process with one line naming the file and the key."""
+    try:
+        yield
+    except ConfigError as exc:
+        click.echo(f"lanehub: config error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+def customer_options(fn):
+    for name in reversed(CUSTOMER_EDITABLE):
+        flag = "--" + name.replace("_", "-")
+        if name == "no_paper":
+            fn = click.option("--no-paper/--paper", "no_paper", default=None, help="E-mail receipts instead of printing")(fn)
+        else:
+            fn = click.option(flag, name, default=None)(fn)
+    return fn
+
+
+def given_fields(values: dict) -> dict:
+    return {k: v for k, v in values.items() if k in CUSTOMER_EDITABLE and v is not None}
+
+
+def print_customer(record: dict) -> None:
+    click.echo(json.dumps(record, indent=2, sort_keys=True))
+
+
+def validation_exit(exc: ValidationError):
+    for name, message in sorted(exc.errors.items()):
+        click.echo(f"error: {name} {message}", err=True)
+    sys.exit(1)
+
+
+def customer_commands(group: click.Group, default_config: str, open_db, refusals: tuple = ()) -> None:
+    """Register add/edit/deactivate/reactivate/show on ``group``.
+
+    ``open_db(config_path)`` returns a site database with ``create_customer``,
+    ``update_customer`` and ``find_customer`` (HQ's and the edge's both do);
+    exceptions in ``refusals`` become a one-line error.
+    """
+
+    def found(db, ref):
+        record = db.find_customer(ref)
+        if record is None:
+            raise click.ClickException(f"no customer {ref}")
+        return record
+
+    def update(config_path, ref, fields, by):
+        db = open_db(config_path)
+        record = found(db, ref)
+        if not fields:
+            raise click.ClickException("nothing to change: give at least one field option")
+        try:
+            print_customer(db.update_customer(record["id"], fields, by))
+        except ValidationError as exc:
+            validation_exit(exc)
+
+    by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
+
+    @group.command("add")
+    @customer_options
+    @config_option(default_config)
+    @by_option
+    def add(config_path, by, **values):
+        """Create a customer; it gets its final code at once."""
+        db = open_db(config_path)
+        try:
+            print_customer(db.create_customer(given_fields(values), by))
+        except ValidationError as exc:
+            validation_exit(exc)
+        except refusals as exc:
+            raise click.ClickException(str(exc))
+
+    @group.command("edit")
+    @click.argument("ref")
+    @customer_options
+    @config_option(default_config)
+    @by_option
+    def edit(ref, config_path, by, **values):
+        """Change fields of customer REF (id, code or a replaced provisional code)."""
+        update(config_path, ref, given_fields(values), by)
+
+    @group.command("deactivate")
+    @click.argument("ref")
+    @config_option(default_config)
+    @by_option
+    def deactivate(ref, config_path, by):
+        """Hide customer REF from lanes; the record, its code and history stay."""
+        update(config_path, ref, {"active": False}, by)
+
+    @group.command("reactivate")
+    @click.argument("ref")
+    @config_option(default_config)
+    @by_option
+    def reactivate(ref, config_path, by):
+        """Make a deactivated customer REF usable again."""
+        update(config_path, ref, {"active": True}, by)
+
+    @group.command("show")
+    @click.argument("ref")
+    @config_option(default_config)
+    def show(ref, config_path):
+        """Show customer REF as JSON."""
+        print_customer(found(open_db(config_path), ref))

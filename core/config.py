@@ -1,0 +1,159 @@
+"""TOML configuration with defaults, environment overrides and one-line errors.
+
+Every key not marked required has a default; ``LANEHUB_<SECTION>_<KEY>``
+overrides a file value; a missing file, a bad value or an unknown key stops
+the process with one line naming the file and the key (DESIGN section 3).
+Relative paths are taken relative to the config file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .mqtt import BrokerSettings
+from .topics import ID_RE
+
+
+class ConfigError(Exception):
+    """One line: file, key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type
+    default: Any = None
+    required: bool = False
+    path: bool = False  # resolved relative to the config file
+    choices: tuple = ()
+    minimum: float | None = None
+    pattern: Any = None
+    help: str = ""
+
+
+def broker_keys(port: int = 1883) -> dict[str, Key]:
+    return {
+        "host": Key(str, "127.0.0.1"),
+        "port": Key(int, port, minimum=1),
+        "username": Key(str, ""),
+        "password": Key(str, ""),
+        "tls_ca": Key(str, "", path=True),
+        "tls_cert": Key(str, "", path=True),
+        "tls_key": Key(str, "", path=True),
+        "keepalive": Key(int, 30, minimum=5),
+    }
+
+
+Schema = dict[str, dict[str, Key]]
+
+
+class Config(dict):
+    """``{section: {key: value}}`` plus where it came from."""
+
+    path: Path
+
+    def broker(self, section: str) -> BrokerSettings:
+        values = self[section]
+        return BrokerSettings(**{k: values[k] for k in BrokerSettings.__dataclass_fields__})
+
+
+def _convert(key: Key, value: Any, where: str) -> Any:
+    if key.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if key.type is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if key.minimum is not None and value < key.minimum:
+            raise ConfigError(f"{where}: must be at least {key.minimum}, got {value}")
+        return value
+    if key.type is float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if key.minimum is not None and value < key.minimum:
+            raise ConfigError(f"{where}: must be at least {key.minimum}, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if key.choices and value not in key.choices:
+        raise ConfigError(f"{where}: must be one of {', '.join(key.choices)}, got {value!r}")
+    if key.pattern is not None and not key.pattern.match(value):
+        raise ConfigError(f"{where}: {key.help or 'invalid value'}, got {value!r}")
+    return value
+
+
+def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for section, values in raw.items():
+        if section not in schema:
+            raise ConfigError(f"{path}: [{section}]: unknown section (expected {', '.join(schema)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: {section}: must be a [section]")
+        for name in values:
+            if name not in schema[section]:
+                raise ConfigError(f"{path}: [{section}] {name}: unknown key")
+    config = Config()
+    config.path = path
+    base = path.resolve().parent
+    for section, keys in schema.items():
+        out = {}
+        for name, key in keys.items():
+            where = f"{path}: [{section}] {name}"
+            env_name = f"LANEHUB_{section.upper()}_{name.upper()}"
+            if env_name in environ:
+                value, where = environ[env_name], f"{path}: [{section}] {name} (from ${env_name})"
+            elif name in raw.get(section, {}):
+                value = raw[section][name]
+            elif key.required:
+                raise ConfigError(f"{where}: required key is missing")
+            else:
+                value = key.default
+            value = _convert(key, value, where)
+            if key.path and value and not value.startswith(("postgresql:", "/")):
+                value = str(base / value)
+            out[name] = value
+        config[section] = out
+    return config
+
+
+STORE_ID = Key(str, required=True, pattern=ID_RE, help="store id must be letters, digits, '_', '.', '-' (max 32)")
+
+
+def dump_toml(config: dict[str, dict[str, Any]]) -> str:
+    """Write a config as TOML (flat sections of strings, numbers and booleans)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for section, values in config.items():
+        out.append(f"[{section}]")
+        out += [f"{key} = {value(v)}" for key, v in values.items()]
+        out.append("")
+    return "\n".join(out)

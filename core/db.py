@@ -1,0 +1,131 @@
+"""SQLite connections and the schema shared by HQ and edge replicas.
+
+Schema steps are sqlite-utils ``Migrations``; each site adds its own set on
+top of ``replica_migrations``. The hot path uses raw ``sqlite3`` cursors
+(DESIGN section 11); sqlite-utils is for schema and bulk work.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .model import ENTITIES, EntitySpec
+
+
+def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection in WAL mode with full fsync: a commit is on disk when it returns."""
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = True):
+    """One write transaction; BEGIN IMMEDIATE so two writers queue instead of deadlocking."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, *sets: Migrations) -> None:
+    db = sqlite_utils.Database(conn)
+    for migrations in sets:
+        migrations.apply(db)
+
+
+def column_type(spec: EntitySpec, name: str) -> str:
+    return "INTEGER" if name in spec.bools else "TEXT"
+
+
+def create_entity_table(db: sqlite_utils.Database, spec: EntitySpec) -> None:
+    columns = ", ".join(
+        [f"[{name}] {column_type(spec, name)}" for name in spec.fields]
+        + [f"[{name}] TEXT NOT NULL DEFAULT ''" for name in spec.derived_columns]
+    )
+    # rid is an explicit INTEGER PRIMARY KEY so FTS rowids survive VACUUM.
+    db.execute(
+        f"CREATE TABLE [{spec.table}] (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, {columns}, "
+        "_clocks TEXT NOT NULL DEFAULT '{}')"
+    )
+    for index in spec.indexes:
+        name = f"idx_{spec.table}_{'_'.join(index)}"
+        db.execute(f"CREATE INDEX [{name}] ON [{spec.table}] ({', '.join(index)})")
+    if spec.fts:
+        db.execute(
+            f"CREATE VIRTUAL TABLE [{spec.table}_fts] USING fts5({', '.join(spec.fts)}, "
+            f"content='{spec.table}', content_rowid='rid', tokenize='unicode61 remove_diacritics 2', prefix='2 3')"
+        )
+
+
+replica_migrations = Migrations("lanehub.replica")
+
+
+@replica_migrations()
+def m001_entities(db: sqlite_utils.Database) -> None:
+    for spec in ENTITIES.values():
+        create_entity_table(db, spec)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+class Meta:
+    """Small persistent key/value settings of a site (last seq, clock, leases...)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        value = self.get(key)
+        return int(value) if value is not None else default
+
+    def set(self, key: str, value) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, str(value)),
+        )
+
+
+class ThreadConnections:
+    """One SQLite connection per thread for a database path (sqlite3 objects are not shared)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()

@@ -1,0 +1,263 @@
+"""Replicated entities: their fields, defaults, validation and search keys.
+
+Each entity is an ``EntitySpec`` in ``ENTITIES``; the replication engine
+(``core.replica``) works on any of them, so the catalogue of later issues
+plugs in here without touching the engine.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .codes import CodeFormat
+
+PAYMENT_STATUSES = ("valid", "pending", "defaulter")
+CUSTOMER_STATUSES = ("open", "closed")
+CARD_KINDS = ("customer", "loyalty")
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE_RE = re.compile(r"^\+?[0-9 ()./-]+$")
+COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+CARD_RE = re.compile(r"^[A-Za-z0-9-]{4,40}$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+MAX_TEXT = 200
+MAX_NOTES = 4000
+
+
+def normalize_text(value: str) -> str:
+    """Lower-case, accents removed, whitespace collapsed: for matching, never for display."""
+    decomposed = unicodedata.normalize("NFKD", value or "")
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(plain.casefold().split())
+
+
+def digits(value: str) -> str:
+    return "".join(ch for ch in (value or "") if ch.isdigit())
+
+
+def postcode_key(value: str) -> str:
+    return "".join((value or "").upper().split())
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """A replicated record type."""
+
+    name: str
+    table: str
+    fields: tuple[str, ...]
+    defaults: dict[str, Any]
+    bools: frozenset[str] = frozenset()
+    # field -> error, for the fields of a change (each value on its own)
+    check_fields: Callable[[dict, CodeFormat], dict[str, str]] = lambda fields, codes: {}
+    # fields a new record must carry
+    required: tuple[str, ...] = ()
+    # fields that never change once set (except by HQ where noted in hq/)
+    immutable: tuple[str, ...] = ()
+    # derived local columns (search keys), recomputed after every merge
+    derive: Callable[[dict], dict] = lambda record: {}
+    derived_columns: tuple[str, ...] = ()
+    normalize: Callable[[dict], dict] = lambda fields: fields
+    # columns indexed for full-text search (SQLite FTS5, prefix indexes)
+    fts: tuple[str, ...] = ()
+    # plain indexes on the local table
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+
+def _text_checks(fields: dict, limits: dict[str, int]) -> dict[str, str]:
+    errors = {}
+    for name, limit in limits.items():
+        if name in fields:
+            value = fields[name]
+            if not isinstance(value, str):
+                errors[name] = "must be text"
+            elif len(value) > limit:
+                errors[name] = f"is too long (max {limit} characters)"
+    return errors
+
+
+# --- customers --------------------------------------------------------------
+
+CUSTOMER_TEXT = (
+    "code", "first_name", "last_name", "email", "phone", "mobile", "tax_id",
+    "street", "city", "postcode", "country", "contact", "notes", "rate",
+    "payment_status", "status", "origin_store", "created_at", "created_by",
+    "updated_at", "updated_by",
+)
+CUSTOMER_FIELDS = CUSTOMER_TEXT + ("active", "no_paper")
+# What a person may set through a form, a lane or the CLI.
+CUSTOMER_EDITABLE = (
+    "first_name", "last_name", "email", "phone", "mobile", "tax_id", "street",
+    "city", "postcode", "country", "contact", "notes", "rate",
+    "payment_status", "status", "no_paper",
+)
+CUSTOMER_DEFAULTS: dict[str, Any] = {name: "" for name in CUSTOMER_TEXT} | {
+    "payment_status": "valid",
+    "status": "open",
+    "active": True,
+    "no_paper": False,
+}
+
+
+def normalize_customer(fields: dict) -> dict:
+    out = {}
+    for name, value in fields.items():
+        if isinstance(value, str):
+            value = " ".join(value.split()) if name != "notes" else value.strip()
+            if name == "country":
+                value = value.upper()
+            if name == "rate":
+                value = value.upper()
+            if name == "email":
+                value = value.strip()
+        out[name] = value
+    return out
+
+
+def check_customer_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
+    limits = {name: MAX_TEXT for name in CUSTOMER_TEXT} | {"notes": MAX_NOTES, "postcode": 16}
+    errors = _text_checks(fields, limits)
+    unknown = set(fields) - set(CUSTOMER_FIELDS)
+    for name in sorted(unknown):
+        errors[name] = "is not a customer field"
+    for name in ("first_name", "last_name"):
+        if name in fields and name not in errors and not fields[name].strip():
+            errors[name] = "is required"
+    if fields.get("email") and "email" not in errors and not EMAIL_RE.match(fields["email"]):
+        errors["email"] = "is not a valid e-mail address"
+    for name in ("phone", "mobile"):
+        value = fields.get(name)
+        if value and name not in errors:
+            if not PHONE_RE.match(value) or not 6 <= len(digits(value)) <= 15:
+                errors[name] = "is not a valid phone number (6-15 digits, optional +)"
+    if fields.get("country") and "country" not in errors and not COUNTRY_RE.match(fields["country"]):
+        errors["country"] = "must be a two-letter country code (e.g. ES, GB)"
+    if "code" in fields and "code" not in errors and not codes.is_valid(fields["code"]):
+        errors["code"] = f"is not a customer code ({codes.format(42)} or {codes.provisional('S001', 1)})"
+    if "payment_status" in fields and fields["payment_status"] not in PAYMENT_STATUSES:
+        errors["payment_status"] = f"must be one of {', '.join(PAYMENT_STATUSES)}"
+    if "status" in fields and fields["status"] not in CUSTOMER_STATUSES:
+        errors["status"] = f"must be one of {', '.join(CUSTOMER_STATUSES)}"
+    for name in ("active", "no_paper"):
+        if name in fields and not isinstance(fields[name], bool):
+            errors[name] = "must be true or false"
+    return errors
+
+
+def derive_customer(record: dict) -> dict:
+    return {
+        "name_key": normalize_text(f"{record.get('first_name', '')} {record.get('last_name', '')}"),
+        "email_key": (record.get("email") or "").strip().casefold(),
+        "phone_key": digits(record.get("phone", "")),
+        "mobile_key": digits(record.get("mobile", "")),
+        "postcode_key": postcode_key(record.get("postcode", "")),
+    }
+
+
+def checked_customer_write(fields: dict, codes: CodeFormat, *, new: bool) -> dict:
+    """Normalize and validate the fields a person gives for a new or changed
+    customer (form, lane, CLI); raises ``ValidationError`` naming each field."""
+    fields = normalize_customer({k: v for k, v in fields.items() if v is not None})
+    errors = check_customer_fields(fields, codes)
+    if new:
+        for name in ("first_name", "last_name"):
+            if not str(fields.get(name, "")).strip() and name not in errors:
+                errors[name] = "is required"
+    for name in sorted(set(fields) & {"code", "origin_store", "created_at", "created_by"}):
+        errors[name] = "cannot be set here"
+    if errors:
+        raise ValidationError(errors)
+    return fields
+
+
+CUSTOMER = EntitySpec(
+    name="customer",
+    table="customers",
+    fields=CUSTOMER_FIELDS,
+    defaults=CUSTOMER_DEFAULTS,
+    bools=frozenset({"active", "no_paper"}),
+    check_fields=check_customer_fields,
+    required=("code", "first_name", "last_name"),
+    immutable=("code", "origin_store", "created_at", "created_by"),
+    derive=derive_customer,
+    derived_columns=("name_key", "email_key", "phone_key", "mobile_key", "postcode_key"),
+    normalize=normalize_customer,
+    fts=("first_name", "last_name"),
+    indexes=(("code",), ("name_key",), ("email_key",), ("phone_key",), ("mobile_key",), ("postcode_key",)),
+)
+
+
+# --- cards ------------------------------------------------------------------
+
+def check_card_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
+    errors = _text_checks(fields, {"number": 40, "customer_id": 36, "kind": 16})
+    if "number" in fields and "number" not in errors and not CARD_RE.match(fields["number"]):
+        errors["number"] = "must be 4-40 letters, digits or '-'"
+    if "customer_id" in fields and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):
+        errors["customer_id"] = "must be a customer id"
+    if "kind" in fields and fields["kind"] not in CARD_KINDS:
+        errors["kind"] = f"must be one of {', '.join(CARD_KINDS)}"
+    if "active" in fields and not isinstance(fields["active"], bool):
+        errors["active"] = "must be true or false"
+    for name in sorted(set(fields) - {"number", "customer_id", "kind", "active"}):
+        errors[name] = "is not a card field"
+    return errors
+
+
+CARD = EntitySpec(
+    name="card",
+    table="cards",
+    fields=("number", "customer_id", "kind", "active"),
+    defaults={"number": "", "customer_id": "", "kind": "customer", "active": True},
+    bools=frozenset({"active"}),
+    check_fields=check_card_fields,
+    required=("number", "customer_id"),
+    immutable=("number",),
+    indexes=(("number",), ("customer_id",)),
+    normalize=lambda fields: {k: (v.strip().upper() if k == "number" and isinstance(v, str) else v) for k, v in fields.items()},
+)
+
+
+# --- code aliases (a provisional code replaced by HQ still resolves) ---------
+
+def check_alias_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
+    errors = _text_checks(fields, {"alias": MAX_TEXT, "customer_id": 36})
+    for name in sorted(set(fields) - {"alias", "customer_id"}):
+        errors[name] = "is not a code alias field"
+    return errors
+
+
+CODE_ALIAS = EntitySpec(
+    name="code_alias",
+    table="code_aliases",
+    fields=("alias", "customer_id"),
+    defaults={"alias": "", "customer_id": ""},
+    check_fields=check_alias_fields,
+    required=("alias", "customer_id"),
+    immutable=("alias", "customer_id"),
+    indexes=(("alias",),),
+)
+
+
+ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS)}
+
+# Entities a store may write; code aliases are made by HQ only.
+STORE_WRITABLE = frozenset({"customer", "card"})
+
+
+def display_name(record: dict) -> str:
+    return f"{record.get('first_name', '')} {record.get('last_name', '')}".strip()
+
+
+@dataclass
+class ValidationError(Exception):
+    """Field errors of a write a person asked for; shown next to each field."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self):
+        return "; ".join(f"{name} {message}" for name, message in sorted(self.errors.items()))

@@ -1,0 +1,76 @@
+"""`lanehub edge ...`: run a store's edge service; look at and edit its replica."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from core.cli_util import config_option, customer_commands, fail_on_config_errors
+from core.model import display_name
+from core.process import run_until_signalled, setup_logging
+
+from .config import load_config
+from .db import EdgeDatabase, NotReady
+from .search import search_customers
+from .service import EdgeService
+
+
+def open_db(config_path) -> EdgeDatabase:
+    with fail_on_config_errors():
+        config = load_config(config_path)
+    return EdgeDatabase(config["store"]["db"], config["store"]["id"])
+
+
+@click.group()
+def edge():
+    """Edge: a store's replica, its HQ link and its lanes."""
+
+
+@edge.command()
+@config_option("edge.toml")
+def run(config_path):
+    """Run the edge service (and, in a later release, the store admin page)."""
+    with fail_on_config_errors():
+        config = load_config(config_path)
+        setup_logging(config["log"]["level"])
+        service = EdgeService(config).start()
+    run_until_signalled(service)
+
+
+@edge.command()
+@config_option("edge.toml")
+def status(config_path):
+    """The replica's sync state: last applied seq, outbox depth, codes left."""
+    db = open_db(config_path)
+    click.echo(json.dumps({
+        "store": db.store, "ready": db.ready, "last_seq": db.last_seq, "pending_up": db.pending_up(),
+        "codes_left": db.codes_left(), "customers": db.replica.count("customer"),
+        "rejections": len(db.rejections()),
+    }, indent=2))
+
+
+@edge.command()
+@config_option("edge.toml")
+def rejections(config_path):
+    """Local changes HQ refused, with the reason."""
+    for row in open_db(config_path).rejections():
+        click.echo(f"{row['rejected_at']} {row['entity']} {row['key']}: {row['reason']}")
+
+
+@edge.group()
+def customers():
+    """Customers in this store's replica (writes go to HQ through the outbox)."""
+
+
+customer_commands(customers, "edge.toml", open_db, refusals=(NotReady,))
+
+
+@customers.command("search")
+@click.argument("query")
+@config_option("edge.toml")
+@click.option("--limit", default=20, show_default=True)
+def customers_search(query, config_path, limit):
+    """Search as a lane does: name, code, phone, e-mail, postcode or card."""
+    for r in search_customers(open_db(config_path).conn, query, limit):
+        click.echo(f"{r['code']:<18} {display_name(r):<32} {r['email']:<30} {r['phone']}")

@@ -1,0 +1,24 @@
+"""edge.toml: the keys of DESIGN section 3 plus the edge's sync tuning."""
+
+from __future__ import annotations
+
+from core.config import STORE_ID, Config, Key, broker_keys, load
+
+SCHEMA = {
+    "store": {
+        "id": STORE_ID,
+        "db": Key(str, "edge.db", path=True),
+        # Ask HQ for a new block of customer codes when fewer than this are left.
+        "code_low_water": Key(int, 20, minimum=0),
+        # Resend an unacknowledged change after this many seconds.
+        "outbox_retry": Key(float, 5.0, minimum=0.5),
+    },
+    "broker": broker_keys(),
+    "hq": broker_keys(),
+    "web": {"host": Key(str, "127.0.0.1"), "port": Key(int, 8801, minimum=1)},
+    "log": {"level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},
+}
+
+
+def load_config(path) -> Config:
+    return load(path, SCHEMA)

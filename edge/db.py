@@ -1,0 +1,267 @@
+"""The edge's database: the full local replica, the outbox, leased code blocks.
+
+Every local write updates the replica and appends its change to the outbox
+in one transaction; the outbox row is deleted only when HQ acks it (or the
+change comes back down with its seq). Nothing is reported done before the
+transaction commits (DESIGN section 5).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from core import hlc as hlc_mod
+from core.changes import Change, new_id
+from core.codes import CodeFormat
+from core.db import Meta, connect, migrate, replica_migrations, transaction
+from core.hlc import HybridLogicalClock
+from core.model import CUSTOMER_DEFAULTS, ENTITIES, checked_customer_write
+from core.replica import Replica
+
+edge_migrations = Migrations("lanehub.edge")
+
+
+@edge_migrations()
+def m001_edge(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, change TEXT NOT NULL, "
+        "created_at REAL NOT NULL, last_sent REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE TABLE code_blocks (lease TEXT PRIMARY KEY, start INTEGER NOT NULL, end INTEGER NOT NULL, next INTEGER NOT NULL)")
+    db.execute(
+        "CREATE TABLE rejections (change_id TEXT PRIMARY KEY, entity TEXT NOT NULL, key TEXT NOT NULL, "
+        "reason TEXT NOT NULL, change TEXT NOT NULL, rejected_at TEXT NOT NULL)"
+    )
+    # Lane requests already carried out, by the sender's id: a redelivered
+    # "create" must not make a second customer.
+    db.execute("CREATE TABLE lane_requests (id TEXT PRIMARY KEY, key TEXT NOT NULL, at REAL NOT NULL)")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class NotReady(RuntimeError):
+    """The store has no snapshot from HQ yet, so it cannot create records."""
+
+
+class EdgeDatabase:
+    def __init__(self, path: str | Path, store: str):
+        self.path = str(path)
+        self.store = store
+        self.conn = connect(self.path)
+        migrate(self.conn, replica_migrations, edge_migrations)
+        self.replica = Replica(self.conn)
+        self.meta = Meta(self.conn)
+        self.clock = HybridLogicalClock(last=self.meta.get("hlc", hlc_mod.ZERO))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self.meta.get_int("last_seq")
+
+    @property
+    def ready(self) -> bool:
+        return self.meta.get("snapshot_done") == "1"
+
+    @property
+    def codes(self) -> CodeFormat | None:
+        prefix = self.meta.get("code_prefix")
+        return CodeFormat(prefix, self.meta.get_int("code_width")) if prefix else None
+
+    def set_codes(self, prefix: str, width: int) -> None:
+        with transaction(self.conn):
+            self.meta.set("code_prefix", prefix)
+            self.meta.set("code_width", width)
+
+    def pending_up(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    # --- local writes ------------------------------------------------------------------
+
+    def _write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
+        """Apply a local change and queue it for HQ; the caller holds the transaction."""
+        change = Change(new_id(), entity, key, self.store, self.clock.now(), by, fields)
+        self.replica.apply(change)
+        self.conn.execute(
+            "INSERT INTO outbox (id, change, created_at) VALUES (?, ?, ?)", (change.id, change.to_json(), time.time())
+        )
+        self.meta.set("hlc", change.hlc)
+        return change
+
+    def create_customer(self, fields: dict[str, Any], by: str, request_id: str = "") -> dict[str, Any]:
+        """Create a customer with its final code (a leased number, or a provisional
+        code when the store is out of numbers); usable at once. A repeated
+        ``request_id`` returns the customer the first request made."""
+        codes = self.codes
+        if codes is None or not self.ready:
+            raise NotReady("this store has not received its first snapshot from HQ yet")
+        if request_id:
+            row = self.conn.execute("SELECT key FROM lane_requests WHERE id = ?", (request_id,)).fetchone()
+            if row:
+                record = self.replica.get("customer", row[0])
+                if record is None:
+                    raise NotReady("this request's customer was refused by HQ (see the store's rejections)")
+                return record
+        fields = checked_customer_write(fields, codes, new=True)
+        key = new_id()
+        stamp = now_iso()
+        with transaction(self.conn):
+            if request_id:
+                self.conn.execute("INSERT INTO lane_requests (id, key, at) VALUES (?, ?, ?)", (request_id, key, time.time()))
+            record = dict(CUSTOMER_DEFAULTS) | fields | {
+                "code": self._take_code(codes), "origin_store": self.store,
+                "created_at": stamp, "created_by": by, "updated_at": stamp, "updated_by": by,
+            }
+            self._write("customer", key, record, by)
+        return self.replica.get("customer", key)
+
+    def update_customer(self, key: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
+        codes = self.codes or CodeFormat()
+        fields = checked_customer_write(fields, codes, new=False)
+        with transaction(self.conn):
+            current = self.replica.get("customer", key)
+            if current is None:
+                raise KeyError(key)
+            changed = {k: v for k, v in fields.items() if current.get(k) != v}
+            if changed:
+                self._write("customer", key, changed | {"updated_at": now_iso(), "updated_by": by}, by)
+        return self.replica.get("customer", key)
+
+    def find_customer(self, ref: str) -> dict[str, Any] | None:
+        return self.replica.find_customer(ref)
+
+    # --- codes -------------------------------------------------------------------------
+
+    def _take_code(self, codes: CodeFormat) -> str:
+        row = self.conn.execute("SELECT lease, next FROM code_blocks WHERE next <= end ORDER BY start LIMIT 1").fetchone()
+        if row:
+            self.conn.execute("UPDATE code_blocks SET next = next + 1 WHERE lease = ?", (row["lease"],))
+            return codes.format(row["next"])
+        number = self.meta.get_int("provisional_next", 1)
+        self.meta.set("provisional_next", number + 1)
+        return codes.provisional(self.store, number)
+
+    def codes_left(self) -> int:
+        return self.conn.execute("SELECT coalesce(sum(end - next + 1), 0) FROM code_blocks WHERE next <= end").fetchone()[0]
+
+    def pending_lease(self) -> str:
+        """The lease id of the block being asked for, kept so a retry after a crash
+        or a lost reply asks for the same block (HQ answers it idempotently)."""
+        with transaction(self.conn):
+            lease = self.meta.get("pending_lease")
+            if not lease:
+                lease = new_id()
+                self.meta.set("pending_lease", lease)
+        return lease
+
+    def add_block(self, lease: str, start: int, end: int) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO code_blocks (lease, start, end, next) VALUES (?, ?, ?, ?)", (lease, start, end, start)
+            )
+            if self.meta.get("pending_lease") == lease:
+                self.meta.set("pending_lease", "")
+
+    # --- upstream ------------------------------------------------------------------------
+
+    def outbox_due(self, retry_after: float, limit: int = 200) -> list[dict]:
+        """Changes never sent, or sent ``retry_after`` seconds ago without an ack."""
+        rows = self.conn.execute(
+            "SELECT id, change FROM outbox WHERE last_sent = 0 OR last_sent <= ? ORDER BY n LIMIT ?",
+            (time.time() - retry_after, limit),
+        ).fetchall()
+        return [json.loads(row["change"]) for row in rows]
+
+    def mark_sent(self, ids: list[str]) -> None:
+        with transaction(self.conn):
+            self.conn.executemany(
+                "UPDATE outbox SET last_sent = ?, attempts = attempts + 1 WHERE id = ?", [(time.time(), i) for i in ids]
+            )
+
+    def acked(self, ids: list[str]) -> None:
+        with transaction(self.conn):
+            self.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    def rejected(self, rejection: dict[str, Any]) -> None:
+        """HQ refused a change: keep it with the reason, and take HQ's version of the record."""
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT change FROM outbox WHERE id = ?", (rejection.get("id"),)).fetchone()
+            self.conn.execute("DELETE FROM outbox WHERE id = ?", (rejection.get("id"),))
+            entity, key = rejection.get("entity") or "", rejection.get("key") or ""
+            self.conn.execute(
+                "INSERT OR IGNORE INTO rejections (change_id, entity, key, reason, change, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (rejection.get("id"), entity, key, rejection.get("reason", ""), row["change"] if row else "{}", now_iso()),
+            )
+            if entity in ENTITIES and key:
+                if not rejection.get("record"):
+                    self.replica.remove(entity, key)  # HQ never accepted it
+                elif row:
+                    # Undo only the fields the refused change still holds: a later
+                    # change already applied here (from HQ or from us) stays.
+                    refused = Change.from_json(row["change"])
+                    self.replica.take_fields(entity, key, refused, rejection["record"], rejection.get("clocks") or {})
+
+    def rejections(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute("SELECT * FROM rejections ORDER BY rejected_at")]
+
+    # --- downstream --------------------------------------------------------------------------
+
+    def apply_down(self, changes: list[Change]) -> bool:
+        """Apply sequenced changes in seq order. Returns False when a gap shows that
+        something is missing (the caller then catches up from HQ's log)."""
+        with transaction(self.conn):
+            last = self.last_seq
+            complete = True
+            for change in sorted(changes, key=lambda c: c.seq):
+                if change.seq <= last:
+                    continue
+                if change.seq != last + 1:
+                    complete = False
+                    break
+                self._observe(change.hlc)
+                self.replica.apply(change)
+                if change.origin == self.store:
+                    self.conn.execute("DELETE FROM outbox WHERE id = ?", (change.id,))
+                last = change.seq
+            self.meta.set("last_seq", last)
+            self.meta.set("hlc", self.clock.last)
+        return complete
+
+    def _observe(self, stamp: str) -> None:
+        # A remote clock far in the future must not drag ours with it (HQ refuses
+        # such changes from stores; this guards against a bad HQ clock).
+        if hlc_mod.stamp_ms(stamp) <= time.time() * 1000 + 10 * 60 * 1000:
+            self.clock.observe(stamp)
+
+    # --- snapshot ----------------------------------------------------------------------------
+
+    def begin_snapshot(self) -> None:
+        """Start (or restart) the first snapshot from empty replica tables."""
+        with transaction(self.conn):
+            for spec in ENTITIES.values():
+                self.conn.execute(f"DELETE FROM [{spec.table}]")
+                if spec.fts:
+                    self.conn.execute(f"INSERT INTO [{spec.table}_fts] ([{spec.table}_fts]) VALUES ('delete-all')")
+            self.meta.set("snapshot_done", "0")
+
+    def load_snapshot_page(self, entity: str, records: list[dict]) -> None:
+        with transaction(self.conn):
+            self.replica.load(entity, records, empty=True)
+
+    def finish_snapshot(self, head: int) -> None:
+        with transaction(self.conn):
+            self.replica.rebuild_fts()
+            self.meta.set("last_seq", head)
+            self.meta.set("snapshot_done", "1")

@@ -1,0 +1,303 @@
+"""The edge service: a store's replica, its link to HQ and its lanes.
+
+Two brokers: the store broker (lanes and devices) and the HQ broker (sync).
+Two workers, each with its own SQLite connection: *sync* (snapshot,
+catch-up, downstream, outbox, code leases, status) and *lane* (lane
+requests), so a long catch-up never keeps a cashier waiting on a search.
+The broker is never trusted to keep anything (DESIGN section 11): the
+outbox is resent until HQ acks, and gaps in ``seq`` are filled from HQ's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from core import topics
+from core.changes import Change
+from core.config import Config
+from core.messages import (CustomerReply, CustomerRequest, DownBatch, EdgeStatus, ErrorReport, PayloadError,
+                           StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt)
+from core.model import ENTITIES, ValidationError
+from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient, RequestTimeout
+from core.worker import Worker
+
+from .db import EdgeDatabase, NotReady
+from .search import lane_view, search_customers
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0  # seconds between sync housekeeping rounds
+STATUS_EVERY = 5.0
+UP_BATCH = 200
+SNAPSHOT_PAGE = 5000
+CATCHUP_PAGE = 2000
+REQUEST_TIMEOUT = 5.0
+
+
+class HQUnavailable(Exception):
+    pass
+
+
+class EdgeService:
+    def __init__(self, config: Config):
+        self.config = config
+        self.store = config["store"]["id"]
+        self.db_path = config["store"]["db"]
+        self.low_water = config["store"]["code_low_water"]
+        self.retry_after = config["store"]["outbox_retry"]
+        self.sync_db: EdgeDatabase | None = None
+        self.lane_db: EdgeDatabase | None = None
+        self.sync = Worker("edge-sync", setup=self._open_sync_db, teardown=lambda: self.sync_db and self.sync_db.close())
+        self.lane = Worker("edge-lane", setup=self._open_lane_db, teardown=lambda: self.lane_db and self.lane_db.close())
+        self._last_status = 0.0
+        self._catching_up = False
+        client_id = f"lanehub-edge-{self.store}"
+        self.local = MqttClient(
+            config.broker("broker"), client_id,
+            will=(topics.edge_status(self.store), EdgeStatus(state="offline").to_json()),
+            on_connect=lambda: self.sync.submit(self.publish_status),
+            on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
+        )
+        self.hq = MqttClient(
+            config.broker("hq"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
+            will=(topics.sync_status(self.store), SyncStatus(state="offline").to_json()),
+            on_connect=lambda: self.sync.submit(self._hq_connected),
+            on_disconnect=lambda: self.sync.submit(self.publish_status),
+            on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _open_sync_db(self) -> None:
+        self.sync_db = EdgeDatabase(self.db_path, self.store)
+
+    def _open_lane_db(self) -> None:
+        self.lane_db = EdgeDatabase(self.db_path, self.store)
+
+    def start(self) -> "EdgeService":
+        self.sync.start()
+        self.sync.call(lambda: None)  # the database opens (and migrates) before anything else
+        self.lane.start()
+        self.local.subscribe(topics.lane_filter(self.store, "customer/req"), lambda m: self.lane.submit(self._on_customer_request, m))
+        self.hq.subscribe(topics.sync_down(), lambda m: self.sync.submit(self._on_down, m))
+        self.hq.subscribe(topics.sync_store(self.store), lambda m: self.sync.submit(self._on_store_message, m))
+        # Replies to our requests are taken by correlation before dispatch; anything
+        # else under our reply prefix (a reply that came after its timeout) is dropped.
+        self.hq.subscribe(f"{topics.sync_store(self.store)}/#", lambda m: None)
+        self.local.start()
+        self.hq.start()
+        self.sync.every(TICK, self._tick)
+        log.info("edge %s running: db %s", self.store, self.db_path)
+        return self
+
+    def stop(self) -> None:
+        db = self.sync_db
+        pending, last = (db.pending_up(), db.last_seq) if db else (0, 0)
+        self.hq.stop(last=(topics.sync_status(self.store), SyncStatus(state="offline", pending_up=pending, last_seq=last, ts=time.time()).to_json()))
+        self.local.stop(last=(topics.edge_status(self.store), EdgeStatus(state="offline", hq_link="down", pending_up=pending, last_seq=last).to_json()))
+        self.sync.stop()
+        self.lane.stop()
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def report(self, msg: Incoming, reason: str) -> None:
+        log.warning("bad message on %s: %s", msg.topic, reason)
+        report = ErrorReport(topic=msg.topic, reason=reason, payload_excerpt=excerpt(msg.payload))
+        self.local.publish(topics.error(self.store), report.to_json())
+
+    # --- HQ link (sync worker) -------------------------------------------------------------------
+
+    def _request(self, request: SyncRequest) -> dict:
+        if not self.hq.connected.is_set():
+            raise HQUnavailable("no link to HQ")
+        try:
+            reply = self.hq.request(topics.sync_req(self.store), request.to_json(), topics.sync_reply(self.store), REQUEST_TIMEOUT)
+        except RequestTimeout as exc:
+            raise HQUnavailable(str(exc)) from None
+        answer = SyncReply.parse(reply.payload)
+        if not answer.ok:
+            raise HQUnavailable(f"HQ refused {request.op}: {answer.error}")
+        return answer.data
+
+    def _hq_connected(self) -> None:
+        try:
+            hello = self._request(SyncRequest(op="hello"))
+            codes = hello["codes"]
+            db = self.sync_db
+            if db.codes is None or db.codes.to_dict() != codes:
+                db.set_codes(codes["prefix"], codes["width"])
+            if not db.ready:
+                self._take_snapshot()
+            else:
+                self._catch_up()
+            self._flush_outbox(retry_after=0)
+            self._ensure_codes()
+        except (HQUnavailable, PayloadError, KeyError) as exc:
+            log.warning("edge %s: sync with HQ interrupted: %s", self.store, exc)
+        self.publish_status()
+
+    def _tick(self) -> None:
+        db = self.sync_db
+        if self.hq.connected.is_set():
+            try:
+                if not db.ready or db.codes is None:
+                    self._hq_connected()
+                    return
+                self._flush_outbox(self.retry_after)
+                self._ensure_codes()
+            except HQUnavailable as exc:
+                log.warning("edge %s: %s", self.store, exc)
+        if time.monotonic() - self._last_status >= STATUS_EVERY:
+            self.publish_status()
+
+    def _take_snapshot(self) -> None:
+        db = self.sync_db
+        started = time.monotonic()
+        db.begin_snapshot()
+        head = None
+        total = 0
+        for entity in ENTITIES:
+            after = ""
+            while True:
+                data = self._request(SyncRequest(op="snapshot", entity=entity, after=after, limit=SNAPSHOT_PAGE))
+                if head is None:
+                    head = data["head"]
+                db.load_snapshot_page(entity, data["records"])
+                total += len(data["records"])
+                if not data["next"]:
+                    break
+                after = data["next"]
+        db.finish_snapshot(head or 0)
+        log.info("edge %s: snapshot of %d records at seq %d in %.1fs", self.store, total, head or 0, time.monotonic() - started)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        if self._catching_up:
+            return
+        self._catching_up = True
+        try:
+            db = self.sync_db
+            while True:
+                data = self._request(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE))
+                changes = [Change.from_dict(c) for c in data["changes"]]
+                if changes:
+                    db.apply_down(changes)
+                if not data["more"] or not changes:
+                    break
+        finally:
+            self._catching_up = False
+        self.publish_status()
+
+    def _flush_outbox(self, retry_after: float) -> None:
+        db = self.sync_db
+        if not self.hq.connected.is_set():
+            return
+        for _ in range(50):  # at most 10k changes a round; the next tick sends more
+            due = db.outbox_due(retry_after, UP_BATCH)
+            if not due:
+                break
+            self.hq.publish(topics.sync_up(self.store), UpBatch(store=self.store, changes=due).to_json())
+            db.mark_sent([c["id"] for c in due])
+            if len(due) < UP_BATCH:
+                break
+
+    def _ensure_codes(self) -> None:
+        db = self.sync_db
+        if db.codes is None or db.codes_left() >= max(self.low_water, 1):
+            return
+        lease = db.pending_lease()
+        data = self._request(SyncRequest(op="code_block", lease=lease))
+        db.add_block(lease, data["start"], data["end"])
+        log.info("edge %s: leased codes %d-%d", self.store, data["start"], data["end"])
+
+    def publish_status(self) -> None:
+        db = self.sync_db
+        pending, last = db.pending_up(), db.last_seq
+        link = "up" if self.hq.connected.is_set() else "down"
+        self.local.publish(topics.edge_status(self.store),
+                           EdgeStatus(state="online", hq_link=link, pending_up=pending, last_seq=last).to_json(), retain=True)
+        if self.hq.connected.is_set():
+            self.hq.publish(topics.sync_status(self.store),
+                            SyncStatus(state="online", pending_up=pending, last_seq=last, ts=time.time()).to_json(), retain=True)
+        self._last_status = time.monotonic()
+
+    # --- from HQ -------------------------------------------------------------------------------
+
+    def _on_down(self, msg: Incoming) -> None:
+        db = self.sync_db
+        try:
+            batch = DownBatch.parse(msg.payload)
+            changes = [Change.from_dict(c) for c in batch.changes]
+            if any(c.seq is None for c in changes):
+                raise PayloadError("downstream change without seq")
+        except PayloadError as exc:
+            self.report(msg, str(exc))
+            return
+        if not db.ready:
+            return  # the snapshot and its catch-up cover these
+        try:
+            if batch.type == "head":
+                if batch.head > db.last_seq:
+                    self._catch_up()
+            elif not db.apply_down(changes):
+                self._catch_up()
+        except (HQUnavailable, PayloadError) as exc:
+            log.warning("edge %s: catch-up interrupted: %s", self.store, exc)
+
+    def _on_store_message(self, msg: Incoming) -> None:
+        db = self.sync_db
+        try:
+            message = StoreMessage.parse(msg.payload)
+        except PayloadError as exc:
+            self.report(msg, str(exc))
+            return
+        if message.type == "error":
+            self.local.publish(topics.error(self.store), ErrorReport(
+                topic=str(message.error.get("topic", msg.topic)), reason=f"HQ: {message.error.get('reason', '')}",
+                payload_excerpt=str(message.error.get("payload_excerpt", ""))).to_json())
+            return
+        db.acked([i for i in message.acked if isinstance(i, str)])
+        for rejection in message.rejected:
+            if isinstance(rejection, dict):
+                db.rejected(rejection)
+                log.warning("edge %s: HQ rejected change %s: %s", self.store, rejection.get("id"), rejection.get("reason"))
+                self.local.publish(topics.error(self.store), ErrorReport(
+                    topic=topics.sync_up(self.store), reason=f"HQ rejected change {rejection.get('id')}: {rejection.get('reason')}",
+                    payload_excerpt="").to_json())
+        self.publish_status()
+
+    # --- lanes (lane worker) ----------------------------------------------------------------------
+
+    def _on_customer_request(self, msg: Incoming) -> None:
+        try:
+            lane = topics.parse(msg.topic).lane
+            request = CustomerRequest.parse(msg.payload)
+        except (PayloadError, topics.TopicError) as exc:
+            self.report(msg, str(exc))
+            self.local.reply(msg, CustomerReply(ok=False, error=str(exc)).to_json())
+            return
+        if not msg.response_topic:
+            self.report(msg, "customer request without an MQTT 5 response topic")
+            return
+        db = self.lane_db
+        if request.op == "search":
+            reply = CustomerReply(ok=True, customers=search_customers(db.conn, request.q, request.limit))
+        else:
+            reply = self._create_customer(db, request, lane)
+        self.local.reply(msg, reply.to_json())
+
+    def _create_customer(self, db: EdgeDatabase, request: CustomerRequest, lane: str) -> CustomerReply:
+        if db.codes_left() == 0 and self.hq.connected.is_set():
+            try:  # out of numbers but online: lease a block rather than go provisional
+                self.sync.call(self._ensure_codes, timeout=3)
+            except Exception as exc:  # offline or slow: a provisional code is the fallback
+                log.info("edge %s: no code block in time (%s)", self.store, exc)
+        try:
+            record = db.create_customer(request.customer, request.user or f"lane:{lane}", request.id)
+        except ValidationError as exc:
+            return CustomerReply(ok=False, error=f"invalid customer: {exc}", errors=exc.errors)
+        except NotReady as exc:
+            return CustomerReply(ok=False, error=str(exc))
+        self.sync.submit(self._flush_outbox, self.retry_after)
+        return CustomerReply(ok=True, customer=lane_view(record))

@@ -1,0 +1,400 @@
+"""HQ's authoritative database: apply, validate, sequence, lease codes.
+
+Every write (a store's change or an operator's) applies to the replica and
+appends to the ``changes`` log, whose INTEGER PRIMARY KEY AUTOINCREMENT is
+the gap-free global ``seq``, in one transaction (DESIGN section 5).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from core import hlc as hlc_mod
+from core.broker import hash_password, new_password
+from core.changes import Change, new_id
+from core.codes import CodeFormat
+from core.db import Meta, connect, migrate, replica_migrations, transaction
+from core.hlc import HybridLogicalClock
+from core.messages import PayloadError
+from core.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
+from core.replica import Replica
+from core.topics import TopicError, check_id
+
+from .duplicates import flag_duplicates
+
+ORIGIN = "hq"
+# A store's change that may only be early (an edit whose create is still on its
+# way): neither applied nor rejected; the store resends it until it applies.
+DEFER = object()
+MAX_CLOCK_SKEW_MS = 10 * 60 * 1000  # a store clock this far ahead is refused, or its edits would win for hours
+
+
+hq_migrations = Migrations("lanehub.hq")
+
+
+@hq_migrations()
+def m001_hq(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, entity TEXT NOT NULL, "
+        "key TEXT NOT NULL, origin TEXT NOT NULL, hlc TEXT NOT NULL, by TEXT NOT NULL, fields TEXT NOT NULL, "
+        "received_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_changes_key ON changes (entity, key)")
+    db.execute(
+        "CREATE TABLE stores (id TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at TEXT NOT NULL, "
+        "link_state TEXT NOT NULL DEFAULT 'pending', last_contact REAL, pending_up INTEGER NOT NULL DEFAULT 0, "
+        "last_seq INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "CREATE TABLE code_blocks (lease TEXT PRIMARY KEY, store TEXT NOT NULL, start INTEGER NOT NULL, "
+        "end INTEGER NOT NULL, leased_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_code_blocks_store ON code_blocks (store, start)")
+    db.execute(
+        "CREATE TABLE rejections (change_id TEXT PRIMARY KEY, store TEXT NOT NULL, entity TEXT NOT NULL, "
+        "key TEXT NOT NULL, reason TEXT NOT NULL, change TEXT NOT NULL, rejected_at TEXT NOT NULL, "
+        "status TEXT NOT NULL DEFAULT 'open')"
+    )
+    db.execute(
+        "CREATE TABLE possible_duplicates (a TEXT NOT NULL, b TEXT NOT NULL, reason TEXT NOT NULL, "
+        "flagged_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open', PRIMARY KEY (a, b))"
+    )
+    # Codes are unique at HQ; edges keep a plain index so a replica can never wedge on one.
+    db.execute("CREATE UNIQUE INDEX idx_customers_code_unique ON customers (code) WHERE code != ''")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Outcome:
+    """What HQ did with one change from a store."""
+
+    change_id: str
+    ok: bool
+    reason: str = ""
+    entity: str = ""
+    key: str = ""
+    record: dict | None = None
+    clocks: dict | None = None
+    deferred: bool = False
+
+    def rejection(self) -> dict[str, Any]:
+        return {"id": self.change_id, "reason": self.reason, "entity": self.entity, "key": self.key,
+                "record": self.record, "clocks": self.clocks}
+
+
+class HQDatabase:
+    def __init__(self, path: str | Path, codes: CodeFormat, block_size: int = 100):
+        self.path = str(path)
+        self.codes = codes
+        self.block_size = block_size
+        self.conn = connect(self.path)
+        migrate(self.conn, replica_migrations, hq_migrations)
+        self.replica = Replica(self.conn)
+        self.meta = Meta(self.conn)
+        last = self.conn.execute("SELECT max(hlc) FROM changes").fetchone()[0]
+        self.clock = HybridLogicalClock(last=last or hlc_mod.ZERO)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- sequence -----------------------------------------------------------------
+
+    def head(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
+
+    def _log(self, change: Change) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (change.id, change.entity, change.key, change.origin, change.hlc, change.by,
+             json.dumps(change.fields, separators=(",", ":")), time.time()),
+        )
+        return cursor.lastrowid
+
+    def changes_since(self, from_seq: int, limit: int = 1000) -> list[Change]:
+        rows = self.conn.execute(
+            "SELECT seq, id, entity, key, origin, hlc, by, fields FROM changes WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (from_seq, limit),
+        ).fetchall()
+        return [Change(r["id"], r["entity"], r["key"], r["origin"], r["hlc"], r["by"], json.loads(r["fields"]), r["seq"]) for r in rows]
+
+    def changes_for(self, entity: str, key: str) -> list[Change]:
+        rows = self.conn.execute(
+            "SELECT seq, id, entity, key, origin, hlc, by, fields FROM changes WHERE entity = ? AND key = ? ORDER BY seq",
+            (entity, key),
+        ).fetchall()
+        return [Change(r["id"], r["entity"], r["key"], r["origin"], r["hlc"], r["by"], json.loads(r["fields"]), r["seq"]) for r in rows]
+
+    # --- HQ's own writes --------------------------------------------------------------
+
+    def _write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
+        change = Change(new_id(), entity, key, ORIGIN, self.clock.now(), by, fields)
+        self.replica.apply(change)
+        self._log(change)
+        return change
+
+    def create_customer(self, fields: dict[str, Any], by: str) -> dict[str, Any]:
+        fields = checked_customer_write(fields, self.codes, new=True)
+        key = new_id()
+        stamp = now_iso()
+        with transaction(self.conn):
+            code = self.codes.format(self._take_numbers(1))
+            record = dict(CUSTOMER_DEFAULTS) | fields | {
+                "code": code, "origin_store": "", "created_at": stamp, "created_by": by,
+                "updated_at": stamp, "updated_by": by,
+            }
+            self._write("customer", key, record, by)
+            flag_duplicates(self.conn, key)
+        return self.replica.get("customer", key)
+
+    def update_customer(self, key: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
+        fields = checked_customer_write(fields, self.codes, new=False)
+        with transaction(self.conn):
+            current = self.replica.get("customer", key)
+            if current is None:
+                raise KeyError(key)
+            changed = {k: v for k, v in fields.items() if current.get(k) != v}
+            if changed:
+                self._write("customer", key, changed | {"updated_at": now_iso(), "updated_by": by}, by)
+                flag_duplicates(self.conn, key)
+        return self.replica.get("customer", key)
+
+    def find_customer(self, ref: str) -> dict[str, Any] | None:
+        return self.replica.find_customer(ref)
+
+    # --- codes ---------------------------------------------------------------------
+
+    def _take_numbers(self, count: int) -> int:
+        """Reserve ``count`` consecutive code numbers; called inside a transaction."""
+        first = self.meta.get_int("next_code", 1)
+        self.meta.set("next_code", first + count)
+        return first
+
+    def lease_block(self, store: str, lease: str) -> dict[str, int]:
+        """A block of numbers for a store. Idempotent by ``lease`` so a lost reply
+        does not waste a block when the store asks again."""
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT store, start, end FROM code_blocks WHERE lease = ?", (lease,)).fetchone()
+            if row:
+                if row["store"] != store:
+                    raise PermissionError("lease id belongs to another store")
+                return {"start": row["start"], "end": row["end"]}
+            start = self._take_numbers(self.block_size)
+            end = start + self.block_size - 1
+            self.conn.execute(
+                "INSERT INTO code_blocks (lease, store, start, end, leased_at) VALUES (?, ?, ?, ?, ?)",
+                (lease, store, start, end, now_iso()),
+            )
+        return {"start": start, "end": end}
+
+    def _leased_to(self, store: str, number: int) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM code_blocks WHERE store = ? AND start <= ? AND end >= ?", (store, number, number)
+        ).fetchone() is not None
+
+    # --- store changes ------------------------------------------------------------------
+
+    def apply_store_changes(self, store: str, changes: list[Any]) -> list[Outcome]:
+        """Apply a batch from ``store``: each change on its own savepoint, so an
+        invalid one is rejected and the ones behind it still apply."""
+        outcomes = []
+        with transaction(self.conn):
+            for raw in changes:
+                outcomes.append(self._apply_one(store, raw))
+            self.conn.execute("UPDATE stores SET last_contact = ? WHERE id = ?", (time.time(), store))
+        return outcomes
+
+    def _apply_one(self, store: str, raw: Any) -> Outcome:
+        try:
+            change = Change.from_dict(raw)
+        except PayloadError as exc:
+            change_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
+            return self._reject(store, None, change_id, f"malformed change: {exc}", raw)
+        if self.conn.execute("SELECT 1 FROM changes WHERE id = ?", (change.id,)).fetchone():
+            return Outcome(change.id, True, entity=change.entity, key=change.key)  # redelivered
+        earlier = self.conn.execute("SELECT reason FROM rejections WHERE change_id = ?", (change.id,)).fetchone()
+        if earlier:
+            return self._outcome_rejected(change, earlier["reason"])
+        reason = self._check(store, change)
+        if reason is DEFER:
+            return Outcome(change.id, False, "waiting for the record it changes", change.entity, change.key, deferred=True)
+        if reason:
+            return self._reject(store, change, change.id, reason, change.to_dict())
+        self.conn.execute("SAVEPOINT change")
+        try:
+            self.clock.observe(change.hlc)
+            self.replica.apply(change)
+            self._log(change)
+            if change.entity == "customer":
+                self._after_customer(store, change)
+        except sqlite3.IntegrityError as exc:
+            self.conn.execute("ROLLBACK TO change")
+            self.conn.execute("RELEASE change")
+            return self._reject(store, change, change.id, f"conflicts with an existing record: {exc}", change.to_dict())
+        self.conn.execute("RELEASE change")
+        return Outcome(change.id, True, entity=change.entity, key=change.key)
+
+    def _check(self, store: str, change: Change):
+        """Why HQ refuses a store's change, None to apply it, or DEFER."""
+        if change.origin != store:
+            return f"origin {change.origin!r} does not match the store {store!r} that sent it"
+        if change.entity not in STORE_WRITABLE:
+            return f"a store cannot write {change.entity} records"
+        ahead = hlc_mod.stamp_ms(change.hlc) - int(time.time() * 1000)
+        if ahead > MAX_CLOCK_SKEW_MS:
+            return f"the store's clock is {ahead // 1000}s ahead of HQ; fix the box's time (NTP)"
+        spec = ENTITIES[change.entity]
+        errors = spec.check_fields(change.fields, self.codes)
+        if errors:
+            return "invalid: " + str(ValidationError(errors))
+        current = self.replica.get(change.entity, change.key)
+        if current is None:
+            missing = [name for name in spec.required if not str(change.fields.get(name, "")).strip()]
+            if not any(name in change.fields for name in spec.immutable):
+                # Not a create (those carry the record's immutable identity: code,
+                # card number) but an edit of a record HQ has not seen: its create may
+                # be behind it, resent after a broker dropped it. Wait, unless refused.
+                return self._unless_rejected(change.entity, change.key)
+            if missing:
+                return f"a new {change.entity} needs {', '.join(missing)}"
+            return self._check_new(store, change)
+        for name in spec.immutable:
+            if name in change.fields and change.fields[name] != current[name] and current[name] != "":
+                return f"{name} cannot be changed ({current[name]!r} -> {change.fields[name]!r})"
+        if change.entity == "card":
+            return self._check_card(change, current)
+        return None
+
+    def _unless_rejected(self, entity: str, key: str):
+        refused = self.conn.execute(
+            "SELECT reason FROM rejections WHERE entity = ? AND key = ? LIMIT 1", (entity, key)).fetchone()
+        return f"the {entity} it changes was refused by HQ ({refused['reason']})" if refused else DEFER
+
+    def _check_new(self, store: str, change: Change) -> str | None:
+        if change.entity == "customer":
+            code = change.fields["code"]
+            if change.fields.get("origin_store", store) != store:
+                return f"origin_store must be {store!r}"
+            number = self.codes.number(code)
+            if number is not None and not self._leased_to(store, number):
+                return f"code {code} was not leased to {store}"
+            if number is None and self.codes.provisional_store(code) != store:
+                return f"provisional code {code} does not belong to {store}"
+            if self.find_customer(code):
+                return f"code {code} is already in use"
+            return None
+        return self._check_card(change, None)
+
+    def _check_card(self, change: Change, current: dict | None) -> str | None:
+        merged = (current or dict(ENTITIES["card"].defaults)) | change.fields
+        if not self.replica.get("customer", merged["customer_id"]):
+            if self._unless_rejected("customer", merged["customer_id"]) is DEFER:
+                return DEFER
+            return f"card for a customer HQ refused ({merged['customer_id']})"
+        if merged["active"]:
+            other = self.conn.execute(
+                "SELECT id FROM cards WHERE number = ? AND active = 1 AND id != ?", (merged["number"], change.key)
+            ).fetchone()
+            if other:
+                return f"card {merged['number']} already belongs to another customer"
+        return None
+
+    def _after_customer(self, store: str, change: Change) -> None:
+        code = change.fields.get("code", "")
+        if code and self.codes.provisional_store(code) == store:
+            # Replace the provisional code with a permanent one; the old code
+            # stays a resolvable alias. Both are HQ changes, so every replica gets them.
+            permanent = self.codes.format(self._take_numbers(1))
+            self._write("code_alias", new_id(), {"alias": code, "customer_id": change.key}, "hq:codes")
+            self._write("customer", change.key, {"code": permanent}, "hq:codes")
+        flag_duplicates(self.conn, change.key)
+
+    def _reject(self, store: str, change: Change | None, change_id: str, reason: str, raw: Any) -> Outcome:
+        entity = change.entity if change else ""
+        key = change.key if change else ""
+        if change_id:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO rejections (change_id, store, entity, key, reason, change, rejected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (change_id, store, entity, key, reason, json.dumps(raw, default=str)[:20000], now_iso()),
+            )
+        if change is None:
+            return Outcome(change_id, False, reason)
+        return self._outcome_rejected(change, reason)
+
+    def _outcome_rejected(self, change: Change, reason: str) -> Outcome:
+        record = self.replica.get(change.entity, change.key)
+        clocks = self.replica.clocks(change.entity, change.key) if record else None
+        return Outcome(change.id, False, reason, change.entity, change.key, record, clocks)
+
+    def rejections(self, store: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM rejections" + (" WHERE store = ?" if store else "") + " ORDER BY rejected_at"
+        return [dict(row) for row in self.conn.execute(sql, (store,) if store else ())]
+
+    # --- stores ------------------------------------------------------------------------
+
+    def add_store(self, store: str) -> str:
+        """Register a store; returns its broker password (shown once, stored hashed)."""
+        try:
+            check_id(store, "store id")
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
+        if store.lower() == ORIGIN:
+            raise ValueError("'hq' is reserved")
+        password = new_password()
+        with transaction(self.conn):
+            if self.conn.execute("SELECT 1 FROM stores WHERE id = ?", (store,)).fetchone():
+                raise ValueError(f"store {store} is already registered")
+            self.conn.execute(
+                "INSERT INTO stores (id, password_hash, created_at) VALUES (?, ?, ?)",
+                (store, hash_password(password), now_iso()),
+            )
+        return password
+
+    def reset_store_password(self, store: str) -> str:
+        password = new_password()
+        with transaction(self.conn):
+            cursor = self.conn.execute("UPDATE stores SET password_hash = ? WHERE id = ?", (hash_password(password), store))
+            if cursor.rowcount == 0:
+                raise KeyError(store)
+        return password
+
+    def stores(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute("SELECT * FROM stores ORDER BY id")]
+
+    def store_ids(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT id FROM stores ORDER BY id")]
+
+    def store_hashes(self) -> dict[str, str]:
+        return {row[0]: row[1] for row in self.conn.execute("SELECT id, password_hash FROM stores")}
+
+    def is_store(self, store: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM stores WHERE id = ?", (store,)).fetchone() is not None
+
+    def record_status(self, store: str, state: str, pending_up: int, last_seq: int, ts: float) -> None:
+        """A store's status. Its last will (offline, no figures, no stamp) only
+        changes the link state: the last known outbox depth and seq stay."""
+        with transaction(self.conn):
+            if state == "online" or ts:
+                self.conn.execute(
+                    "UPDATE stores SET link_state = ?, pending_up = ?, last_seq = ?, "
+                    "last_contact = max(coalesce(last_contact, 0), ?) WHERE id = ?",
+                    (state, pending_up, last_seq, ts or time.time(), store),
+                )
+            else:
+                self.conn.execute("UPDATE stores SET link_state = ? WHERE id = ?", (state, store))
+
+    def duplicates(self, status: str = "open") -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute(
+            "SELECT * FROM possible_duplicates WHERE status = ? ORDER BY flagged_at", (status,))]

@@ -1,0 +1,249 @@
+"""The HQ service: applies store changes, sequences, publishes, answers requests.
+
+Threads: paho's network thread only enqueues. The *apply* worker owns all
+writes (store batches, code leases, store status) and the downstream
+publisher, so ``seq`` is published in order. The *serve* worker answers
+catch-up and snapshot requests, which only read, so a new store's snapshot
+never delays other stores' changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+
+from core import topics
+from core.codes import CodeFormat
+from core.config import Config, ConfigError
+from core.messages import DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt
+from core.model import ENTITIES
+from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient
+from core.worker import Worker
+
+from .db import HQDatabase
+
+log = logging.getLogger(__name__)
+
+DOWN_BATCH = 500  # changes per downstream message
+HEAD_INTERVAL = 2.0  # seconds between retained head announcements
+POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
+SNAPSHOT_PAGE_MAX = 20000
+
+
+def code_format(config: Config) -> CodeFormat:
+    try:
+        return CodeFormat(config["codes"]["prefix"], config["codes"]["width"])
+    except ValueError as exc:
+        key = "prefix" if "prefix" in str(exc) else "width"
+        raise ConfigError(f"{config.path}: [codes] {key}: {exc}") from None
+
+
+class HQService:
+    def __init__(self, config: Config):
+        self.config = config
+        self.codes = code_format(config)
+        self.block_size = config["codes"]["block_size"]
+        self.db_path = config["hq"]["db"]
+        self.db: HQDatabase | None = None  # owned by the apply worker
+        self.reader: HQDatabase | None = None  # owned by the serve worker
+        self.published = 0
+        self.apply_worker = Worker("hq-apply", setup=self._open_writer, teardown=lambda: self.db and self.db.close())
+        self.serve_worker = Worker("hq-serve", setup=self._open_reader, teardown=lambda: self.reader and self.reader.close())
+        self.client = MqttClient(
+            config.broker("broker"), "lanehub-hq", clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
+            on_connect=lambda: self.apply_worker.submit(self._announce_head),
+            on_handler_error=self._handler_failed,
+        )
+        self.stopped = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def _open_writer(self) -> None:
+        self.db = HQDatabase(self.db_path, self.codes, self.block_size)
+        # Edges catch up from HQ's log, so HQ starts publishing at the head.
+        self.published = self.db.head()
+
+    def _open_reader(self) -> None:
+        self.reader = HQDatabase(self.db_path, self.codes, self.block_size)
+
+    def start(self) -> "HQService":
+        # Open the database first so a bad path fails before we join the broker.
+        self.apply_worker.start()
+        self.apply_worker.call(lambda: None)
+        self.serve_worker.start()
+        self.client.subscribe(topics.SYNC_UP_ALL, lambda m: self.apply_worker.submit(self._on_up, m))
+        self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
+        self.client.subscribe(topics.SYNC_REQ_ALL, self._route_request)
+        self.client.start()
+        self.apply_worker.every(POLL_INTERVAL, self._publish_pending)
+        self.apply_worker.every(HEAD_INTERVAL, self._announce_head)
+        log.info("HQ running: db %s, broker %s:%s", self.db_path, self.client.settings.host, self.client.settings.port)
+        return self
+
+    def stop(self) -> None:
+        self.client.stop()
+        self.apply_worker.stop()
+        self.serve_worker.stop()
+        self.stopped.set()
+
+    # --- errors --------------------------------------------------------------------------
+
+    def _report(self, store: str | None, msg: Incoming, reason: str) -> None:
+        """A bad payload: tell HQ's error topic and, when known, the store that sent it."""
+        report = ErrorReport(topic=msg.topic, reason=reason, payload_excerpt=excerpt(msg.payload))
+        log.warning("bad message on %s: %s", msg.topic, reason)
+        self.client.publish(topics.error("hq"), report.to_json())
+        if store:
+            error = StoreMessage(type="error", error=report.to_dict())
+            self.client.publish(topics.sync_store(store), error.to_json())
+
+    def _handler_failed(self, msg: Incoming, exc: Exception) -> None:
+        self._report(None, msg, f"internal error: {exc}")
+
+    def _store_of(self, msg: Incoming, db: HQDatabase) -> str | None:
+        try:
+            store = topics.parse(msg.topic).store
+        except topics.TopicError as exc:
+            self._report(None, msg, str(exc))
+            return None
+        if not db.is_store(store):
+            self._report(None, msg, f"store {store} is not registered at HQ (lanehub hq store add {store})")
+            return None
+        return store
+
+    # --- store changes -----------------------------------------------------------------------
+
+    def _on_up(self, msg: Incoming) -> None:
+        store = self._store_of(msg, self.db)
+        if store is None:
+            return
+        try:
+            batch = UpBatch.parse(msg.payload)
+        except PayloadError as exc:
+            self._report(store, msg, str(exc))
+            return
+        if batch.store != store:
+            self._report(store, msg, f"batch claims store {batch.store!r} but came on {msg.topic}")
+            return
+        outcomes = self.db.apply_store_changes(store, batch.changes)
+        acked = [o.change_id for o in outcomes if o.ok]
+        rejected = [o.rejection() for o in outcomes if not o.ok and not o.deferred]
+        for o in outcomes:
+            if o.deferred:
+                log.info("deferred change %s from %s: %s", o.change_id, store, o.reason)
+            elif not o.ok:
+                log.warning("rejected change %s from %s: %s", o.change_id, store, o.reason)
+        self.client.publish(topics.sync_store(store), StoreMessage(type="ack", acked=acked, rejected=rejected).to_json())
+        self._publish_pending()
+
+    def _on_status(self, msg: Incoming) -> None:
+        if not msg.payload:
+            return  # a cleared retained message
+        store = self._store_of(msg, self.db)
+        if store is None:
+            return
+        try:
+            status = SyncStatus.parse(msg.payload)
+        except PayloadError as exc:
+            self._report(store, msg, str(exc))
+            return
+        self.db.record_status(store, status.state, status.pending_up, status.last_seq, status.ts)
+
+    # --- downstream -----------------------------------------------------------------------
+
+    def _publish_pending(self) -> None:
+        head = self.db.head()
+        while self.published < head:
+            changes = self.db.changes_since(self.published + 1, DOWN_BATCH)
+            if not changes:
+                break
+            batch = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes])
+            self.client.publish(topics.sync_down(), batch.to_json())
+            self.published = changes[-1].seq
+
+    def _announce_head(self) -> None:
+        self._publish_pending()
+        head = DownBatch(type="head", head=self.db.head())
+        self.client.publish(topics.sync_down(), head.to_json(), retain=True)
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _route_request(self, msg: Incoming) -> None:
+        # Code leases write: they go to the apply worker with the other writes.
+        try:
+            op = json.loads(msg.payload).get("op")
+        except (ValueError, AttributeError):
+            op = None
+        if op == "code_block":
+            self.apply_worker.submit(self._on_request, msg, "writer")
+        else:
+            self.serve_worker.submit(self._on_request, msg, "reader")
+
+    def _on_request(self, msg: Incoming, which: str) -> None:
+        db = self.db if which == "writer" else self.reader
+        store = self._store_of(msg, db)
+        if store is None:
+            return
+        try:
+            request = SyncRequest.parse(msg.payload)
+        except PayloadError as exc:
+            self._report(store, msg, str(exc))
+            if (msg.response_topic or "").startswith(topics.sync_store(store) + "/"):
+                self.client.reply(msg, SyncReply(ok=False, error=str(exc)).to_json())
+            return
+        if not msg.response_topic or not msg.response_topic.startswith(topics.sync_store(store) + "/"):
+            # HQ may write anywhere under sync/: never let a store aim a reply at another's topics.
+            self._report(store, msg, f"response topic must be under {topics.sync_store(store)}/ (got {msg.response_topic!r})")
+            return
+        try:
+            data = self._answer(db, store, request)
+        except (ValueError, PermissionError) as exc:
+            self.client.reply(msg, SyncReply(ok=False, error=str(exc)).to_json())
+            return
+        self.client.reply(msg, SyncReply(ok=True, data=data).to_json())
+
+    def _answer(self, db: HQDatabase, store: str, request: SyncRequest) -> dict:
+        if request.op == "hello":
+            return {"head": db.head(), "codes": self.codes.to_dict(), "block_size": self.block_size}
+        if request.op == "catchup":
+            changes = db.changes_since(max(request.from_seq, 1), min(request.limit, 5000))
+            head = db.head()
+            return {"changes": [c.to_dict() for c in changes], "head": head,
+                    "more": bool(changes) and changes[-1].seq < head}
+        if request.op == "snapshot":
+            if request.entity not in ENTITIES:
+                raise ValueError(f"unknown entity {request.entity!r}")
+            head = db.head()  # read before the page: later changes re-apply harmlessly (LWW)
+            records = db.replica.export(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX))
+            return {"entity": request.entity, "records": records, "head": head,
+                    "next": records[-1]["id"] if len(records) == request.limit else None}
+        if request.op == "code_block":
+            if not request.lease:
+                raise ValueError("code_block needs a 'lease' id")
+            return db.lease_block(store, request.lease) | {"lease": request.lease}
+        raise ValueError(f"unknown op {request.op}")
+
+
+def reload_broker(command: str) -> None:
+    if command:
+        result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(f"broker reload command failed ({result.returncode}): {result.stderr.strip()}")
+
+
+def broker_files_now(db: HQDatabase, config: Config) -> None:
+    """Write the HQ broker's password and ACL files from the registered stores."""
+    from core.broker import hash_password, hq_acl_file, password_file, write_atomic
+
+    broker = config["broker"]
+    hashes = db.store_hashes()
+    if broker["username"]:
+        hashes[broker["username"]] = hash_password(broker["password"])
+    if broker["passwd_file"]:
+        write_atomic(broker["passwd_file"], password_file(hashes), 0o640)
+    if broker["acl_file"]:
+        write_atomic(broker["acl_file"], hq_acl_file(broker["username"] or "hq", db.store_ids()), 0o640)
+    if broker["passwd_file"] or broker["acl_file"]:
+        reload_broker(broker["reload_command"])
