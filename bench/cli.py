@@ -1,8 +1,73 @@
 """`lanehub bench ...`: benchmarks (not tests); figures go to docs/benchmarks.md."""
 
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
 import click
 
 
 @click.group()
 def bench():
     """Measure sync speed on this machine."""
+
+
+def _machine() -> dict:
+    try:
+        mosquitto = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        mosquitto = "not found"
+    return {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+            "mosquitto": mosquitto, "cpus": _cpus(), "platform": platform.platform()}
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+@bench.command("sync")
+@click.option("--customers", default=100_000, show_default=True, help="Customers in the snapshot benchmark.")
+@click.option("--big", is_flag=True, help="Use 1,000,000 customers for the snapshot (the DESIGN target).")
+@click.option("--stores", default=10, show_default=True, help="Stores for the latency benchmark.")
+@click.option("--samples", default=200, show_default=True, help="Changes timed per latency figure.")
+@click.option("--catchup", "catchup_changes", default=10_000, show_default=True, help="Changes a store catches up on.")
+@click.option("--only", type=click.Choice(["snapshot", "latency", "catchup"]), multiple=True,
+              help="Run only these parts (repeatable).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def sync(customers, big, stores, samples, catchup_changes, only, workdir, as_json):
+    """Snapshot, HQ→store and store→store latency, and catch-up on real brokers and processes."""
+    from bench import sync as runs
+
+    if big:
+        customers = 1_000_000
+    if stores < 2:
+        raise click.BadParameter("at least 2 stores (store→store needs two)", param_hint="--stores")
+    parts = set(only) or {"snapshot", "latency", "catchup"}
+    results: dict = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
+        base = workdir or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        if "snapshot" in parts:
+            click.echo(f"snapshot of {customers} customers…", err=True)
+            results["snapshot"] = runs.bench_snapshot(base, customers)
+        if "latency" in parts:
+            click.echo(f"latency over {stores} stores, {samples} samples…", err=True)
+            results["latency"] = runs.bench_latency(base, stores, samples)
+        if "catchup" in parts:
+            click.echo(f"catch-up of {catchup_changes} changes…", err=True)
+            results["catchup"] = runs.bench_catchup(base, catchup_changes)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for name, figures in results.items():
+        click.echo(f"{name}:")
+        for key, value in figures.items():
+            click.echo(f"  {key}: {value}")

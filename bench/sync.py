@@ -38,9 +38,20 @@ def _reader(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
 
 
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:  # the edge has created the file but not migrated it yet
+        return None
+    return row[0] if row else None
+
+
 def _last_seq(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
-    return int(row[0]) if row else 0
+    return int(_meta(conn, "last_seq") or 0)
+
+
+def _snapshot_done(conn: sqlite3.Connection) -> bool:
+    return _meta(conn, "snapshot_done") == "1"
 
 
 def _wait(predicate, timeout: float, interval: float = 0.001):
@@ -101,8 +112,7 @@ def bench_snapshot(workdir: Path, count: int) -> dict:
         reader_path = chain.workdir / "S001.db"
         _wait(lambda: reader_path.exists(), 30, 0.01)
         reader = _reader(reader_path)
-        _wait(lambda: (r := reader.execute("SELECT value FROM meta WHERE key='snapshot_done'").fetchone()) and r[0] == "1",
-              600, 0.02)
+        _wait(lambda: _snapshot_done(reader), 600, 0.02)
         total = time.monotonic() - started
         applied = reader.execute("SELECT count(*) FROM customers").fetchone()[0]
         reader.close()
@@ -115,7 +125,7 @@ def bench_snapshot(workdir: Path, count: int) -> dict:
 
 
 def _start_chain(workdir: Path, stores: int, customers: int) -> Chain:
-    chain = Chain(workdir, tuple(f"S{i:03d}" for i in range(1, stores + 1)), log_level="WARNING")
+    chain = Chain(workdir, tuple(f"S{i:03d}" for i in range(1, stores + 1)), log_level="INFO")
     chain.start_brokers()
     chain.register_stores()
     bulk_load_hq(chain.workdir / "hq.db", customers)
@@ -127,8 +137,7 @@ def _start_chain(workdir: Path, stores: int, customers: int) -> Chain:
         path = chain.workdir / f"{store}.db"
         _wait(lambda p=path: p.exists(), 60, 0.05)
         reader = _reader(path)
-        _wait(lambda r=reader: (x := r.execute("SELECT value FROM meta WHERE key='snapshot_done'").fetchone()) and x[0] == "1",
-              300, 0.05)
+        _wait(lambda r=reader: _snapshot_done(r), 300, 0.05)
         reader.close()
     return chain
 

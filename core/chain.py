@@ -20,13 +20,15 @@ PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
 class Chain:
     def __init__(self, workdir: str | Path, stores: tuple[str, ...] = ("S001", "S002"), *,
                  block_size: int = 100, code_low_water: int = 20, outbox_retry: float = 2.0, log_level: str = "INFO",
-                 tls: dict[str, str] | None = None):
+                 tls: dict[str, str] | None = None, store_settings: dict[str, dict[str, Any]] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stores = stores
         self.hq_password = new_password()
         # tls: {"cafile", "certfile", "keyfile"} puts the HQ link on TLS; HQ and edges verify with cafile.
         self.tls = tls
+        # Extra [store] keys per store, e.g. {"S002": {"block_defaulters": True}}.
+        self.store_settings = store_settings or {}
         self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls)
         self.store_brokers = {s: Mosquitto(self.workdir / f"{s}-broker", anonymous=True) for s in stores}
         self.block_size = block_size
@@ -53,7 +55,7 @@ class Chain:
     def edge_config(self, store: str) -> dict[str, dict[str, Any]]:
         return {
             "store": {"id": store, "db": str(self.workdir / f"{store}.db"), "code_low_water": self.code_low_water,
-                      "outbox_retry": self.outbox_retry},
+                      "outbox_retry": self.outbox_retry} | self.store_settings.get(store, {}),
             "broker": {"host": "127.0.0.1", "port": self.store_brokers[store].port},
             "hq": {"host": "127.0.0.1", "port": self.hq_broker.port, "username": store,
                    "password": self.store_passwords[store], "tls_ca": self.tls["cafile"] if self.tls else ""},

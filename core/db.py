@@ -77,9 +77,15 @@ replica_migrations = Migrations("lanehub.replica")
 
 @replica_migrations()
 def m001_entities(db: sqlite_utils.Database) -> None:
-    for spec in ENTITIES.values():
-        create_entity_table(db, spec)
+    for name in ("customer", "card", "code_alias"):
+        create_entity_table(db, ENTITIES[name])
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@replica_migrations()
+def m002_catalogue_and_sales(db: sqlite_utils.Database) -> None:
+    for name in ("product", "barcode", "rate", "rate_line", "specific_price", "sale"):
+        create_entity_table(db, ENTITIES[name])
 
 
 class Meta:

@@ -7,78 +7,14 @@ plugs in here without touching the engine.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+from .catalogue import CATALOGUE_ENTITIES
 from .codes import CodeFormat
-
-PAYMENT_STATUSES = ("valid", "pending", "defaulter")
-CUSTOMER_STATUSES = ("open", "closed")
-CARD_KINDS = ("customer", "loyalty")
-
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE_RE = re.compile(r"^\+?[0-9 ()./-]+$")
-COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-CARD_RE = re.compile(r"^[A-Za-z0-9-]{4,40}$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-MAX_TEXT = 200
-MAX_NOTES = 4000
-
-
-def normalize_text(value: str) -> str:
-    """Lower-case, accents removed, whitespace collapsed: for matching, never for display."""
-    decomposed = unicodedata.normalize("NFKD", value or "")
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(plain.casefold().split())
-
-
-def digits(value: str) -> str:
-    return "".join(ch for ch in (value or "") if ch.isdigit())
-
-
-def postcode_key(value: str) -> str:
-    return "".join((value or "").upper().split())
-
-
-@dataclass(frozen=True)
-class EntitySpec:
-    """A replicated record type."""
-
-    name: str
-    table: str
-    fields: tuple[str, ...]
-    defaults: dict[str, Any]
-    bools: frozenset[str] = frozenset()
-    # field -> error, for the fields of a change (each value on its own)
-    check_fields: Callable[[dict, CodeFormat], dict[str, str]] = lambda fields, codes: {}
-    # fields a new record must carry
-    required: tuple[str, ...] = ()
-    # fields that never change once set (except by HQ where noted in hq/)
-    immutable: tuple[str, ...] = ()
-    # derived local columns (search keys), recomputed after every merge
-    derive: Callable[[dict], dict] = lambda record: {}
-    derived_columns: tuple[str, ...] = ()
-    normalize: Callable[[dict], dict] = lambda fields: fields
-    # columns indexed for full-text search (SQLite FTS5, prefix indexes)
-    fts: tuple[str, ...] = ()
-    # plain indexes on the local table
-    indexes: tuple[tuple[str, ...], ...] = ()
-
-
-def _text_checks(fields: dict, limits: dict[str, int]) -> dict[str, str]:
-    errors = {}
-    for name, limit in limits.items():
-        if name in fields:
-            value = fields[name]
-            if not isinstance(value, str):
-                errors[name] = "must be text"
-            elif len(value) > limit:
-                errors[name] = f"is too long (max {limit} characters)"
-    return errors
-
+from .sales import SALE
+from .entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
+                     PAYMENT_STATUSES, PHONE_RE, UUID_RE, EntitySpec, ValidationError, digits, normalize_text,
+                     postcode_key, text_checks)
 
 # --- customers --------------------------------------------------------------
 
@@ -120,7 +56,7 @@ def normalize_customer(fields: dict) -> dict:
 
 def check_customer_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
     limits = {name: MAX_TEXT for name in CUSTOMER_TEXT} | {"notes": MAX_NOTES, "postcode": 16}
-    errors = _text_checks(fields, limits)
+    errors = text_checks(fields, limits)
     unknown = set(fields) - set(CUSTOMER_FIELDS)
     for name in sorted(unknown):
         errors[name] = "is not a customer field"
@@ -194,7 +130,7 @@ CUSTOMER = EntitySpec(
 # --- cards ------------------------------------------------------------------
 
 def check_card_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
-    errors = _text_checks(fields, {"number": 40, "customer_id": 36, "kind": 16})
+    errors = text_checks(fields, {"number": 40, "customer_id": 36, "kind": 16})
     if "number" in fields and "number" not in errors and not CARD_RE.match(fields["number"]):
         errors["number"] = "must be 4-40 letters, digits or '-'"
     if "customer_id" in fields and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):
@@ -225,7 +161,7 @@ CARD = EntitySpec(
 # --- code aliases (a provisional code replaced by HQ still resolves) ---------
 
 def check_alias_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
-    errors = _text_checks(fields, {"alias": MAX_TEXT, "customer_id": 36})
+    errors = text_checks(fields, {"alias": MAX_TEXT, "customer_id": 36})
     for name in sorted(set(fields) - {"alias", "customer_id"}):
         errors[name] = "is not a code alias field"
     return errors
@@ -243,21 +179,11 @@ CODE_ALIAS = EntitySpec(
 )
 
 
-ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS)}
+ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE)}
 
-# Entities a store may write; code aliases are made by HQ only.
-STORE_WRITABLE = frozenset({"customer", "card"})
+# Entities a store may write; code aliases and the catalogue are made by HQ only.
+STORE_WRITABLE = frozenset({"customer", "card", "sale"})
 
 
 def display_name(record: dict) -> str:
     return f"{record.get('first_name', '')} {record.get('last_name', '')}".strip()
-
-
-@dataclass
-class ValidationError(Exception):
-    """Field errors of a write a person asked for; shown next to each field."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self):
-        return "; ".join(f"{name} {message}" for name, message in sorted(self.errors.items()))

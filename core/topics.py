@@ -78,6 +78,11 @@ def lane_filter(store: str, leaf: str) -> str:
     return f"{ROOT}/{check_id(store, 'store')}/lane/+/{leaf}"
 
 
+def printer_results_filter(store: str) -> str:
+    """Every printer's results on every lane of a store."""
+    return lane_filter(store, "printer/+/result")
+
+
 # --- HQ broker --------------------------------------------------------------
 
 def sync_up(store: str) -> str:

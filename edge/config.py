@@ -12,6 +12,19 @@ SCHEMA = {
         "code_low_water": Key(int, 20, minimum=0),
         # Resend an unacknowledged change after this many seconds.
         "outbox_retry": Key(float, 5.0, minimum=0.5),
+        # What the receipt header says.
+        "name": Key(str, ""),
+        "address": Key(str, ""),
+        "tax_id": Key(str, ""),
+        "receipt_footer": Key(str, "Thank you for your visit"),
+        "currency": Key(str, "EUR"),
+        # Refuse to attach customers whose payment status is "defaulter".
+        "block_defaulters": Key(bool, False),
+        "receipt_shows_customer": Key(bool, True),
+        # The printer device id of every lane (topic .../lane/{lane}/printer/{printer}/job).
+        "printer": Key(str, "printer"),
+        # Resend a receipt the printer has not reported printed after this many seconds.
+        "print_retry": Key(float, 30.0, minimum=1),
     },
     "broker": broker_keys(),
     "hq": broker_keys(),

@@ -44,6 +44,40 @@ def m001_edge(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE lane_requests (id TEXT PRIMARY KEY, key TEXT NOT NULL, at REAL NOT NULL)")
 
 
+@edge_migrations()
+def m002_tickets(db: sqlite_utils.Database) -> None:
+    # A lane's counter (ticket numbers survive restarts), its current ticket and
+    # the notices of the last event (a refused command, an unknown code).
+    db.execute(
+        "CREATE TABLE lanes (lane TEXT PRIMARY KEY, last_n INTEGER NOT NULL, current TEXT NOT NULL DEFAULT '', "
+        "notices TEXT NOT NULL DEFAULT '[]', cause TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute(
+        "CREATE TABLE tickets (ticket TEXT PRIMARY KEY, lane TEXT NOT NULL, n INTEGER NOT NULL, status TEXT NOT NULL, "
+        "customer_id TEXT NOT NULL DEFAULT '', coupon TEXT NOT NULL DEFAULT '', opened_at TEXT NOT NULL, "
+        "closed_at TEXT NOT NULL DEFAULT '', by TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute("CREATE INDEX idx_tickets_lane_status ON tickets (lane, status)")
+    db.execute(
+        "CREATE TABLE ticket_lines (ticket TEXT NOT NULL, line INTEGER NOT NULL, product_id TEXT NOT NULL, "
+        "sku TEXT NOT NULL, barcode TEXT NOT NULL, description TEXT NOT NULL, brand TEXT NOT NULL, size TEXT NOT NULL, "
+        "tax_rate TEXT NOT NULL, qty TEXT NOT NULL, unit_price TEXT NOT NULL, retail_price TEXT NOT NULL, "
+        "price_source TEXT NOT NULL, amount TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ticket, line))"
+    )
+    # Scan, card and command ids already carried out (QoS 1 redelivers).
+    db.execute("CREATE TABLE lane_events (id TEXT PRIMARY KEY, lane TEXT NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX idx_lane_events_at ON lane_events (at)")
+    # Receipts: kept until the printer bridge reports them printed ('email': a
+    # no-paper customer's receipt, kept for e-mail and never sent to a printer).
+    db.execute(
+        "CREATE TABLE print_jobs (job TEXT PRIMARY KEY, ticket TEXT NOT NULL, lane TEXT NOT NULL, device TEXT NOT NULL, "
+        "receipt TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_sent REAL NOT NULL DEFAULT 0, "
+        "printer_status TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, "
+        "printed_at REAL)"
+    )
+    db.execute("CREATE INDEX idx_print_jobs_status ON print_jobs (status)")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

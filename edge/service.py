@@ -23,7 +23,9 @@ from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient, RequestTimeo
 from core.worker import Worker
 
 from .db import EdgeDatabase, NotReady
+from .lanes import TicketLanes
 from .search import lane_view, search_customers
+from .tickets import LaneSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,20 @@ class EdgeService:
         self._last_status = 0.0
         self._catching_up = False
         client_id = f"lanehub-edge-{self.store}"
+        # A persistent session on the store broker too: scans and ticket commands
+        # sent while the edge restarts wait for it in the broker (QoS 1).
         self.local = MqttClient(
-            config.broker("broker"), client_id,
+            config.broker("broker"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             will=(topics.edge_status(self.store), EdgeStatus(state="offline").to_json()),
-            on_connect=lambda: self.sync.submit(self.publish_status),
+            on_connect=self._local_connected,
             on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
         )
+        store_cfg = config["store"]
+        self.tickets = TicketLanes(self.local, self.lane, LaneSettings(
+            store=self.store, currency=store_cfg["currency"], block_defaulters=store_cfg["block_defaulters"],
+            receipt_shows_customer=store_cfg["receipt_shows_customer"], printer=store_cfg["printer"],
+            name=store_cfg["name"], address=store_cfg["address"], tax_id=store_cfg["tax_id"],
+            footer=store_cfg["receipt_footer"]), self.report, store_cfg["print_retry"])
         self.hq = MqttClient(
             config.broker("hq"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             will=(topics.sync_status(self.store), SyncStatus(state="offline").to_json()),
@@ -79,6 +89,7 @@ class EdgeService:
         self.sync.start()
         self.sync.call(lambda: None)  # the database opens (and migrates) before anything else
         self.lane.start()
+        self.lane.call(lambda: self.tickets.start(self.lane_db))
         self.local.subscribe(topics.lane_filter(self.store, "customer/req"), lambda m: self.lane.submit(self._on_customer_request, m))
         self.hq.subscribe(topics.sync_down(), lambda m: self.sync.submit(self._on_down, m))
         self.hq.subscribe(topics.sync_store(self.store), lambda m: self.sync.submit(self._on_store_message, m))
@@ -92,12 +103,18 @@ class EdgeService:
         return self
 
     def stop(self) -> None:
-        db = self.sync_db
-        pending, last = (db.pending_up(), db.last_seq) if db else (0, 0)
+        try:  # the sync worker's connection belongs to its thread
+            pending, last = self.sync.call(lambda: (self.sync_db.pending_up(), self.sync_db.last_seq), timeout=5)
+        except Exception:  # a worker that is stuck or gone: the will says offline without figures
+            pending, last = 0, 0
         self.hq.stop(last=(topics.sync_status(self.store), SyncStatus(state="offline", pending_up=pending, last_seq=last, ts=time.time()).to_json()))
         self.local.stop(last=(topics.edge_status(self.store), EdgeStatus(state="offline", hq_link="down", pending_up=pending, last_seq=last).to_json()))
         self.sync.stop()
         self.lane.stop()
+
+    def _local_connected(self) -> None:
+        self.sync.submit(self.publish_status)
+        self.lane.submit(self.tickets.republish)
 
     # --- errors ---------------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ import json
 
 import click
 
-from core.cli_util import config_option, customer_commands, fail_on_config_errors
+from core.cli_util import config_option, customer_commands, fail_on_config_errors, validation_exit
 from core.demo_data import demo_customers
-from core.model import display_name
+from core.model import ValidationError, display_name
 from core.process import run_until_signalled, setup_logging
 
+from .cli_catalogue import register as register_catalogue_commands
 from .config import load_config
 from .db import HQDatabase
 from .service import HQService, broker_files_now, code_format
@@ -166,3 +167,25 @@ def customers_load_demo(count, config_path):
     for fields in demo_customers(count):
         db.create_customer(fields, "demo")
     click.echo(f"created {count} demo customers")
+
+
+register_catalogue_commands(hq)
+
+
+@customers.command("add-card")
+@click.argument("ref")
+@click.argument("number")
+@click.option("--kind", type=click.Choice(["customer", "loyalty"]), default="customer", show_default=True)
+@config_option("hq.toml")
+@click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
+def customers_add_card(ref, number, kind, config_path, by):
+    """Give customer REF the card NUMBER (a card belongs to one customer only)."""
+    db = open_db(config_path)
+    record = db.find_customer(ref)
+    if record is None:
+        raise click.ClickException(f"no customer {ref}")
+    try:
+        card = db.add_card(record["id"], number, kind, by)
+    except ValidationError as exc:
+        validation_exit(exc)
+    click.echo(f"card {card['number']} ({card['kind']}) -> {record['code']}")

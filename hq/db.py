@@ -173,6 +173,24 @@ class HQDatabase:
     def find_customer(self, ref: str) -> dict[str, Any] | None:
         return self.replica.find_customer(ref)
 
+    def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
+        """Give a customer a card; a card number belongs to one customer only."""
+        spec = ENTITIES["card"]
+        fields = spec.normalize({"number": number, "customer_id": customer_id, "kind": kind, "active": True})
+        errors = spec.check_fields(fields, self.codes)
+        if errors:
+            raise ValidationError(errors)
+        with transaction(self.conn):
+            owner = self.conn.execute("SELECT id, customer_id FROM cards WHERE number = ? AND active = 1",
+                                      (fields["number"],)).fetchone()
+            if owner and owner["customer_id"] != customer_id:
+                raise ValidationError({"number": f"card {fields['number']} already belongs to another customer"})
+            if owner:
+                return self.replica.get("card", owner["id"])
+            key = new_id()
+            self._write("card", key, fields, by)
+        return self.replica.get("card", key)
+
     # --- codes ---------------------------------------------------------------------
 
     def _take_numbers(self, count: int) -> int:
@@ -274,6 +292,8 @@ class HQDatabase:
                 return f"{name} cannot be changed ({current[name]!r} -> {change.fields[name]!r})"
         if change.entity == "card":
             return self._check_card(change, current)
+        if change.entity == "sale":
+            return self._check_sale(change)
         return None
 
     def _unless_rejected(self, entity: str, key: str):
@@ -294,7 +314,17 @@ class HQDatabase:
             if self.find_customer(code):
                 return f"code {code} is already in use"
             return None
+        if change.entity == "sale":
+            if change.fields.get("store") != store:
+                return f"a sale's store must be {store!r}"
+            return self._check_sale(change)
         return self._check_card(change, None)
+
+    def _check_sale(self, change: Change):
+        customer_id = change.fields.get("customer_id")
+        if customer_id and not self.replica.get("customer", customer_id):
+            return self._unless_rejected("customer", customer_id)
+        return None
 
     def _check_card(self, change: Change, current: dict | None) -> str | None:
         merged = (current or dict(ENTITIES["card"].defaults)) | change.fields

@@ -83,9 +83,7 @@ def make_chain(tmp_path, request):
         chain = Chain(tmp_path / f"chain{len(chains)}", tuple(stores), **kwargs)
         chains.append(chain)
         if start:
-            chain.start()
-            for store in stores:
-                wait_until(lambda s=store: edge_ready(chain, s), 30, message=f"edge {store} snapshot")
+            start_chain(chain)
         return chain
 
     yield make
@@ -93,11 +91,22 @@ def make_chain(tmp_path, request):
     for chain in chains:
         if failed is not None and failed.failed:
             _dump_failure_logs(chain)
-        for proc in [*chain.edges.values(), chain.hq]:
-            if proc is not None:
-                proc.kill()
-        for broker in [*chain.store_brokers.values(), chain.hq_broker]:
-            broker.kill()
+        kill_chain(chain)
+
+
+def start_chain(chain: Chain) -> Chain:
+    chain.start()
+    for store in chain.stores:
+        wait_until(lambda s=store: edge_ready(chain, s), 30, message=f"edge {store} snapshot")
+    return chain
+
+
+def kill_chain(chain: Chain) -> None:
+    for proc in [*chain.edges.values(), chain.hq]:
+        if proc is not None:
+            proc.kill()
+    for broker in [*chain.store_brokers.values(), chain.hq_broker]:
+        broker.kill()
 
 
 @pytest.fixture

@@ -89,7 +89,9 @@ def test_sigkill_of_an_edge_in_a_burst_of_creates_loses_nothing_acknowledged(cha
         acked_before_kill = len(burst.acked)
         chain.edges["S001"].start()
         burst.wait_for(acked_before_kill + 10, 40)  # the lane is served again after the restart
-    assert burst.failures >= 1  # the kill really interrupted the burst
+    # Requests sent while the edge was down either time out at the lane or wait in
+    # the edge's persistent broker session and are answered after the restart;
+    # either way nothing acknowledged may be lost.
     assert_recovered(chain, [burst])
 
 

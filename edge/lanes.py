@@ -1,0 +1,101 @@
+"""The lanes' tickets on the store broker: scans, card reads and ticket
+commands in, retained ticket states and receipt jobs out (DESIGN section 4).
+
+Everything runs on the edge's lane worker, one event at a time, so a lane's
+events apply in the order the broker delivered them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from core import topics
+from core.lane_messages import CardRead, PrintJob, PrintResult, Scan, TicketCommand
+from core.messages import PayloadError
+from core.mqtt import Incoming, MqttClient
+from core.worker import Worker
+
+from .tickets import LaneSettings, Outcome, TicketBook
+
+log = logging.getLogger(__name__)
+
+
+class TicketLanes:
+    def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float):
+        self.local = local
+        self.worker = worker
+        self.settings = settings
+        self.report = report  # report(msg, reason): the error topic
+        self.print_retry = print_retry
+        self.book: TicketBook | None = None
+
+    def start(self, db) -> None:
+        """Open the ticket book on the lane worker's database and subscribe."""
+        self.book = TicketBook(db, self.settings)
+        store = self.settings.store
+        self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self.worker.submit(self._on_event, m, Scan))
+        self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self.worker.submit(self._on_event, m, CardRead))
+        self.local.subscribe(topics.lane_filter(store, "ticket/cmd"),
+                             lambda m: self.worker.submit(self._on_event, m, TicketCommand))
+        self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
+        self.worker.every(max(1.0, self.print_retry / 4), self.resend_receipts)
+        self.worker.every(3600, self.book.forget_old_events)
+
+    def republish(self) -> None:
+        """Every lane's state again (on connect): the broker may have lost its retained copy."""
+        for lane in self.book.lanes():
+            self.local.publish(topics.ticket_state(self.settings.store, lane), _json(self.book.state(lane)), retain=True)
+
+    def _on_event(self, msg: Incoming, kind) -> None:
+        try:
+            lane = topics.parse(msg.topic).lane
+            event = kind.parse(msg.payload)
+        except (PayloadError, topics.TopicError) as exc:
+            self.report(msg, str(exc))
+            return
+        if kind is Scan:
+            outcome = self.book.scan(lane, event)
+        elif kind is CardRead:
+            outcome = self.book.card(lane, event)
+        else:
+            outcome = self.book.command(lane, event)
+        self._publish(outcome)
+
+    def _publish(self, outcome: Outcome) -> None:
+        if outcome.duplicate:
+            return
+        store = self.settings.store
+        self.local.publish(topics.ticket_state(store, outcome.lane), _json(outcome.state), retain=True)
+        for device, job, receipt in outcome.jobs:
+            self._send_receipt(outcome.lane, device, job, receipt)
+
+    def _send_receipt(self, lane: str, device: str, job: str, receipt: dict) -> None:
+        try:
+            topic = topics.printer_job(self.settings.store, lane, device)
+        except topics.TopicError as exc:
+            log.error("receipt %s not sent: %s", job, exc)
+            return
+        self.local.publish(topic, PrintJob(job=job, receipt=receipt).to_json())
+        self.book.job_sent(job)
+
+    def resend_receipts(self) -> None:
+        """Receipts a printer has not reported printed are sent again (the bridge
+        prints a job id once, however often it arrives)."""
+        if not self.local.connected.is_set():
+            return
+        for lane, device, job, receipt in self.book.due_jobs(self.print_retry):
+            self._send_receipt(lane, device, job, receipt)
+
+    def _on_print_result(self, msg: Incoming) -> None:
+        try:
+            result = PrintResult.parse(msg.payload)
+        except PayloadError as exc:
+            self.report(msg, str(exc))
+            return
+        if self.book.job_result(result.job, result.ok, result.status, result.error or ""):
+            log.info("receipt %s %s (%s)", result.job, "printed" if result.ok else "not printed", result.error or result.status)
+
+
+def _json(state: dict) -> bytes:
+    return json.dumps(state, separators=(",", ":")).encode()

@@ -1,0 +1,361 @@
+"""Lane tickets, priced at the edge (DESIGN sections 4 and 7).
+
+Every event (scan, card read, ticket command) runs in one SQLite transaction
+that also records its id, so a redelivered event does nothing and a ticket
+survives an edge restart: its state is rows, never memory. The caller
+publishes the returned state only after that transaction has committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from core.catalogue import CENT, money
+from core.changes import new_id
+from core.db import transaction
+from core.lane_messages import CardRead, Scan, TicketCommand
+from core.model import display_name
+from core.pricing import PricingCustomer, SqliteCatalogue, unit_price
+from core.sales import sale_key
+
+from .db import EdgeDatabase, now_iso
+
+EVENT_MEMORY = 7 * 24 * 3600  # seconds an event id is remembered (redelivery happens within seconds)
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    store: str
+    currency: str = "EUR"
+    block_defaulters: bool = False
+    receipt_shows_customer: bool = True
+    printer: str = "printer"
+    name: str = ""
+    address: str = ""
+    tax_id: str = ""
+    footer: str = ""
+
+
+@dataclass
+class Outcome:
+    """What an event did: the lane's state to publish and receipts to print."""
+
+    lane: str
+    state: dict[str, Any] | None = None
+    jobs: list[tuple[str, str, dict]] = field(default_factory=list)  # (device, job id, receipt)
+    duplicate: bool = False
+
+
+class Refused(Exception):
+    """An event the lane cannot carry out; becomes a warning in the state."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TicketBook:
+    def __init__(self, db: EdgeDatabase, settings: LaneSettings):
+        self.db = db
+        self.conn = db.conn
+        self.settings = settings
+        self.catalogue = SqliteCatalogue(db.conn)
+
+    # --- events ---------------------------------------------------------------------------
+
+    def scan(self, lane: str, scan: Scan) -> Outcome:
+        def run(ctx: _Event) -> None:
+            customer_id = self._card_owner(scan.code)
+            if customer_id:
+                self._attach(ctx, customer_id)
+            else:
+                self._add(ctx, scan.code, "", Decimal(1))
+        return self._event(lane, scan.id, f"device:{scan.device}" if scan.device else "scanner", run)
+
+    def card(self, lane: str, card: CardRead) -> Outcome:
+        def run(ctx: _Event) -> None:
+            customer_id = self._card_owner(card.card)
+            if not customer_id:
+                raise Refused("unknown_card", f"card {card.card} belongs to no customer")
+            self._attach(ctx, customer_id)
+        return self._event(lane, card.id, f"device:{card.device}" if card.device else "card reader", run)
+
+    def command(self, lane: str, cmd: TicketCommand) -> Outcome:
+        def run(ctx: _Event) -> None:
+            if cmd.op == "open":
+                if self._open_ticket(lane):
+                    raise Refused("ticket_open", "a ticket is already open on this lane")
+                self._new_ticket(ctx)
+            elif cmd.op == "add":
+                self._add(ctx, cmd.code, cmd.sku, cmd.quantity)
+            elif cmd.op == "remove":
+                self._remove(ctx, cmd.line)
+            elif cmd.op == "set_customer":
+                self._attach(ctx, self._resolve_customer(cmd))
+            elif cmd.op == "clear_customer":
+                ticket = self._need_open(lane)
+                self._set_customer(ticket, "")
+            elif cmd.op == "apply_coupon":
+                raise Refused("coupon_unavailable", "coupons are not available in this release")
+            elif cmd.op == "close":
+                self._close(ctx)
+            elif cmd.op == "void":
+                ticket = self._need_open(lane)
+                self.conn.execute("UPDATE tickets SET status = 'void', closed_at = ? WHERE ticket = ?", (now_iso(), ticket))
+        return self._event(lane, cmd.id, cmd.user or f"lane:{lane}", run)
+
+    def _event(self, lane: str, event_id: str, by: str, run) -> Outcome:
+        ctx = _Event(lane, event_id, by)
+        with transaction(self.conn):
+            seen = self.conn.execute("INSERT OR IGNORE INTO lane_events (id, lane, at) VALUES (?, ?, ?)",
+                                     (event_id, lane, time.time()))
+            if seen.rowcount == 0:
+                return Outcome(lane, duplicate=True)
+            self._lane_row(lane)
+            self.conn.execute("SAVEPOINT event")
+            try:
+                run(ctx)
+            except Refused as refused:
+                self.conn.execute("ROLLBACK TO event")  # a refused event changes nothing but the notice
+                ctx.notices.append({"code": refused.code, "message": refused.message})
+            self.conn.execute("RELEASE event")
+            self.conn.execute("UPDATE lanes SET notices = ?, cause = ? WHERE lane = ?",
+                              (json.dumps(ctx.notices), event_id, lane))
+            state = self.state(lane)
+        return Outcome(lane, state, ctx.jobs)
+
+    # --- ops ---------------------------------------------------------------------------------
+
+    def _add(self, ctx: "_Event", code: str, sku: str, qty: Decimal) -> None:
+        product = self.catalogue.product_by_code(code) if code else self.catalogue.product_by_code(sku)
+        if product is None:
+            raise Refused("unknown_code", f"no product with code {code or sku}")
+        ticket = self._open_ticket(ctx.lane) or self._new_ticket(ctx)
+        price = unit_price(product, self._pricing_customer(ticket), self.settings.store, date.today(), self.catalogue)
+        line = self.conn.execute("SELECT coalesce(max(line), 0) + 1 FROM ticket_lines WHERE ticket = ?", (ticket,)).fetchone()[0]
+        self.conn.execute(
+            "INSERT INTO ticket_lines (ticket, line, product_id, sku, barcode, description, brand, size, tax_rate, qty, "
+            "unit_price, retail_price, price_source, amount) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ticket, line, product.id, product.sku, code if code != product.sku else "", product.description,
+             product.brand, product.size, str(product.tax_rate), str(qty), str(price.unit), str(price.retail),
+             price.source, str(money(price.unit * qty))),
+        )
+
+    def _remove(self, ctx: "_Event", line: int) -> None:
+        ticket = self._need_open(ctx.lane)
+        cursor = self.conn.execute("UPDATE ticket_lines SET removed = 1 WHERE ticket = ? AND line = ? AND removed = 0",
+                                   (ticket, line))
+        if cursor.rowcount == 0:
+            raise Refused("unknown_line", f"ticket {ticket} has no line {line}")
+
+    def _attach(self, ctx: "_Event", customer_id: str) -> None:
+        customer = self.db.replica.get("customer", customer_id)
+        if customer is None:
+            raise Refused("unknown_customer", "no such customer in this store")
+        name = f"{customer['code']} {display_name(customer)}"
+        if not customer["active"]:
+            raise Refused("customer_inactive", f"customer {name} is deactivated")
+        if customer["status"] == "closed":
+            raise Refused("customer_closed", f"customer {name} is closed and cannot be attached to a ticket")
+        if customer["payment_status"] == "defaulter" and self.settings.block_defaulters:
+            raise Refused("customer_blocked", f"customer {name} is a defaulter; this store does not serve defaulters")
+        ticket = self._open_ticket(ctx.lane) or self._new_ticket(ctx)
+        self._set_customer(ticket, customer_id)
+
+    def _set_customer(self, ticket: str, customer_id: str) -> None:
+        """Attach (or clear) the customer and re-price every line for them."""
+        self.conn.execute("UPDATE tickets SET customer_id = ? WHERE ticket = ?", (customer_id, ticket))
+        who = self._pricing_customer(ticket)
+        today = date.today()
+        for row in self.conn.execute("SELECT line, product_id, qty FROM ticket_lines WHERE ticket = ? AND removed = 0",
+                                     (ticket,)).fetchall():
+            product = self.catalogue.product(row["product_id"])
+            if product is None:
+                continue
+            price = unit_price(product, who, self.settings.store, today, self.catalogue)
+            self.conn.execute(
+                "UPDATE ticket_lines SET unit_price = ?, retail_price = ?, price_source = ?, amount = ? "
+                "WHERE ticket = ? AND line = ?",
+                (str(price.unit), str(price.retail), price.source, str(money(price.unit * Decimal(row["qty"]))), ticket, row["line"]),
+            )
+
+    def _close(self, ctx: "_Event") -> None:
+        ticket = self._need_open(ctx.lane)
+        state = self.state(ctx.lane)
+        if not state["lines"]:
+            raise Refused("empty_ticket", "an empty ticket cannot be closed (void it instead)")
+        closed_at = now_iso()
+        self.conn.execute("UPDATE tickets SET status = 'closed', closed_at = ?, by = ? WHERE ticket = ?",
+                          (closed_at, ctx.by, ticket))
+        customer = self.db.replica.get("customer", state["customer"]["id"]) if state["customer"] else None
+        sale_lines = [{k: line[k] for k in ("line", "sku", "barcode", "description", "qty", "unit_price",
+                                              "retail_price", "price_source", "amount")}
+                      | self._line_extra(ticket, line["line"]) for line in state["lines"]]
+        self.db._write("sale", sale_key(ticket), {
+            "ticket": ticket, "store": self.settings.store, "lane": ctx.lane, "customer_id": customer["id"] if customer else "",
+            "closed_at": closed_at, "total": state["total"], "currency": self.settings.currency,
+            "lines": json.dumps(sale_lines, separators=(",", ":")), "coupon": "", "by": ctx.by,
+        }, ctx.by)
+        receipt = self._receipt(ticket, ctx.lane, closed_at, sale_lines, state["total"], customer)
+        job = new_id()
+        status = "email" if customer and customer["no_paper"] else "pending"
+        self.conn.execute(
+            "INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job, ticket, ctx.lane, self.settings.printer, json.dumps(receipt), status, time.time()),
+        )
+        if status == "pending":
+            ctx.jobs.append((self.settings.printer, job, receipt))
+
+    def _line_extra(self, ticket: str, line: int) -> dict[str, str]:
+        row = self.conn.execute("SELECT product_id, brand, size, tax_rate FROM ticket_lines WHERE ticket = ? AND line = ?",
+                                (ticket, line)).fetchone()
+        return {"product_id": row[0], "brand": row[1], "size": row[2], "tax_rate": row[3]}
+
+    def _receipt(self, ticket: str, lane: str, closed_at: str, lines: list[dict], total: str, customer: dict | None) -> dict:
+        taxes: dict[str, Decimal] = {}
+        for line in lines:
+            taxes[line["tax_rate"]] = taxes.get(line["tax_rate"], Decimal(0)) + Decimal(line["amount"])
+        tax_lines = []
+        for rate, gross in sorted(taxes.items(), key=lambda kv: Decimal(kv[0])):
+            base = money(gross / (1 + Decimal(rate) / 100))
+            tax_lines.append({"rate": rate, "base": str(base), "tax": str((gross - base).quantize(CENT)), "total": str(gross)})
+        shown = None
+        if customer and self.settings.receipt_shows_customer:
+            shown = {"code": customer["code"], "name": display_name(customer), "tax_id": customer["tax_id"]}
+        s = self.settings
+        return {
+            "store": {"id": s.store, "name": s.name, "address": s.address, "tax_id": s.tax_id},
+            "ticket": ticket, "lane": lane, "closed_at": closed_at,
+            "lines": [{k: line[k] for k in ("sku", "description", "qty", "unit_price", "amount", "tax_rate")} for line in lines],
+            "total": total, "currency": s.currency, "taxes": tax_lines, "customer": shown,
+            "barcode": ticket, "footer": s.footer,
+        }
+
+    # --- lookups -----------------------------------------------------------------------------
+
+    def _card_owner(self, number: str) -> str | None:
+        row = self.conn.execute("SELECT customer_id FROM cards WHERE number = ? AND active = 1 LIMIT 1",
+                                (number.strip().upper(),)).fetchone()
+        return row[0] if row else None
+
+    def _resolve_customer(self, cmd: TicketCommand) -> str:
+        if cmd.card:
+            found = self._card_owner(cmd.card)
+            if not found:
+                raise Refused("unknown_card", f"card {cmd.card} belongs to no customer")
+            return found
+        record = self.db.replica.find_customer(cmd.code or cmd.customer_id)
+        if record is None:
+            raise Refused("unknown_customer", f"no customer {cmd.code or cmd.customer_id}")
+        return record["id"]
+
+    def _pricing_customer(self, ticket: str) -> PricingCustomer | None:
+        row = self.conn.execute("SELECT c.id, c.rate FROM tickets t JOIN customers c ON c.id = t.customer_id "
+                                "WHERE t.ticket = ?", (ticket,)).fetchone()
+        return PricingCustomer(id=row[0], rate=row[1] or "") if row else None
+
+    # --- tickets and lanes ----------------------------------------------------------------------
+
+    def _lane_row(self, lane: str) -> None:
+        if self.conn.execute("SELECT 1 FROM lanes WHERE lane = ?", (lane,)).fetchone():
+            return
+        # A new database on an old lane (a replaced box) goes on from the lane's
+        # last sale that came back from HQ, so ticket numbers are never reused.
+        prefix = f"{self.settings.store}-{lane}-"
+        last = self.conn.execute(
+            "SELECT coalesce(max(CAST(substr(ticket, ?) AS INTEGER)), 0) FROM sales WHERE store = ? AND lane = ?",
+            (len(prefix) + 1, self.settings.store, lane)).fetchone()[0]
+        self.conn.execute("INSERT INTO lanes (lane, last_n) VALUES (?, ?)", (lane, last))
+
+    def _open_ticket(self, lane: str) -> str | None:
+        row = self.conn.execute("SELECT ticket FROM tickets WHERE lane = ? AND status = 'open' LIMIT 1", (lane,)).fetchone()
+        return row[0] if row else None
+
+    def _need_open(self, lane: str) -> str:
+        ticket = self._open_ticket(lane)
+        if ticket is None:
+            raise Refused("no_open_ticket", "there is no open ticket on this lane")
+        return ticket
+
+    def _new_ticket(self, ctx: "_Event") -> str:
+        n = self.conn.execute("UPDATE lanes SET last_n = last_n + 1 WHERE lane = ? RETURNING last_n", (ctx.lane,)).fetchone()[0]
+        ticket = f"{self.settings.store}-{ctx.lane}-{n}"
+        self.conn.execute("INSERT INTO tickets (ticket, lane, n, status, opened_at, by) VALUES (?, ?, ?, 'open', ?, ?)",
+                          (ticket, ctx.lane, n, now_iso(), ctx.by))
+        self.conn.execute("UPDATE lanes SET current = ? WHERE lane = ?", (ticket, ctx.lane))
+        return ticket
+
+    def state(self, lane: str) -> dict[str, Any]:
+        """The lane's ticket state as DESIGN section 4 gives it."""
+        row = self.conn.execute("SELECT current, notices, cause FROM lanes WHERE lane = ?", (lane,)).fetchone()
+        warnings = json.loads(row["notices"]) if row else []
+        state: dict[str, Any] = {
+            "v": 1, "ticket": None, "store": self.settings.store, "lane": lane, "status": "closed", "customer": None,
+            "warnings": warnings, "lines": [], "total": "0.00", "currency": self.settings.currency,
+            "cause": row["cause"] if row else "",
+        }
+        ticket = self.conn.execute("SELECT * FROM tickets WHERE ticket = ?", (row["current"],)).fetchone() if row else None
+        if ticket is None:
+            return state
+        state.update(ticket=ticket["ticket"], status=ticket["status"])
+        if ticket["customer_id"]:
+            customer = self.db.replica.get("customer", ticket["customer_id"])
+            if customer:
+                state["customer"] = {"id": customer["id"], "code": customer["code"], "name": display_name(customer),
+                                     "payment_status": customer["payment_status"], "tax_id": customer["tax_id"]}
+                if customer["payment_status"] in ("pending", "defaulter"):
+                    warnings.append({"code": f"payment_{customer['payment_status']}",
+                                     "message": f"customer payment status is {customer['payment_status']}"})
+        total = Decimal(0)
+        for line in self.conn.execute("SELECT * FROM ticket_lines WHERE ticket = ? AND removed = 0 ORDER BY line",
+                                      (ticket["ticket"],)):
+            total += Decimal(line["amount"])
+            state["lines"].append({k: line[k] for k in ("line", "sku", "barcode", "description", "qty", "unit_price",
+                                                        "retail_price", "price_source", "amount")})
+        state["total"] = str(money(total))
+        return state
+
+    def lanes(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT lane FROM lanes ORDER BY lane")]
+
+    # --- receipts ---------------------------------------------------------------------------------
+
+    def due_jobs(self, retry_after: float) -> list[tuple[str, str, str, dict]]:
+        """(lane, device, job, receipt) of receipts not yet printed, not sent in ``retry_after`` s."""
+        rows = self.conn.execute(
+            "SELECT lane, device, job, receipt FROM print_jobs WHERE status = 'pending' AND last_sent <= ? ORDER BY created_at",
+            (time.time() - retry_after,)).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def job_sent(self, job: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute("UPDATE print_jobs SET last_sent = ?, attempts = attempts + 1 WHERE job = ?", (time.time(), job))
+
+    def job_result(self, job: str, ok: bool, status: str, error: str) -> bool:
+        """Record a printer's result; a printed job is done, a failed one is resent later."""
+        with transaction(self.conn):
+            cursor = self.conn.execute(
+                "UPDATE print_jobs SET status = CASE WHEN ? THEN 'printed' ELSE status END, printed_at = CASE WHEN ? "
+                "THEN ? ELSE printed_at END, printer_status = ?, error = ? WHERE job = ? AND status = 'pending'",
+                (ok, ok, time.time(), status, error or "", job))
+        return cursor.rowcount > 0
+
+    def forget_old_events(self) -> None:
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM lane_events WHERE at < ?", (time.time() - EVENT_MEMORY,))
+
+
+@dataclass
+class _Event:
+    lane: str
+    id: str
+    by: str
+    notices: list[dict[str, str]] = field(default_factory=list)
+    jobs: list[tuple[str, str, dict]] = field(default_factory=list)
+

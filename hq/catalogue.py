@@ -1,0 +1,251 @@
+"""HQ's catalogue writes: products (CSV import), rates, rate lines, specific prices.
+
+Rattail's importer shape: normalize each row → key (the natural key) → diff
+against what HQ holds → create/update only what changed. Every write is a
+normal HQ change (``seq``), so it reaches every store like a customer edit.
+Nothing is ever deleted: a product, barcode, line or price is deactivated.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from core.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
+from core.db import transaction
+from core.model import ENTITIES, ValidationError
+from core.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
+
+from .db import HQDatabase
+
+PRODUCT_COLUMNS = ("sku", "description", "brand", "size", "retail_price", "tax_rate", "active", "barcodes")
+TRUE_WORDS = {"1", "true", "yes", "y", "on", "active"}
+FALSE_WORDS = {"0", "false", "no", "n", "off", "inactive"}
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (CSV line, field errors)
+    diffs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (action, sku, changed fields)
+
+    def summary(self) -> str:
+        return f"csv -> lanehub: added {self.created}; updated {self.updated}; unchanged {self.unchanged}"
+
+
+class HQCatalogue:
+    def __init__(self, db: HQDatabase):
+        self.db = db
+        self.view = SqliteCatalogue(db.conn)
+
+    # --- the one write path ---------------------------------------------------------------
+
+    def _checked(self, entity: str, key: str, fields: dict[str, Any]) -> tuple[dict | None, dict[str, Any]]:
+        """(current record, the fields that would change); raises ValidationError."""
+        spec = ENTITIES[entity]
+        fields = spec.normalize(fields)
+        errors = spec.check_fields(fields, self.db.codes)
+        current = self.db.replica.get(entity, key)
+        if current is None:
+            for name in spec.required:
+                if name not in errors and str(fields.get(name, "")).strip() == "":
+                    errors[name] = "is required"
+        else:
+            for name in spec.immutable:
+                if name in fields and fields[name] != current[name] and name not in errors:
+                    errors[name] = "cannot be changed"
+        if errors:
+            raise ValidationError(errors)
+        base = current or dict(spec.defaults)
+        changed = {k: v for k, v in fields.items() if current is None or base.get(k) != v}
+        return current, changed
+
+    def upsert(self, entity: str, key: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
+        """Create or update one record inside the caller's transaction; returns what changed."""
+        current, changed = self._checked(entity, key, fields)
+        if changed:
+            self.db._write(entity, key, (dict(ENTITIES[entity].defaults) | changed) if current is None else changed, by)
+        return changed
+
+    # --- products -----------------------------------------------------------------------
+
+    def product(self, sku: str) -> dict[str, Any] | None:
+        return self.db.replica.get("product", product_key(sku))
+
+    def barcodes(self, product_id: str) -> list[str]:
+        return [r[0] for r in self.db.conn.execute(
+            "SELECT code FROM barcodes WHERE product_id = ? AND active = 1 ORDER BY code", (product_id,))]
+
+    def put_product(self, fields: dict[str, Any], barcodes: list[str], by: str) -> dict[str, Any]:
+        with transaction(self.db.conn):
+            return self._put_product(fields, barcodes, by)
+
+    def _put_product(self, fields: dict[str, Any], barcodes: list[str], by: str) -> dict[str, Any]:
+        sku = str(fields.get("sku", "")).strip()
+        if not sku:
+            raise ValidationError({"sku": "is required"})
+        key = product_key(sku)
+        changed = self.upsert("product", key, fields | {"sku": sku}, by)
+        for code in barcodes:
+            owner = self.db.conn.execute("SELECT product_id FROM barcodes WHERE code = ? AND active = 1", (code,)).fetchone()
+            if owner and owner[0] != key:
+                raise ValidationError({"barcodes": f"barcode {code} already belongs to another product"})
+            if self.upsert("barcode", barcode_key(code), {"code": code, "product_id": key, "active": True}, by):
+                changed.setdefault("barcodes", []).append(code)
+        return changed
+
+    def import_products(self, path: str | Path, by: str, *, dry_run: bool = False) -> ImportResult:
+        """Import a products CSV (columns: PRODUCT_COLUMNS; barcodes separated by '|').
+        All or nothing: any invalid row aborts the import with every row's errors;
+        ``dry_run`` reports what would change and changes nothing."""
+        rows = list(_read_csv(path))
+        result = ImportResult()
+        conn = self.db.conn
+        with transaction(conn):
+            conn.execute("SAVEPOINT import_products")
+            for line, row in rows:
+                try:
+                    fields, barcodes = _product_row(row)
+                    existed = self.product(fields["sku"]) is not None
+                    changed = self._put_product(fields, barcodes, by)
+                except ValidationError as exc:
+                    result.errors.append((line, exc.errors))
+                    continue
+                if not changed:
+                    result.unchanged += 1
+                elif existed:
+                    result.updated += 1
+                    result.diffs.append(("update", fields["sku"], changed))
+                else:
+                    result.created += 1
+                    result.diffs.append(("create", fields["sku"], changed))
+            if dry_run or result.errors:
+                conn.execute("ROLLBACK TO import_products")
+            conn.execute("RELEASE import_products")
+        return result
+
+    # --- rates --------------------------------------------------------------------------
+
+    def rate(self, code: str) -> dict[str, Any] | None:
+        return self.db.replica.get("rate", rate_key(code))
+
+    def rates(self) -> list[dict[str, Any]]:
+        keys = [r[0] for r in self.db.conn.execute("SELECT id FROM rates ORDER BY code")]
+        return [self.db.replica.get("rate", k) for k in keys]
+
+    def put_rate(self, code: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
+        """Create (start defaults to today) or edit a rate header; codes are upper-cased."""
+        code = code.strip().upper()
+        key = rate_key(code)
+        with transaction(self.db.conn):
+            current = self.db.replica.get("rate", key)
+            if current is None:
+                fields = {"start": date.today().isoformat(), "status": "active"} | {k: v for k, v in fields.items() if v is not None}
+            merged = (current or {}) | {k: v for k, v in fields.items() if v is not None} | {"code": code}
+            # The window is checked on the whole header, not only on the fields given.
+            errors = ENTITIES["rate"].check_fields({k: merged[k] for k in ("start", "end") if k in merged}, None)
+            if errors:
+                raise ValidationError(errors)
+            self.upsert("rate", key, {k: v for k, v in fields.items() if v is not None} | {"code": code}, by)
+        return self.db.replica.get("rate", key)
+
+    def rate_lines(self, code: str) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute(
+            "SELECT p.sku, p.description, p.retail_price, l.price, l.discount_pct FROM rate_lines l "
+            "JOIN products p ON p.id = l.product_id WHERE l.rate_id = ? AND l.active = 1 ORDER BY p.sku",
+            (rate_key(code),)).fetchall()
+        return [dict(r) for r in rows]
+
+    def set_rate_line(self, code: str, sku: str, price: str, discount_pct: str, by: str, *, active: bool = True) -> dict:
+        rate = self._need("rate", rate_key(code), "rate", f"no rate {code.upper()}")
+        product = self._need("product", product_key(sku), "sku", f"no product {sku}")
+        with transaction(self.db.conn):
+            return self.upsert("rate_line", rate_line_key(rate["id"], product["id"]), {
+                "rate_id": rate["id"], "product_id": product["id"], "price": price, "discount_pct": discount_pct,
+                "active": active}, by)
+
+    def set_specific_price(self, sku: str, price: str, by: str, *, customer: str = "", store: str = "",
+                           start: str = "", end: str = "", active: bool = True) -> dict:
+        product = self._need("product", product_key(sku), "sku", f"no product {sku}")
+        customer_id = ""
+        if customer:
+            found = self.db.find_customer(customer)
+            if not found:
+                raise ValidationError({"customer": f"no customer {customer}"})
+            customer_id = found["id"]
+        if store and not self.db.is_store(store):
+            raise ValidationError({"store": f"no store {store}"})
+        key = specific_price_key(product["id"], customer_id, store, start, end)
+        with transaction(self.db.conn):
+            return self.upsert("specific_price", key, {
+                "product_id": product["id"], "customer_id": customer_id, "store": store, "price": price,
+                "start": start, "end": end, "active": active}, by)
+
+    def specific_prices(self, sku: str) -> list[dict[str, Any]]:
+        product = self.product(sku)
+        if not product:
+            return []
+        rows = self.db.conn.execute(
+            "SELECT s.price, s.store, s.start, s.[end], coalesce(c.code, '') AS customer FROM specific_prices s "
+            "LEFT JOIN customers c ON c.id = s.customer_id WHERE s.product_id = ? AND s.active = 1 "
+            "ORDER BY customer, s.store, s.start", (product["id"],)).fetchall()
+        return [dict(r) for r in rows]
+
+    def assign_rate(self, customer: str, code: str, by: str) -> dict[str, Any]:
+        """Give a customer a rate (empty code: none)."""
+        found = self.db.find_customer(customer)
+        if not found:
+            raise ValidationError({"customer": f"no customer {customer}"})
+        if code and not self.rate(code):
+            raise ValidationError({"rate": f"no rate {code.upper()}"})
+        return self.db.update_customer(found["id"], {"rate": code.upper()}, by)
+
+    def price_check(self, sku: str, customer: str = "", store: str = "", day: date | None = None) -> Price:
+        """The price a lane would charge (the same function the edge uses)."""
+        product = self.view.product_by_code(sku)
+        if product is None:
+            raise ValidationError({"sku": f"no active product {sku}"})
+        who = None
+        if customer:
+            found = self.db.find_customer(customer)
+            if not found:
+                raise ValidationError({"customer": f"no customer {customer}"})
+            who = PricingCustomer(id=found["id"], rate=found["rate"])
+        return unit_price(product, who, store, day or date.today(), self.view)
+
+    def _need(self, entity: str, key: str, name: str, message: str) -> dict[str, Any]:
+        record = self.db.replica.get(entity, key)
+        if record is None:
+            raise ValidationError({name: message})
+        return record
+
+
+def _read_csv(path: str | Path):
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"sku", "description", "retail_price"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValidationError({"columns": f"{path}: missing column(s) {', '.join(sorted(missing))}"})
+        unknown = set(reader.fieldnames or ()) - set(PRODUCT_COLUMNS)
+        if unknown:
+            raise ValidationError({"columns": f"{path}: unknown column(s) {', '.join(sorted(unknown))}"})
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _product_row(row: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    fields: dict[str, Any] = {k: (row.get(k) or "").strip() for k in PRODUCT_COLUMNS if k in row and k not in ("barcodes", "active")}
+    if row.get("active") not in (None, ""):
+        word = row["active"].strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise ValidationError({"active": "must be yes or no"})
+        fields["active"] = word in TRUE_WORDS
+    if not fields.get("tax_rate"):
+        fields.pop("tax_rate", None)
+    barcodes = [code.strip() for code in (row.get("barcodes") or "").split("|") if code.strip()]
+    return fields, barcodes
