@@ -124,3 +124,38 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
     def show(ref, config_path):
         """Show customer REF as JSON."""
         print_customer(found(open_db(config_path), ref))
+
+
+def sales_commands(group: click.Group, default_config: str, open_db) -> None:
+    """Register `sales track` and `sales history` on ``group`` (HQ's and the edge's)."""
+    from .sales import SaleError, purchase_history, track_sale
+
+    @group.group("sales")
+    def sales():
+        """Closed sales: track one to a customer, a customer's purchase history."""
+
+    @sales.command("track")
+    @click.argument("ticket")
+    @click.argument("customer")
+    @config_option(default_config)
+    @click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
+    def track(ticket, customer, config_path, by):
+        """Attach the closed sale TICKET (which has no customer) to CUSTOMER (code or id)."""
+        db = open_db(config_path)
+        try:
+            sale = track_sale(db, ticket, customer, by)
+        except SaleError as exc:
+            raise click.ClickException(str(exc))
+        click.echo(f"sale {sale['ticket']} -> customer {customer}")
+
+    @sales.command("history")
+    @click.argument("customer")
+    @click.option("--limit", default=20, show_default=True)
+    @config_option(default_config)
+    def history(customer, limit, config_path):
+        """CUSTOMER's purchases across stores (newest first) as JSON."""
+        db = open_db(config_path)
+        record = db.find_customer(customer)
+        if record is None:
+            raise click.ClickException(f"no customer {customer}")
+        click.echo(json.dumps(purchase_history(db.conn, record["id"], limit), indent=2))

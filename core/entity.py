@@ -19,19 +19,29 @@ COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 CARD_RE = re.compile(r"^[A-Za-z0-9-]{4,40}$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
+# The combining marks NFKD splits accents into (U+0300-036F covers Latin, Greek, Cyrillic).
+COMBINING_RE = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+
 MAX_TEXT = 200
 MAX_NOTES = 4000
 
 
 def normalize_text(value: str) -> str:
     """Lower-case, accents removed, whitespace collapsed: for matching, never for display."""
-    decomposed = unicodedata.normalize("NFKD", value or "")
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if not value:
+        return ""
+    if value.isascii():  # the common case, ten times cheaper (a snapshot derives a million)
+        return " ".join(value.lower().split())
+    decomposed = unicodedata.normalize("NFKD", value)
+    plain = COMBINING_RE.sub("", decomposed)
     return " ".join(plain.casefold().split())
 
 
+NON_DIGITS_RE = re.compile(r"\D+")
+
+
 def digits(value: str) -> str:
-    return "".join(ch for ch in (value or "") if ch.isdigit())
+    return NON_DIGITS_RE.sub("", value) if value else ""
 
 
 def postcode_key(value: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+from .entity import EMAIL_RE
 from .messages import Message, PayloadError
 
 MAX_QTY = Decimal("9999")
@@ -82,6 +83,7 @@ class TicketCommand(Message):
     customer_id: str = ""
     coupon: str = ""
     user: str = ""
+    email: str = ""  # close: e-mail the receipt here (kept with the receipt only, never on the customer)
 
     OPS: ClassVar[tuple[str, ...]] = ("open", "add", "remove", "set_customer", "clear_customer", "apply_coupon", "close", "void")
 
@@ -100,6 +102,8 @@ class TicketCommand(Message):
             raise PayloadError("ticket command: remove needs 'line' (1, 2, ...)")
         if msg.op == "set_customer" and sum(map(bool, (msg.code, msg.card, msg.customer_id))) != 1:
             raise PayloadError("ticket command: set_customer needs exactly one of 'code', 'card' or 'customer_id'")
+        if msg.email and (msg.op != "close" or not EMAIL_RE.match(msg.email)):
+            raise PayloadError("ticket command: 'email' is for close and must be an e-mail address")
         if msg.op == "apply_coupon":
             _need_code(cls.KIND, "coupon", msg.coupon)
         return msg

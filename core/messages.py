@@ -84,7 +84,9 @@ class Message:
         return cls.from_dict(decode_object(payload))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": VERSION, **dataclasses.asdict(self)}
+        # Shallow on purpose: fields are JSON values already, and asdict's deep
+        # copy of a 5,000-row snapshot page costs more than encoding it.
+        return {"v": VERSION, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), default=str).encode()
@@ -120,8 +122,13 @@ class CustomerRequest(Message):
     limit: int = 20
     customer: dict = field(default_factory=dict)
     user: str = ""
+    ref: str = ""  # update, add_card, consent, history: the customer's id or code
+    card: str = ""
+    kind: str = "customer"
+    channel: str = ""
+    granted: bool | None = None
 
-    OPS: ClassVar[tuple[str, ...]] = ("search", "create")
+    OPS: ClassVar[tuple[str, ...]] = ("search", "create", "update", "add_card", "consent", "history")
 
     @classmethod
     def from_dict(cls, data):
@@ -130,8 +137,14 @@ class CustomerRequest(Message):
             raise PayloadError(f"customer request: unknown op {msg.op!r} (expected one of {', '.join(cls.OPS)})")
         if msg.op == "search" and not msg.q.strip():
             raise PayloadError("customer request: search needs a non-empty 'q'")
-        if msg.op == "create" and not msg.customer:
-            raise PayloadError("customer request: create needs a 'customer' object")
+        if msg.op in ("create", "update") and not msg.customer:
+            raise PayloadError(f"customer request: {msg.op} needs a 'customer' object")
+        if msg.op in ("update", "add_card", "consent", "history") and not msg.ref.strip():
+            raise PayloadError(f"customer request: {msg.op} needs 'ref' (the customer's id or code)")
+        if msg.op == "add_card" and not msg.card.strip():
+            raise PayloadError("customer request: add_card needs 'card' (the card number)")
+        if msg.op == "consent" and (msg.channel not in ("email", "sms", "post") or msg.granted is None):
+            raise PayloadError("customer request: consent needs 'channel' (email, sms or post) and 'granted' (true/false)")
         if not 1 <= msg.limit <= 100:
             raise PayloadError("customer request: 'limit' must be between 1 and 100")
         return msg
@@ -145,11 +158,13 @@ class CustomerReply(Message):
     customers: list | None = None
     customer: dict | None = None
     errors: dict | None = None  # field -> message, for a create that failed validation
+    history: list | None = None  # op=history: the customer's sales, newest first
+    source: str | None = None  # op=history: "hq", or "local" when HQ could not be asked
 
     def to_dict(self):
         data = super().to_dict()
-        # A reply carries either the search results or the created customer.
-        for key in ("customers", "customer", "errors"):
+        # A reply carries either the search results, the customer or the history.
+        for key in ("customers", "customer", "errors", "history", "source"):
             if data[key] is None:
                 del data[key]
         return data
@@ -213,8 +228,12 @@ class SyncRequest(Message):
     entity: str = ""
     after: str = ""
     lease: str = ""
+    customer_id: str = ""  # op=history, coupon_reserve
+    coupon: str = ""  # op=coupon_reserve, coupon_release
+    ticket: str = ""
 
-    OPS: ClassVar[tuple[str, ...]] = ("catchup", "snapshot", "code_block", "hello")
+    OPS: ClassVar[tuple[str, ...]] = ("catchup", "snapshot", "code_block", "hello", "history", "coupon_reserve",
+                                      "coupon_release")
 
     @classmethod
     def from_dict(cls, data):

@@ -11,6 +11,7 @@ from typing import Any
 
 from .catalogue import CATALOGUE_ENTITIES
 from .codes import CodeFormat
+from .coupons import COUPON_ENTITIES
 from .sales import SALE
 from .entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
                      PAYMENT_STATUSES, PHONE_RE, UUID_RE, EntitySpec, ValidationError, digits, normalize_text,
@@ -22,7 +23,7 @@ CUSTOMER_TEXT = (
     "code", "first_name", "last_name", "email", "phone", "mobile", "tax_id",
     "street", "city", "postcode", "country", "contact", "notes", "rate",
     "payment_status", "status", "origin_store", "created_at", "created_by",
-    "updated_at", "updated_by",
+    "updated_at", "updated_by", "household_id",
 )
 CUSTOMER_FIELDS = CUSTOMER_TEXT + ("active", "no_paper")
 # What a person may set through a form, a lane or the CLI.
@@ -74,6 +75,8 @@ def check_customer_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
         errors["country"] = "must be a two-letter country code (e.g. ES, GB)"
     if "code" in fields and "code" not in errors and not codes.is_valid(fields["code"]):
         errors["code"] = f"is not a customer code ({codes.format(42)} or {codes.provisional('S001', 1)})"
+    if fields.get("household_id") and "household_id" not in errors and not UUID_RE.match(fields["household_id"]):
+        errors["household_id"] = "must be a household id"
     if "payment_status" in fields and fields["payment_status"] not in PAYMENT_STATUSES:
         errors["payment_status"] = f"must be one of {', '.join(PAYMENT_STATUSES)}"
     if "status" in fields and fields["status"] not in CUSTOMER_STATUSES:
@@ -103,7 +106,7 @@ def checked_customer_write(fields: dict, codes: CodeFormat, *, new: bool) -> dic
         for name in ("first_name", "last_name"):
             if not str(fields.get(name, "")).strip() and name not in errors:
                 errors[name] = "is required"
-    for name in sorted(set(fields) & {"code", "origin_store", "created_at", "created_by"}):
+    for name in sorted(set(fields) & {"code", "origin_store", "created_at", "created_by", "household_id"}):
         errors[name] = "cannot be set here"
     if errors:
         raise ValidationError(errors)
@@ -179,10 +182,52 @@ CODE_ALIAS = EntitySpec(
 )
 
 
-ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE)}
+# --- marketing consents (history: one record per grant or revocation) --------
+
+CONSENT_CHANNELS = ("email", "sms", "post")
+CONSENT_FIELDS = ("customer_id", "channel", "granted", "at", "store", "lane", "user")
+
+
+def check_consent_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
+    errors = text_checks(fields, {"customer_id": 36, "channel": 8, "at": 40, "store": 32, "lane": 32, "user": MAX_TEXT})
+    for name in sorted(set(fields) - set(CONSENT_FIELDS)):
+        errors[name] = "is not a consent field"
+    if "customer_id" in fields and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):
+        errors["customer_id"] = "must be a customer id"
+    if "channel" in fields and fields["channel"] not in CONSENT_CHANNELS:
+        errors["channel"] = f"must be one of {', '.join(CONSENT_CHANNELS)}"
+    if "granted" in fields and not isinstance(fields["granted"], bool):
+        errors["granted"] = "must be true or false"
+    return errors
+
+
+CONSENT = EntitySpec(
+    name="consent",
+    table="consents",
+    fields=CONSENT_FIELDS,
+    defaults={"customer_id": "", "channel": "", "granted": False, "at": "", "store": "", "lane": "", "user": ""},
+    bools=frozenset({"granted"}),
+    check_fields=check_consent_fields,
+    required=("customer_id", "channel", "at"),
+    immutable=CONSENT_FIELDS,  # history is never rewritten
+    indexes=(("customer_id", "channel", "at"),),
+)
+
+
+def current_consents(conn, customer_id: str) -> dict[str, bool]:
+    """Each channel's latest grant or revocation (no record: not granted)."""
+    out = {channel: False for channel in CONSENT_CHANNELS}
+    for row in conn.execute("SELECT channel, granted FROM consents WHERE customer_id = ? ORDER BY at, rid",
+                            (customer_id,)):
+        out[row[0]] = bool(row[1])
+    return out
+
+
+ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE, CONSENT,
+                                                                *COUPON_ENTITIES)}
 
 # Entities a store may write; code aliases and the catalogue are made by HQ only.
-STORE_WRITABLE = frozenset({"customer", "card", "sale"})
+STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use"})
 
 
 def display_name(record: dict) -> str:

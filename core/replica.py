@@ -173,18 +173,23 @@ class Replica:
 
     # --- snapshots -------------------------------------------------------------
 
-    def export(self, entity: str, after: str = "", limit: int = 1000) -> list[dict[str, Any]]:
-        """A page of whole records with their clocks, ordered by id, for a new store."""
-        spec = ENTITIES[entity]
+    def export_rows(self, entity: str, after: str = "", limit: int = 1000) -> tuple[list[str], list[list]]:
+        """A snapshot page as (columns, rows): ``id``, the fields as stored, the derived
+        search keys, ``_clocks``. Rows rather than objects, and search keys computed
+        once at HQ: a million-record snapshot is mostly this."""
+        columns = self._snapshot_columns(ENTITIES[entity])
         rows = self.conn.execute(
-            f"SELECT id, {', '.join(f'[{f}]' for f in spec.fields)}, _clocks FROM [{spec.table}] "
-            "WHERE id > ? ORDER BY id LIMIT ?",
+            f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{ENTITIES[entity].table}] WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [decode_row(spec, row) | {"_clocks": row["_clocks"]} for row in rows]
+        return columns, [list(row) for row in rows]
+
+    @staticmethod
+    def _snapshot_columns(spec: EntitySpec) -> list[str]:
+        return ["id", *spec.fields, *spec.derived_columns, "_clocks"]
 
     def load(self, entity: str, records: Iterable[dict[str, Any]], *, empty: bool) -> int:
-        """Take snapshot records. ``empty``: the table was empty when the snapshot began,
+        """Take whole records. ``empty``: the table was empty when the load began,
         so rows are inserted in bulk; otherwise each field is merged by its clock."""
         spec = ENTITIES[entity]
         records = list(records)
@@ -192,19 +197,34 @@ class Replica:
             for record in records:
                 self.merge_record(entity, record)
             return len(records)
-        columns = ["id", *spec.fields, *spec.derived_columns, "_clocks"]
-        rows = []
-        for record in records:
-            derived = spec.derive(record)
-            rows.append(
-                [record["id"], *(_encode(spec, n, record.get(n, spec.defaults[n])) for n in spec.fields),
-                 *(derived[n] for n in spec.derived_columns), record.get("_clocks") or "{}"]
-            )
+        columns = ["id", *spec.fields, "_clocks"]
+        rows = [[record["id"], *(_encode(spec, n, record.get(n, spec.defaults[n])) for n in spec.fields),
+                 record.get("_clocks") or "{}"] for record in records]
+        return self.load_rows(entity, columns, rows)
+
+    def load_rows(self, entity: str, columns: list[str], rows: list[list]) -> int:
+        """Insert snapshot rows (``export_rows``'s shape) into an empty table."""
+        spec = ENTITIES[entity]
+        expected = self._snapshot_columns(spec)
+        if columns != expected:
+            # Another version's columns, or no search keys: map by name, fill in
+            # defaults, and derive the search keys here.
+            where = {name: i for i, name in enumerate(columns)}
+            rows = [self._fill_row(spec, where, row) for row in rows]
         self.conn.executemany(
-            f"INSERT INTO [{spec.table}] ({', '.join(f'[{c}]' for c in columns)}) VALUES ({', '.join('?' * len(columns))})",
+            f"INSERT INTO [{spec.table}] ({', '.join(f'[{c}]' for c in expected)}) VALUES ({', '.join('?' * len(expected))})",
             rows,
         )
         return len(rows)
+
+    @staticmethod
+    def _fill_row(spec: EntitySpec, where: dict[str, int], row: list) -> list:
+        record = {"id": row[where["id"]]}
+        for name in spec.fields:
+            record[name] = row[where[name]] if name in where else _encode(spec, name, spec.defaults[name])
+        derived = spec.derive(record) if spec.derived_columns else {}
+        clocks = row[where["_clocks"]] if "_clocks" in where else "{}"
+        return [record["id"], *(record[n] for n in spec.fields), *(derived[n] for n in spec.derived_columns), clocks]
 
     def merge_record(self, entity: str, record: dict[str, Any]) -> None:
         """Merge a whole record with its clocks: per field, the later stamp wins."""

@@ -43,3 +43,43 @@ SALE = EntitySpec(
     immutable=("ticket", "store", "lane", "closed_at", "total", "currency", "lines"),
     indexes=(("ticket",), ("customer_id", "closed_at")),
 )
+
+
+def purchase_history(conn, customer_id: str, limit: int = 50) -> list[dict]:
+    """A customer's sales across stores, newest first: items, brands, sizes, dates, stores."""
+    rows = conn.execute(
+        "SELECT ticket, store, lane, closed_at, total, currency, lines FROM sales WHERE customer_id = ? "
+        "ORDER BY closed_at DESC LIMIT ?", (customer_id, limit)).fetchall()
+    out = []
+    for row in rows:
+        lines = json.loads(row[6] or "[]")
+        out.append({"ticket": row[0], "store": row[1], "lane": row[2], "date": row[3], "total": row[4], "currency": row[5],
+                    "items": [{k: line.get(k, "") for k in ("sku", "description", "brand", "size", "qty", "unit_price", "amount")}
+                              for line in lines]})
+    return out
+
+
+class SaleError(ValueError):
+    """A sale that cannot be tracked to a customer (one line for the CLI or page)."""
+
+
+def track_sale(db, ticket: str, customer_ref: str, by: str) -> dict:
+    """Attach a closed sale without a customer to one, after the fact. ``db`` is
+    HQ's or an edge's database: the change replicates like any other."""
+    from .db import transaction
+
+    with transaction(db.conn):
+        sale = db.replica.get("sale", sale_key(ticket))
+        if sale is None:
+            raise SaleError(f"no sale {ticket}")
+        customer = db.find_customer(customer_ref)
+        if customer is None:
+            raise SaleError(f"no customer {customer_ref}")
+        if sale["customer_id"] == customer["id"]:
+            return sale
+        if sale["customer_id"]:
+            raise SaleError(f"sale {ticket} already belongs to another customer")
+        if not customer["active"]:
+            raise SaleError(f"customer {customer['code']} is deactivated")
+        db._write("sale", sale["id"], {"customer_id": customer["id"]}, by)
+    return db.replica.get("sale", sale["id"])

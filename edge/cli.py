@@ -6,7 +6,7 @@ import json
 
 import click
 
-from core.cli_util import config_option, customer_commands, fail_on_config_errors
+from core.cli_util import config_option, customer_commands, fail_on_config_errors, sales_commands
 from core.model import display_name
 from core.process import run_until_signalled, setup_logging
 
@@ -64,6 +64,7 @@ def customers():
 
 
 customer_commands(customers, "edge.toml", open_db, refusals=(NotReady,))
+sales_commands(edge, "edge.toml", open_db)
 
 
 @customers.command("search")

@@ -25,6 +25,8 @@ SCHEMA = {
         "printer": Key(str, "printer"),
         # Resend a receipt the printer has not reported printed after this many seconds.
         "print_retry": Key(float, 30.0, minimum=1),
+        # A coupon while HQ cannot be reached: refuse it, or accept it (HQ flags a double redemption).
+        "coupon_offline": Key(str, "deny", choices=("deny", "allow")),
     },
     "broker": broker_keys(),
     "hq": broker_keys(),

@@ -20,9 +20,9 @@ from sqlite_utils.migrations import Migrations
 from core import hlc as hlc_mod
 from core.changes import Change, new_id
 from core.codes import CodeFormat
-from core.db import Meta, connect, migrate, replica_migrations, transaction
+from core.db import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
 from core.hlc import HybridLogicalClock
-from core.model import CUSTOMER_DEFAULTS, ENTITIES, checked_customer_write
+from core.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from core.replica import Replica
 
 edge_migrations = Migrations("lanehub.edge")
@@ -76,6 +76,19 @@ def m002_tickets(db: sqlite_utils.Database) -> None:
         "printed_at REAL)"
     )
     db.execute("CREATE INDEX idx_print_jobs_status ON print_jobs (status)")
+
+
+@edge_migrations()
+def m003_receipt_email(db: sqlite_utils.Database) -> None:
+    # An address given at the till for one e-receipt: kept with that receipt
+    # only, never on the customer (GDPR: no consent to keep it).
+    db.execute("ALTER TABLE print_jobs ADD COLUMN email TEXT NOT NULL DEFAULT ''")
+
+
+@edge_migrations()
+def m004_ticket_coupon(db: sqlite_utils.Database) -> None:
+    # How the ticket's coupon was accepted: 'online' (reserved at HQ) or 'offline'.
+    db.execute("ALTER TABLE tickets ADD COLUMN coupon_mode TEXT NOT NULL DEFAULT ''")
 
 
 def now_iso() -> str:
@@ -175,6 +188,37 @@ class EdgeDatabase:
 
     def find_customer(self, ref: str) -> dict[str, Any] | None:
         return self.replica.find_customer(ref)
+
+    def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
+        """Hand a customer a card. A number belongs to one customer only: checked
+        here against the replica and again at HQ against every store."""
+        spec = ENTITIES["card"]
+        fields = spec.normalize({"number": number, "customer_id": customer_id, "kind": kind, "active": True})
+        errors = spec.check_fields(fields, self.codes)
+        if errors:
+            raise ValidationError(errors)
+        with transaction(self.conn):
+            owner = self.conn.execute("SELECT id, customer_id FROM cards WHERE number = ? AND active = 1",
+                                      (fields["number"],)).fetchone()
+            if owner and owner["customer_id"] != customer_id:
+                raise ValidationError({"card": f"card {fields['number']} already belongs to another customer"})
+            if owner:
+                return self.replica.get("card", owner["id"])
+            key = new_id()
+            self._write("card", key, fields, by)
+        return self.replica.get("card", key)
+
+    def record_consent(self, customer_id: str, channel: str, granted: bool, lane: str, user: str) -> dict[str, Any]:
+        """Keep a grant or revocation as a new history record (never an overwrite)."""
+        fields = {"customer_id": customer_id, "channel": channel, "granted": granted, "at": now_iso(),
+                  "store": self.store, "lane": lane, "user": user}
+        errors = ENTITIES["consent"].check_fields(fields, self.codes)
+        if errors:
+            raise ValidationError(errors)
+        key = new_id()
+        with transaction(self.conn):
+            self._write("consent", key, fields, user or f"lane:{lane}")
+        return self.replica.get("consent", key)
 
     # --- codes -------------------------------------------------------------------------
 
@@ -285,17 +329,20 @@ class EdgeDatabase:
         """Start (or restart) the first snapshot from empty replica tables."""
         with transaction(self.conn):
             for spec in ENTITIES.values():
+                drop_indexes(self.conn, spec)  # rebuilt in one pass by finish_snapshot
                 self.conn.execute(f"DELETE FROM [{spec.table}]")
                 if spec.fts:
                     self.conn.execute(f"INSERT INTO [{spec.table}_fts] ([{spec.table}_fts]) VALUES ('delete-all')")
             self.meta.set("snapshot_done", "0")
 
-    def load_snapshot_page(self, entity: str, records: list[dict]) -> None:
+    def load_snapshot_page(self, entity: str, columns: list[str], rows: list[list]) -> None:
         with transaction(self.conn):
-            self.replica.load(entity, records, empty=True)
+            self.replica.load_rows(entity, columns, rows)
 
     def finish_snapshot(self, head: int) -> None:
         with transaction(self.conn):
+            for spec in ENTITIES.values():
+                create_indexes(self.conn, spec)
             self.replica.rebuild_fts()
             self.meta.set("last_seq", head)
             self.meta.set("snapshot_done", "1")

@@ -16,14 +16,16 @@ from core.messages import PayloadError
 from core.mqtt import Incoming, MqttClient
 from core.worker import Worker
 
-from .tickets import LaneSettings, Outcome, TicketBook
+from .tickets import CouponGate, LaneSettings, Outcome, TicketBook
 
 log = logging.getLogger(__name__)
 
 
 class TicketLanes:
-    def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float):
+    def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float,
+                 coupons: CouponGate):
         self.local = local
+        self.coupons = coupons
         self.worker = worker
         self.settings = settings
         self.report = report  # report(msg, reason): the error topic
@@ -32,7 +34,7 @@ class TicketLanes:
 
     def start(self, db) -> None:
         """Open the ticket book on the lane worker's database and subscribe."""
-        self.book = TicketBook(db, self.settings)
+        self.book = TicketBook(db, self.settings, self.coupons)
         store = self.settings.store
         self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self.worker.submit(self._on_event, m, Scan))
         self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self.worker.submit(self._on_event, m, CardRead))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from core import topics
 from core.changes import Change
@@ -24,8 +25,9 @@ from core.worker import Worker
 
 from .db import EdgeDatabase, NotReady
 from .lanes import TicketLanes
+from .register import register_op
 from .search import lane_view, search_customers
-from .tickets import LaneSettings
+from .tickets import LaneSettings, Refused
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,47 @@ UP_BATCH = 200
 SNAPSHOT_PAGE = 5000
 CATCHUP_PAGE = 2000
 REQUEST_TIMEOUT = 5.0
+COUPON_TIMEOUT = 2.0  # likewise for a coupon at the till
+HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
 
 
 class HQUnavailable(Exception):
     pass
+
+
+class HQRefused(HQUnavailable):
+    """HQ answered, and said no (the reason is the message)."""
+
+
+class HQCouponGate:
+    """Coupons are reserved at HQ so that one ticket in the chain redeems each;
+    when HQ cannot be asked, the store's ``coupon_offline`` policy decides."""
+
+    def __init__(self, service: "EdgeService", offline_policy: str):
+        self.service = service
+        self.offline_policy = offline_policy
+
+    def reserve(self, code: str, ticket: str, customer_id: str) -> str:
+        try:
+            self.service._request(SyncRequest(op="coupon_reserve", coupon=code, ticket=ticket, customer_id=customer_id),
+                                  timeout=COUPON_TIMEOUT)
+        except HQRefused as exc:
+            raise Refused("coupon_refused", str(exc)) from None
+        except (HQUnavailable, PayloadError) as exc:
+            if self.offline_policy == "allow":
+                log.warning("edge %s: coupon %s accepted offline (%s)", self.service.store, code, exc)
+                return "offline"
+            raise Refused("coupon_offline", "HQ cannot be reached to redeem the coupon, and this store "
+                                            "does not accept coupons offline") from None
+        return "online"
+
+    def release(self, code: str, ticket: str) -> None:
+        def release() -> None:
+            try:
+                self.service._request(SyncRequest(op="coupon_release", coupon=code, ticket=ticket), timeout=COUPON_TIMEOUT)
+            except (HQUnavailable, PayloadError) as exc:  # the reservation lapses at HQ anyway
+                log.info("edge %s: coupon %s not released at HQ: %s", self.service.store, code, exc)
+        self.service.sync.submit(release)
 
 
 class EdgeService:
@@ -68,7 +107,8 @@ class EdgeService:
             store=self.store, currency=store_cfg["currency"], block_defaulters=store_cfg["block_defaulters"],
             receipt_shows_customer=store_cfg["receipt_shows_customer"], printer=store_cfg["printer"],
             name=store_cfg["name"], address=store_cfg["address"], tax_id=store_cfg["tax_id"],
-            footer=store_cfg["receipt_footer"]), self.report, store_cfg["print_retry"])
+            footer=store_cfg["receipt_footer"]), self.report, store_cfg["print_retry"],
+            HQCouponGate(self, store_cfg["coupon_offline"]))
         self.hq = MqttClient(
             config.broker("hq"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             will=(topics.sync_status(self.store), SyncStatus(state="offline").to_json()),
@@ -125,16 +165,16 @@ class EdgeService:
 
     # --- HQ link (sync worker) -------------------------------------------------------------------
 
-    def _request(self, request: SyncRequest) -> dict:
+    def _request(self, request: SyncRequest, timeout: float = REQUEST_TIMEOUT) -> dict:
         if not self.hq.connected.is_set():
             raise HQUnavailable("no link to HQ")
         try:
-            reply = self.hq.request(topics.sync_req(self.store), request.to_json(), topics.sync_reply(self.store), REQUEST_TIMEOUT)
+            reply = self.hq.request(topics.sync_req(self.store), request.to_json(), topics.sync_reply(self.store), timeout)
         except RequestTimeout as exc:
             raise HQUnavailable(str(exc)) from None
         answer = SyncReply.parse(reply.payload)
         if not answer.ok:
-            raise HQUnavailable(f"HQ refused {request.op}: {answer.error}")
+            raise HQRefused(answer.error or f"HQ refused {request.op}")
         return answer.data
 
     def _hq_connected(self) -> None:
@@ -169,22 +209,26 @@ class EdgeService:
             self.publish_status()
 
     def _take_snapshot(self) -> None:
+        """Every entity page by page from empty tables. The next page is asked for
+        while this one is written, so HQ's read and the edge's write overlap."""
         db = self.sync_db
         started = time.monotonic()
         db.begin_snapshot()
         head = None
         total = 0
-        for entity in ENTITIES:
-            after = ""
-            while True:
-                data = self._request(SyncRequest(op="snapshot", entity=entity, after=after, limit=SNAPSHOT_PAGE))
-                if head is None:
-                    head = data["head"]
-                db.load_snapshot_page(entity, data["records"])
-                total += len(data["records"])
-                if not data["next"]:
-                    break
-                after = data["next"]
+        with ThreadPoolExecutor(1, thread_name_prefix="snapshot-fetch") as fetcher:
+            for entity in ENTITIES:
+                page = fetcher.submit(self._request, SyncRequest(op="snapshot", entity=entity, limit=SNAPSHOT_PAGE))
+                while page is not None:
+                    data = page.result()
+                    page = None
+                    if data["next"]:
+                        page = fetcher.submit(self._request, SyncRequest(op="snapshot", entity=entity, after=data["next"],
+                                                                         limit=SNAPSHOT_PAGE))
+                    if head is None:
+                        head = data["head"]
+                    db.load_snapshot_page(entity, data["columns"], data["rows"])
+                    total += len(data["rows"])
         db.finish_snapshot(head or 0)
         log.info("edge %s: snapshot of %d records at seq %d in %.1fs", self.store, total, head or 0, time.monotonic() - started)
         self._catch_up()
@@ -300,9 +344,22 @@ class EdgeService:
         db = self.lane_db
         if request.op == "search":
             reply = CustomerReply(ok=True, customers=search_customers(db.conn, request.q, request.limit))
-        else:
+        elif request.op == "create":
             reply = self._create_customer(db, request, lane)
+        else:
+            reply = register_op(db, request, lane, self._hq_history)
+            if reply.ok and request.op != "history":
+                self.sync.submit(self._flush_outbox, self.retry_after)
         self.local.reply(msg, reply.to_json())
+
+    def _hq_history(self, customer_id: str, limit: int) -> list | None:
+        """The customer's purchase history from HQ, or None when HQ cannot answer now."""
+        try:
+            data = self._request(SyncRequest(op="history", customer_id=customer_id, limit=limit), timeout=HISTORY_TIMEOUT)
+        except (HQUnavailable, PayloadError) as exc:
+            log.info("edge %s: purchase history from local sales: %s", self.store, exc)
+            return None
+        return data.get("history")
 
     def _create_customer(self, db: EdgeDatabase, request: CustomerRequest, lane: str) -> CustomerReply:
         if db.codes_left() == 0 and self.hq.connected.is_set():

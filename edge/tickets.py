@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from core.catalogue import CENT, money
 from core.changes import new_id
+from core.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
 from core.db import transaction
 from core.lane_messages import CardRead, Scan, TicketCommand
 from core.model import display_name
@@ -60,11 +61,21 @@ class Refused(Exception):
         self.message = message
 
 
+class CouponGate(Protocol):
+    """HQ's say on a coupon: ``reserve`` returns 'online' or 'offline' (store policy)
+    or raises Refused; ``release`` gives a reservation back, best effort."""
+
+    def reserve(self, code: str, ticket: str, customer_id: str) -> str: ...
+
+    def release(self, code: str, ticket: str) -> None: ...
+
+
 class TicketBook:
-    def __init__(self, db: EdgeDatabase, settings: LaneSettings):
+    def __init__(self, db: EdgeDatabase, settings: LaneSettings, coupons: CouponGate):
         self.db = db
         self.conn = db.conn
         self.settings = settings
+        self.coupons = coupons
         self.catalogue = SqliteCatalogue(db.conn)
 
     # --- events ---------------------------------------------------------------------------
@@ -87,6 +98,10 @@ class TicketBook:
         return self._event(lane, card.id, f"device:{card.device}" if card.device else "card reader", run)
 
     def command(self, lane: str, cmd: TicketCommand) -> Outcome:
+        # Asking HQ about a coupon takes a network round trip: done before the
+        # event's write transaction, so the store's other writers never wait on it.
+        reservation = self._reserve_coupon(lane, cmd) if cmd.op == "apply_coupon" else None
+
         def run(ctx: _Event) -> None:
             if cmd.op == "open":
                 if self._open_ticket(lane):
@@ -102,11 +117,18 @@ class TicketBook:
                 ticket = self._need_open(lane)
                 self._set_customer(ticket, "")
             elif cmd.op == "apply_coupon":
-                raise Refused("coupon_unavailable", "coupons are not available in this release")
+                if isinstance(reservation, Refused):
+                    raise reservation
+                ticket, code, mode = reservation
+                if self._open_ticket(lane) != ticket:  # closed or voided meanwhile
+                    self.coupons.release(code, ticket)
+                    raise Refused("no_open_ticket", "there is no open ticket on this lane")
+                self.conn.execute("UPDATE tickets SET coupon = ?, coupon_mode = ? WHERE ticket = ?", (code, mode, ticket))
             elif cmd.op == "close":
-                self._close(ctx)
+                self._close(ctx, cmd.email)
             elif cmd.op == "void":
                 ticket = self._need_open(lane)
+                self._drop_coupon(ticket)
                 self.conn.execute("UPDATE tickets SET status = 'void', closed_at = ? WHERE ticket = ?", (now_iso(), ticket))
         return self._event(lane, cmd.id, cmd.user or f"lane:{lane}", run)
 
@@ -169,7 +191,11 @@ class TicketBook:
         self._set_customer(ticket, customer_id)
 
     def _set_customer(self, ticket: str, customer_id: str) -> None:
-        """Attach (or clear) the customer and re-price every line for them."""
+        """Attach (or clear) the customer and re-price every line for them. A coupon
+        belongs to the customer it was accepted for: another customer drops it."""
+        current = self.conn.execute("SELECT customer_id FROM tickets WHERE ticket = ?", (ticket,)).fetchone()[0]
+        if current != customer_id:
+            self._drop_coupon(ticket)
         self.conn.execute("UPDATE tickets SET customer_id = ? WHERE ticket = ?", (customer_id, ticket))
         who = self._pricing_customer(ticket)
         today = date.today()
@@ -185,7 +211,7 @@ class TicketBook:
                 (str(price.unit), str(price.retail), price.source, str(money(price.unit * Decimal(row["qty"]))), ticket, row["line"]),
             )
 
-    def _close(self, ctx: "_Event") -> None:
+    def _close(self, ctx: "_Event", email: str = "") -> None:
         ticket = self._need_open(ctx.lane)
         state = self.state(ctx.lane)
         if not state["lines"]:
@@ -197,17 +223,25 @@ class TicketBook:
         sale_lines = [{k: line[k] for k in ("line", "sku", "barcode", "description", "qty", "unit_price",
                                               "retail_price", "price_source", "amount")}
                       | self._line_extra(ticket, line["line"]) for line in state["lines"]]
+        coupon = state["coupon"]
         self.db._write("sale", sale_key(ticket), {
             "ticket": ticket, "store": self.settings.store, "lane": ctx.lane, "customer_id": customer["id"] if customer else "",
             "closed_at": closed_at, "total": state["total"], "currency": self.settings.currency,
-            "lines": json.dumps(sale_lines, separators=(",", ":")), "coupon": "", "by": ctx.by,
+            "lines": json.dumps(sale_lines, separators=(",", ":")), "coupon": coupon["code"] if coupon else "", "by": ctx.by,
         }, ctx.by)
-        receipt = self._receipt(ticket, ctx.lane, closed_at, sale_lines, state["total"], customer)
+        if coupon:  # the redemption: through the outbox, so it reaches HQ whatever happens next
+            coupon_id = coupon_key(coupon["code"])
+            self.db._write("coupon_use", coupon_use_key(coupon_id, ticket), {
+                "coupon_id": coupon_id, "ticket": ticket, "store": self.settings.store, "at": closed_at,
+                "mode": coupon["mode"] or "online", "discount": coupon["discount"]}, ctx.by)
+        receipt = self._receipt(ticket, ctx.lane, closed_at, sale_lines, state, customer)
         job = new_id()
-        status = "email" if customer and customer["no_paper"] else "pending"
+        # No paper: the customer asked for e-mailed receipts, or the till took an
+        # address for this one receipt.
+        status = "email" if email or (customer and customer["no_paper"]) else "pending"
         self.conn.execute(
-            "INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (job, ticket, ctx.lane, self.settings.printer, json.dumps(receipt), status, time.time()),
+            "INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job, ticket, ctx.lane, self.settings.printer, json.dumps(receipt), status, time.time(), email),
         )
         if status == "pending":
             ctx.jobs.append((self.settings.printer, job, receipt))
@@ -217,12 +251,15 @@ class TicketBook:
                                 (ticket, line)).fetchone()
         return {"product_id": row[0], "brand": row[1], "size": row[2], "tax_rate": row[3]}
 
-    def _receipt(self, ticket: str, lane: str, closed_at: str, lines: list[dict], total: str, customer: dict | None) -> dict:
+    def _receipt(self, ticket: str, lane: str, closed_at: str, lines: list[dict], state: dict, customer: dict | None) -> dict:
+        total, subtotal = Decimal(state["total"]), Decimal(state["subtotal"])
+        share = total / subtotal if subtotal else Decimal(1)  # a coupon lowers every tax base alike
         taxes: dict[str, Decimal] = {}
         for line in lines:
             taxes[line["tax_rate"]] = taxes.get(line["tax_rate"], Decimal(0)) + Decimal(line["amount"])
         tax_lines = []
         for rate, gross in sorted(taxes.items(), key=lambda kv: Decimal(kv[0])):
+            gross = money(gross * share)
             base = money(gross / (1 + Decimal(rate) / 100))
             tax_lines.append({"rate": rate, "base": str(base), "tax": str((gross - base).quantize(CENT)), "total": str(gross)})
         shown = None
@@ -233,9 +270,38 @@ class TicketBook:
             "store": {"id": s.store, "name": s.name, "address": s.address, "tax_id": s.tax_id},
             "ticket": ticket, "lane": lane, "closed_at": closed_at,
             "lines": [{k: line[k] for k in ("sku", "description", "qty", "unit_price", "amount", "tax_rate")} for line in lines],
-            "total": total, "currency": s.currency, "taxes": tax_lines, "customer": shown,
+            "subtotal": state["subtotal"], "total": state["total"], "currency": s.currency, "taxes": tax_lines,
+            "coupon": {"code": state["coupon"]["code"], "discount": state["coupon"]["discount"]} if state["coupon"] else None,
+            "customer": shown,
             "barcode": ticket, "footer": s.footer,
         }
+
+    # --- coupons -------------------------------------------------------------------------------
+
+    def _reserve_coupon(self, lane: str, cmd: TicketCommand):
+        """(ticket, code, mode) when the coupon may go on the lane's ticket, else a Refused."""
+        row = self.conn.execute("SELECT ticket, customer_id, coupon FROM tickets WHERE lane = ? AND status = 'open'",
+                                (lane,)).fetchone()
+        if row is None:
+            return Refused("no_open_ticket", "there is no open ticket on this lane")
+        if row["coupon"]:
+            return Refused("coupon_applied", f"ticket {row['ticket']} already has coupon {row['coupon']}")
+        coupon = find_coupon(self.conn, cmd.coupon)
+        customer = self.db.replica.get("customer", row["customer_id"]) if row["customer_id"] else None
+        reason = coupon_refusal(self.conn, coupon, customer, date.today(), row["ticket"])
+        if reason:
+            return Refused("coupon_refused", reason)
+        try:
+            mode = self.coupons.reserve(coupon["code"], row["ticket"], customer["id"])
+        except Refused as refused:
+            return refused
+        return row["ticket"], coupon["code"], mode
+
+    def _drop_coupon(self, ticket: str) -> None:
+        code = self.conn.execute("SELECT coupon FROM tickets WHERE ticket = ?", (ticket,)).fetchone()[0]
+        if code:
+            self.conn.execute("UPDATE tickets SET coupon = '', coupon_mode = '' WHERE ticket = ?", (ticket,))
+            self.coupons.release(code, ticket)
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -297,7 +363,8 @@ class TicketBook:
         warnings = json.loads(row["notices"]) if row else []
         state: dict[str, Any] = {
             "v": 1, "ticket": None, "store": self.settings.store, "lane": lane, "status": "closed", "customer": None,
-            "warnings": warnings, "lines": [], "total": "0.00", "currency": self.settings.currency,
+            "warnings": warnings, "lines": [], "subtotal": "0.00", "coupon": None, "total": "0.00",
+            "currency": self.settings.currency,
             "cause": row["cause"] if row else "",
         }
         ticket = self.conn.execute("SELECT * FROM tickets WHERE ticket = ?", (row["current"],)).fetchone() if row else None
@@ -312,13 +379,21 @@ class TicketBook:
                 if customer["payment_status"] in ("pending", "defaulter"):
                     warnings.append({"code": f"payment_{customer['payment_status']}",
                                      "message": f"customer payment status is {customer['payment_status']}"})
-        total = Decimal(0)
+        subtotal = Decimal(0)
         for line in self.conn.execute("SELECT * FROM ticket_lines WHERE ticket = ? AND removed = 0 ORDER BY line",
                                       (ticket["ticket"],)):
-            total += Decimal(line["amount"])
+            subtotal += Decimal(line["amount"])
             state["lines"].append({k: line[k] for k in ("line", "sku", "barcode", "description", "qty", "unit_price",
                                                         "retail_price", "price_source", "amount")})
-        state["total"] = str(money(total))
+        discount = Decimal(0)
+        state["coupon"] = None
+        if ticket["coupon"]:
+            coupon = find_coupon(self.conn, ticket["coupon"])
+            discount = coupon_discount(coupon["kind"], coupon["value"], subtotal)
+            state["coupon"] = {"code": coupon["code"], "kind": coupon["kind"], "value": coupon["value"],
+                               "discount": str(discount), "mode": ticket["coupon_mode"]}
+        state["subtotal"] = str(money(subtotal))
+        state["total"] = str(money(subtotal - discount))
         return state
 
     def lanes(self) -> list[str]:

@@ -6,12 +6,13 @@ import json
 
 import click
 
-from core.cli_util import config_option, customer_commands, fail_on_config_errors, validation_exit
+from core.cli_util import config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
 from core.demo_data import demo_customers
 from core.model import ValidationError, display_name
 from core.process import run_until_signalled, setup_logging
 
 from .cli_catalogue import register as register_catalogue_commands
+from .cli_coupons import register as register_coupon_commands
 from .config import load_config
 from .db import HQDatabase
 from .service import HQService, broker_files_now, code_format
@@ -136,6 +137,7 @@ def customers():
 
 
 customer_commands(customers, "hq.toml", open_db)
+sales_commands(hq, "hq.toml", open_db)
 
 
 @customers.command("list")
@@ -170,6 +172,7 @@ def customers_load_demo(count, config_path):
 
 
 register_catalogue_commands(hq)
+register_coupon_commands(hq)
 
 
 @customers.command("add-card")

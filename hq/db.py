@@ -72,6 +72,17 @@ def m001_hq(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX idx_customers_code_unique ON customers (code) WHERE code != ''")
 
 
+@hq_migrations()
+def m002_coupon_redemption(db: sqlite_utils.Database) -> None:
+    # One ticket at a time may hold a coupon; a reservation lapses after a while
+    # (a lane that crashed mid-sale must not lock the coupon forever).
+    db.execute("CREATE TABLE coupon_reservations (coupon_id TEXT PRIMARY KEY, store TEXT NOT NULL, ticket TEXT NOT NULL, "
+               "at REAL NOT NULL)")
+    # Redeemed twice (two stores offline with the 'allow' policy): kept for review.
+    db.execute("CREATE TABLE coupon_double_uses (coupon_id TEXT NOT NULL, ticket TEXT NOT NULL, store TEXT NOT NULL, "
+               "other_ticket TEXT NOT NULL, flagged_at TEXT NOT NULL, PRIMARY KEY (coupon_id, ticket))")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -256,6 +267,8 @@ class HQDatabase:
             self._log(change)
             if change.entity == "customer":
                 self._after_customer(store, change)
+            elif change.entity == "coupon_use":
+                self._after_coupon_use(store, change)
         except sqlite3.IntegrityError as exc:
             self.conn.execute("ROLLBACK TO change")
             self.conn.execute("RELEASE change")
@@ -293,7 +306,7 @@ class HQDatabase:
         if change.entity == "card":
             return self._check_card(change, current)
         if change.entity == "sale":
-            return self._check_sale(change)
+            return self._customer_known(change.fields.get("customer_id"))
         return None
 
     def _unless_rejected(self, entity: str, key: str):
@@ -314,14 +327,21 @@ class HQDatabase:
             if self.find_customer(code):
                 return f"code {code} is already in use"
             return None
-        if change.entity == "sale":
+        if change.entity == "coupon_use":
             if change.fields.get("store") != store:
-                return f"a sale's store must be {store!r}"
-            return self._check_sale(change)
+                return f"a coupon use's store must be {store!r}"
+            if not self.replica.get("coupon", change.fields.get("coupon_id", "")):
+                return "no such coupon"
+            return None
+        if change.entity in ("sale", "consent"):
+            if change.fields.get("store") != store:
+                return f"a {change.entity}'s store must be {store!r}"
+            return self._customer_known(change.fields.get("customer_id"))
         return self._check_card(change, None)
 
-    def _check_sale(self, change: Change):
-        customer_id = change.fields.get("customer_id")
+    def _customer_known(self, customer_id: str | None):
+        """None when the customer a record points to is here (or none is named);
+        DEFER while its create may still be on its way."""
         if customer_id and not self.replica.get("customer", customer_id):
             return self._unless_rejected("customer", customer_id)
         return None
@@ -349,6 +369,18 @@ class HQDatabase:
             self._write("code_alias", new_id(), {"alias": code, "customer_id": change.key}, "hq:codes")
             self._write("customer", change.key, {"code": permanent}, "hq:codes")
         flag_duplicates(self.conn, change.key)
+
+    def _after_coupon_use(self, store: str, change: Change) -> None:
+        """A redemption arrived: the reservation is done; a second ticket that
+        redeemed the same coupon (offline, 'allow' policy) is flagged."""
+        coupon_id, ticket = change.fields.get("coupon_id", ""), change.fields.get("ticket", "")
+        self.conn.execute("DELETE FROM coupon_reservations WHERE coupon_id = ? AND ticket = ?", (coupon_id, ticket))
+        other = self.conn.execute("SELECT ticket FROM coupon_uses WHERE coupon_id = ? AND ticket != ? ORDER BY rid LIMIT 1",
+                                  (coupon_id, ticket)).fetchone()
+        if other:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO coupon_double_uses (coupon_id, ticket, store, other_ticket, flagged_at) "
+                "VALUES (?, ?, ?, ?, ?)", (coupon_id, ticket, store, other[0], now_iso()))
 
     def _reject(self, store: str, change: Change | None, change_id: str, reason: str, raw: Any) -> Outcome:
         entity = change.entity if change else ""

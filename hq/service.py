@@ -19,9 +19,11 @@ from core.codes import CodeFormat
 from core.config import Config, ConfigError
 from core.messages import DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt
 from core.model import ENTITIES
+from core.sales import purchase_history
 from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient
 from core.worker import Worker
 
+from .coupons import HQCoupons
 from .db import HQDatabase
 
 log = logging.getLogger(__name__)
@@ -216,9 +218,17 @@ class HQService:
             if request.entity not in ENTITIES:
                 raise ValueError(f"unknown entity {request.entity!r}")
             head = db.head()  # read before the page: later changes re-apply harmlessly (LWW)
-            records = db.replica.export(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX))
-            return {"entity": request.entity, "records": records, "head": head,
-                    "next": records[-1]["id"] if len(records) == request.limit else None}
+            columns, rows = db.replica.export_rows(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX))
+            return {"entity": request.entity, "columns": columns, "rows": rows, "head": head,
+                    "next": rows[-1][0] if len(rows) == request.limit else None}
+        if request.op == "history":
+            return {"history": purchase_history(db.conn, request.customer_id, min(request.limit, 200))}
+        if request.op in ("coupon_reserve", "coupon_release"):
+            if not request.coupon or not request.ticket:
+                raise ValueError(f"{request.op} needs 'coupon' and 'ticket'")
+            if request.op == "coupon_release":
+                return HQCoupons(db).release(store, request.coupon, request.ticket)
+            return HQCoupons(db).reserve(store, request.coupon, request.ticket, request.customer_id)
         if request.op == "code_block":
             if not request.lease:
                 raise ValueError("code_block needs a 'lease' id")
