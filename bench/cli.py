@@ -64,10 +64,44 @@ def sync(customers, big, stores, samples, catchup_changes, only, workdir, as_jso
         if "catchup" in parts:
             click.echo(f"catch-up of {catchup_changes} changes…", err=True)
             results["catchup"] = runs.bench_catchup(base, catchup_changes)
+    _print(results, as_json)
+
+
+def _print(results: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for name, figures in results.items():
         click.echo(f"{name}:")
-        for key, value in figures.items():
-            click.echo(f"  {key}: {value}")
+        for item in figures if isinstance(figures, list) else [figures]:
+            for key, value in item.items():
+                click.echo(f"  {key}: {value}")
+
+
+@bench.command("lane")
+@click.option("--customers", default=1_000_000, show_default=True)
+@click.option("--products", default=100_000, show_default=True)
+@click.option("--rate-lines", default=10_000, show_default=True)
+@click.option("--specific-prices", default=1_000, show_default=True)
+@click.option("--rates", default="5,200,1000", show_default=True, help="Scan rates per second, comma-separated.")
+@click.option("--seconds", default=10.0, show_default=True, help="How long each rate runs (at least 100 scans).")
+@click.option("--flood", default=10_000, show_default=True, help="Scans sent at once to find the saturation rate.")
+@click.option("--search-samples", default=300, show_default=True, help="Searches per kind of query.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def lane(customers, products, rate_lines, specific_prices, rates, seconds, flood, search_samples, workdir, as_json):
+    """Scan -> ticket state latency at fixed rates and saturation, and lane search latency."""
+    from bench.lane import bench_lane
+
+    try:
+        rate_list = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise click.BadParameter("rates must be numbers, e.g. 5,200,1000", param_hint="--rates") from None
+    results: dict = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
+        base = workdir or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        click.echo(f"loading {customers} customers, {products} products; then scanning…", err=True)
+        results |= bench_lane(base, customers, products, rate_lines, specific_prices, rate_list, seconds, flood,
+                              search_samples)
+    _print(results, as_json)

@@ -15,6 +15,7 @@ edge's transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import statistics
@@ -24,11 +25,11 @@ from pathlib import Path
 
 from core import topics
 from core.chain import Chain
-from core.changes import Change, FieldClocks, new_id
+from core.changes import FieldClocks, new_id
 from core.codes import CodeFormat
 from core.db import transaction
 from core.demo_data import demo_customers
-from core.model import CUSTOMER, CUSTOMER_DEFAULTS
+from core.model import ENTITIES
 from core.mqtt import BrokerSettings, MqttClient
 
 ZERO_MS = 1_600_000_000_000
@@ -69,29 +70,42 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def bulk_load_hq(path: Path, count: int, chunk: int = 50_000) -> float:
-    """Load ``count`` customers at HQ exactly as HQ would hold them (records,
-    clocks, search keys, change log, FTS) in one transaction. Returns seconds."""
+def bulk_write(db, entity: str, items, chunk: int = 50_000) -> int:
+    """Write ``(key, fields)`` records at HQ exactly as HQ holds its own writes
+    (record, clocks, search keys, change log with seq), inside the caller's
+    transaction, at raw ``executemany`` speed. Returns how many were written."""
+    spec = ENTITIES[entity]
+    stamp_base = int(time.time() * 1000) - 60_000
+    written = 0
+    items = iter(items)
+    while True:
+        records, log = [], []
+        for key, fields in itertools.islice(items, chunk):
+            hlc = f"{stamp_base:013d}-{written % 1_000_000:06d}"
+            if written % 1_000_000 == 999_999:
+                stamp_base += 1
+            fields = dict(spec.defaults) | fields
+            records.append({"id": key, **fields, "_clocks": FieldClocks({n: f"{hlc}|hq" for n in spec.fields}).dump()})
+            log.append((new_id(), entity, key, "hq", hlc, "bench", json.dumps(fields, separators=(",", ":")), time.time()))
+            written += 1
+        if not records:
+            return written
+        db.replica.load(entity, records, empty=True)
+        db.conn.executemany("INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", log)
+
+
+def bulk_load_hq(path: Path, count: int) -> float:
+    """Load ``count`` demo customers at HQ in one transaction. Returns seconds."""
     from hq.db import HQDatabase
 
     started = time.monotonic()
     db = HQDatabase(path, CodeFormat())
     codes = db.codes
-    stamp_base = int(time.time() * 1000) - 60_000
     people = demo_customers(count, seed=7)
     with transaction(db.conn):
-        for start in range(0, count, chunk):
-            records, log = [], []
-            for i in range(start, min(start + chunk, count)):
-                hlc = f"{stamp_base:013d}-{i % 1_000_000:06d}"
-                key = str(uuid.UUID(int=uuid.uuid4().int))
-                fields = dict(CUSTOMER_DEFAULTS) | next(people) | {"code": codes.format(i + 1), "created_by": "bench"}
-                clocks = FieldClocks({name: f"{hlc}|hq" for name in CUSTOMER.fields}).dump()
-                records.append({"id": key, **fields, "_clocks": clocks})
-                log.append((new_id(), "customer", key, "hq", hlc, "bench", json.dumps(fields, separators=(",", ":")), time.time()))
-            db.replica.load("customer", records, empty=True)
-            db.conn.executemany("INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", log)
+        bulk_write(db, "customer", ((new_id(), next(people) | {"code": codes.format(i + 1), "created_by": "bench"})
+                                    for i in range(count)))
         db.replica.rebuild_fts()
         db.meta.set("next_code", count + 1)
     db.close()

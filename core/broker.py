@@ -139,6 +139,9 @@ class Mosquitto:
             f"persistence_location {self.data_dir}/",
             f"autosave_interval {self.autosave_interval}",
             "set_tcp_nodelay true",
+            # The default (1000) silently drops QoS 1 messages queued for a busy or
+            # restarting client: a burst of scans for a restarting edge is a lost sale.
+            "max_queued_messages 100000",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .chain import Chain
+from .demo_data import DEMO_PRODUCTS, demo_products_csv
 
 
 @click.command()
@@ -24,6 +25,7 @@ def demo(workdir, customers):
     click.echo(f"Starting the lanehub demo in {workdir} ...")
     try:
         chain.start(demo_customers=customers)
+        _load_catalogue(chain, workdir)
         _wait_ready(chain)
     except Exception as exc:
         chain.stop()
@@ -42,6 +44,18 @@ def demo(workdir, customers):
         click.echo("Stopping the demo ...")
         chain.stop()
         click.echo("Stopped.")
+
+
+def _load_catalogue(chain: Chain, workdir: Path) -> None:
+    """A small grocery catalogue and a 10 % VIP rate on milk and oil, for the lanes."""
+    csv = workdir / "demo-products.csv"
+    csv.write_text(demo_products_csv(), encoding="utf-8")
+    chain.hq_cli("products", "import", str(csv), "--by", "demo")
+    chain.hq_cli("rates", "add", "VIP", "--name", "VIP customers", "--start", "2020-01-01", "--by", "demo")
+    for sku in ("MILK-1L", "OIL-1L"):
+        chain.hq_cli("rates", "line", "VIP", sku, "--discount", "10", "--by", "demo")
+    if chain.hq_cli("customers", "show", "CUST-00001", check=False).returncode == 0:
+        chain.hq_cli("rates", "assign", "VIP", "CUST-00001", "--by", "demo")
 
 
 def _wait_ready(chain: Chain, timeout: float = 60) -> None:
@@ -63,13 +77,17 @@ def _print_summary(chain: Chain, customers: int) -> None:
         lines.append(f"  store {store}     broker mqtt://127.0.0.1:{chain.store_brokers[store].port}, "
                      f"config {edge.config_path}, log {edge.log_path}")
     lines += [
-        f"  {customers} demo customers loaded at HQ and replicated to both stores.",
+        f"  {customers} demo customers and {len(DEMO_PRODUCTS)} products loaded at HQ and replicated to both stores;",
+        "  CUST-00001 has the VIP rate (10 % off milk and oil).",
         "",
         "Try:",
         f"  lanehub hq customers add --first-name Ada --last-name Lovelace -c {hq}",
         f"  lanehub edge customers search lovelace -c {chain.edges['S002'].config_path}",
         f"  lanehub hq store list -c {hq}",
         f"  mosquitto_sub -p {chain.store_brokers['S001'].port} -t 'lanehub/#' -v",
+        f"  mosquitto_pub -p {chain.store_brokers['S001'].port} -q 1 -t lanehub/S001/lane/L1/scan "
+        f"-m '{{\"v\":1,\"id\":\"scan-1\",\"code\":\"8410297112041\"}}'",
+        f"  lanehub hq price MILK-1L --customer CUST-00001 -c {hq}",
         "",
         "Ctrl-C stops everything the demo started.",
     ]

@@ -33,3 +33,23 @@ def demo_customers(count: int, seed: int = 42):
             "country": "ES",
             "payment_status": rng.choices(["valid", "pending", "defaulter"], [90, 7, 3])[0],
         }
+
+
+DEMO_PRODUCTS = [  # sku, description, brand, size, retail price, tax %, barcode
+    ("MILK-1L", "Whole milk", "Pascual", "1 L", "1.19", "4", "8410297112041"),
+    ("BREAD-250", "Baguette", "Panrico", "250 g", "0.95", "4", "8410000810004"),
+    ("EGGS-12", "Free-range eggs", "Granja Sol", "12 u", "3.45", "4", "8437005417010"),
+    ("OIL-1L", "Extra virgin olive oil", "Carbonell", "1 L", "8.99", "4", "8410010210016"),
+    ("RICE-1K", "Round rice", "SOS", "1 kg", "1.79", "4", "8410184020116"),
+    ("COFFEE-250", "Ground coffee", "Marcilla", "250 g", "3.29", "10", "8410091020217"),
+    ("WATER-15", "Mineral water", "Font Vella", "1.5 L", "0.59", "10", "8410128000018"),
+    ("WINE-75", "Rioja crianza", "Marqués de Cáceres", "75 cl", "9.95", "21", "8410406311017"),
+    ("SOAP-500", "Hand soap", "Sanex", "500 ml", "2.49", "21", "8714789734319"),
+    ("TISSUE-6", "Kitchen roll", "Scottex", "6 u", "4.15", "21", "5029053038889"),
+]
+
+
+def demo_products_csv() -> str:
+    lines = ["sku,description,brand,size,retail_price,tax_rate,active,barcodes"]
+    lines += [f"{sku},{desc},{brand},{size},{price},{tax},yes,{code}" for sku, desc, brand, size, price, tax, code in DEMO_PRODUCTS]
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,8 @@ events apply in the order the broker delivered them.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import logging
 
@@ -20,6 +22,8 @@ from .tickets import CouponGate, LaneSettings, Outcome, TicketBook
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 64  # events per transaction under load
+
 
 class TicketLanes:
     def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float,
@@ -31,15 +35,15 @@ class TicketLanes:
         self.report = report  # report(msg, reason): the error topic
         self.print_retry = print_retry
         self.book: TicketBook | None = None
+        self.events: collections.deque = collections.deque()  # filled by paho's thread, drained by the worker
 
     def start(self, db) -> None:
         """Open the ticket book on the lane worker's database and subscribe."""
         self.book = TicketBook(db, self.settings, self.coupons)
         store = self.settings.store
-        self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self.worker.submit(self._on_event, m, Scan))
-        self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self.worker.submit(self._on_event, m, CardRead))
-        self.local.subscribe(topics.lane_filter(store, "ticket/cmd"),
-                             lambda m: self.worker.submit(self._on_event, m, TicketCommand))
+        self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self._queue_event(m, Scan))
+        self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self._queue_event(m, CardRead))
+        self.local.subscribe(topics.lane_filter(store, "ticket/cmd"), lambda m: self._queue_event(m, TicketCommand))
         self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
         self.worker.every(max(1.0, self.print_retry / 4), self.resend_receipts)
         self.worker.every(3600, self.book.forget_old_events)
@@ -49,20 +53,49 @@ class TicketLanes:
         for lane in self.book.lanes():
             self.local.publish(topics.ticket_state(self.settings.store, lane), _json(self.book.state(lane)), retain=True)
 
-    def _on_event(self, msg: Incoming, kind) -> None:
-        try:
-            lane = topics.parse(msg.topic).lane
-            event = kind.parse(msg.payload)
-        except (PayloadError, topics.TopicError) as exc:
-            self.report(msg, str(exc))
+    def _queue_event(self, msg: Incoming, kind) -> None:
+        self.events.append((msg, kind))
+        self.worker.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Carry out the events queued so far, in arrival order, in one transaction;
+        publish their states once it has committed. A coupon asks HQ, so it goes
+        alone, outside any batch."""
+        batch: list[tuple[Incoming, object]] = []
+        while self.events and len(batch) < MAX_BATCH:
+            msg, kind = self.events.popleft()
+            try:
+                lane = topics.parse(msg.topic).lane
+                event = kind.parse(msg.payload)
+            except (PayloadError, topics.TopicError) as exc:
+                self.report(msg, str(exc))
+                continue
+            if kind is TicketCommand and event.op == "apply_coupon":
+                self._run_batch(batch)
+                batch = []
+                self._run_batch([(msg, lane, event)], together=False)
+            else:
+                batch.append((msg, lane, event))
+        self._run_batch(batch)
+
+    def _run_batch(self, batch: list, together: bool = True) -> None:
+        if not batch:
             return
-        if kind is Scan:
-            outcome = self.book.scan(lane, event)
-        elif kind is CardRead:
-            outcome = self.book.card(lane, event)
-        else:
-            outcome = self.book.command(lane, event)
-        self._publish(outcome)
+        outcomes = []
+        with self.book.batch() if together else contextlib.nullcontext():
+            for msg, lane, event in batch:
+                try:
+                    if isinstance(event, Scan):
+                        outcomes.append(self.book.scan(lane, event))
+                    elif isinstance(event, CardRead):
+                        outcomes.append(self.book.card(lane, event))
+                    else:
+                        outcomes.append(self.book.command(lane, event))
+                except Exception as exc:  # a bug with one event must not lose the others
+                    log.exception("lane event on %s failed", msg.topic)
+                    self.report(msg, f"internal error: {exc}")
+        for outcome in outcomes:
+            self._publish(outcome)
 
     def _publish(self, outcome: Outcome) -> None:
         if outcome.duplicate:

@@ -133,11 +133,18 @@ class TicketBook:
         return self._event(lane, cmd.id, cmd.user or f"lane:{lane}", run)
 
     def _event(self, lane: str, event_id: str, by: str, run) -> Outcome:
+        """One event on its own savepoint: inside the caller's transaction (a batch,
+        see ``edge.lanes``), or in a transaction of its own."""
+        if not self.conn.in_transaction:
+            with transaction(self.conn):
+                return self._event(lane, event_id, by, run)
         ctx = _Event(lane, event_id, by)
-        with transaction(self.conn):
+        self.conn.execute("SAVEPOINT lane_event")
+        try:
             seen = self.conn.execute("INSERT OR IGNORE INTO lane_events (id, lane, at) VALUES (?, ?, ?)",
                                      (event_id, lane, time.time()))
             if seen.rowcount == 0:
+                self.conn.execute("RELEASE lane_event")
                 return Outcome(lane, duplicate=True)
             self._lane_row(lane)
             self.conn.execute("SAVEPOINT event")
@@ -150,7 +157,17 @@ class TicketBook:
             self.conn.execute("UPDATE lanes SET notices = ?, cause = ? WHERE lane = ?",
                               (json.dumps(ctx.notices), event_id, lane))
             state = self.state(lane)
+        except BaseException:
+            self.conn.execute("ROLLBACK TO lane_event")  # this event only; the batch goes on
+            self.conn.execute("RELEASE lane_event")
+            raise
+        self.conn.execute("RELEASE lane_event")
         return Outcome(lane, state, ctx.jobs)
+
+    def batch(self):
+        """One transaction (one fsync) for several events: under load the lane
+        worker commits what has queued up together, and publishes after."""
+        return transaction(self.conn)
 
     # --- ops ---------------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path):
         for store in ("S001", "S002"):
             count = db_query(workdir / f"{store}.db", "SELECT count(*) FROM customers")[0][0]
             assert count == 40, f"{store} has {count} customers"
+            wait_until(lambda s=store: db_query(workdir / f"{s}.db", "SELECT count(*) FROM products")[0][0] == 10, 15,
+                       message=f"the demo catalogue at {store}")
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 5  # 3 brokers, HQ, 2 edges
         proc.send_signal(signal.SIGINT)

@@ -1,0 +1,216 @@
+"""The lane benchmark (issue 3): scan → ticket state latency through the real
+store broker, and lane customer search latency, over a full catalogue.
+
+HQ is bulk-loaded (customers, products with barcodes, rates with lines,
+specific prices, cards), a real edge takes its snapshot, and a load generator
+on the store broker scans in an open loop at fixed rates (QoS 1, as in
+production), spread over lanes that close their ticket every 20 scans. The
+latency of a scan is from its publish to the arrival of the ticket state
+whose ``cause`` is the scan's id.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from core import topics
+from core.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
+from core.chain import Chain
+from core.changes import new_id
+from core.codes import CodeFormat
+from core.db import transaction
+from core.demo_data import demo_customers
+from core.mqtt import BrokerSettings, MqttClient
+
+from .sync import _reader, _snapshot_done, _wait, bulk_write, percentile
+
+LINES_PER_TICKET = 20
+RATES = 100
+
+
+def bulk_load_shop(path: Path, customers: int, products: int, rate_lines: int, specifics: int) -> dict:
+    """HQ's database with the benchmark's catalogue and customers. Returns counts and seconds."""
+    from hq.db import HQDatabase
+
+    started = time.monotonic()
+    db = HQDatabase(path, CodeFormat())
+    rng = random.Random(11)
+    people = demo_customers(customers, seed=7)
+    customer_ids = [new_id() for _ in range(customers)]
+    product_ids = [product_key(f"P{i:07d}") for i in range(products)]
+    with transaction(db.conn):
+        bulk_write(db, "customer", ((customer_ids[i], next(people) | {
+            "code": db.codes.format(i + 1), "created_by": "bench", "rate": f"R{i % RATES:03d}" if i % 10 == 0 else ""})
+            for i in range(customers)))
+        bulk_write(db, "product", ((product_ids[i], {
+            "sku": f"P{i:07d}", "description": f"Product {i}", "brand": f"Brand {i % 500}", "size": "1u",
+            "retail_price": f"{rng.randrange(50, 5000) / 100:.2f}", "tax_rate": "21.00"}) for i in range(products)))
+        bulk_write(db, "barcode", ((barcode_key(_barcode(i)), {"code": _barcode(i), "product_id": product_ids[i]})
+                                   for i in range(products)))
+        bulk_write(db, "rate", ((rate_key(f"R{r:03d}"), {"code": f"R{r:03d}", "name": f"Rate {r}", "start": "2020-01-01"})
+                                for r in range(RATES)))
+        lines = set()
+        while len(lines) < min(rate_lines, RATES * products):
+            lines.add((rng.randrange(RATES), rng.randrange(products)))
+        bulk_write(db, "rate_line", ((rate_line_key(rate_key(f"R{r:03d}"), product_ids[p]), {
+            "rate_id": rate_key(f"R{r:03d}"), "product_id": product_ids[p], "price": "0.00", "discount_pct": "10.00"})
+            for r, p in sorted(lines)))
+        bulk_write(db, "specific_price", ((specific_price_key(product_ids[p], "", "", "", ""), {
+            "product_id": product_ids[p], "price": "0.40"}) for p in rng.sample(range(products), min(specifics, products))))
+        cards = min(customers, 10_000)
+        bulk_write(db, "card", ((new_id(), {"number": f"CARD-{i:07d}", "customer_id": customer_ids[i], "kind": "customer"})
+                                for i in range(cards)))
+        db.replica.rebuild_fts()
+        db.meta.set("next_code", customers + 1)
+    db.close()
+    return {"customers": customers, "products": products, "rate_lines": len(lines), "specific_prices": specifics,
+            "cards": cards, "hq_bulk_load_s": round(time.monotonic() - started, 1)}
+
+
+def _barcode(i: int) -> str:
+    return f"84{i:011d}"
+
+
+class LoadGenerator:
+    """Scans on the store broker, timed from publish to the state they cause."""
+
+    def __init__(self, port: int, store: str, lanes: int, products: int):
+        self.store = store
+        self.lanes = [f"B{i}" for i in range(1, lanes + 1)]
+        self.products = products
+        self.rng = random.Random(5)
+        self.sent: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        self.client = MqttClient(BrokerSettings(port=port), f"bench-lanes-{uuid.uuid4().hex[:6]}")
+        self.client.start()
+        if not self.client.wait_connected(10):
+            raise RuntimeError("the load generator cannot reach the store broker")
+        self.client.subscribe(topics.lane_filter(store, "ticket/state"), self._on_state)
+        self.client.subscribe("bench/#", lambda m: None)
+        self.scans_on = {lane: 0 for lane in self.lanes}
+        time.sleep(0.5)
+
+    def _on_state(self, msg) -> None:
+        arrived = time.perf_counter()
+        cause = json.loads(msg.payload).get("cause")
+        with self.lock:
+            sent = self.sent.pop(cause, None)
+            if sent is not None:
+                self.latencies.append((arrived - sent) * 1000)
+
+    def scan(self, n: int) -> None:
+        lane = self.lanes[n % len(self.lanes)]
+        if self.scans_on[lane] == LINES_PER_TICKET:  # the cashier closes the ticket (not timed)
+            payload = {"v": 1, "id": str(uuid.uuid4()), "op": "close"}
+            self.client.publish(topics.ticket_cmd(self.store, lane), json.dumps(payload).encode())
+            self.scans_on[lane] = 0
+        scan_id = str(uuid.uuid4())
+        payload = json.dumps({"v": 1, "id": scan_id, "ts": time.time(), "device": "bench",
+                              "code": _barcode(self.rng.randrange(self.products)), "symbology": "E13"}).encode()
+        with self.lock:
+            self.sent[scan_id] = time.perf_counter()
+        self.client.publish(topics.scan(self.store, lane), payload)
+        self.scans_on[lane] += 1
+
+    def open_loop(self, rate: float, count: int) -> dict:
+        """``count`` scans at ``rate`` per second on a fixed schedule (late sends do not slow it)."""
+        with self.lock:
+            self.latencies = []
+        start = time.perf_counter()
+        for n in range(count):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self.scan(n)
+        _wait(lambda: len(self.latencies) >= count, 60, 0.01)
+        return _figures(self.latencies, rate, time.perf_counter() - start)
+
+    def flood(self, count: int) -> dict:
+        """``count`` scans as fast as they can be sent: the rate the edge sustains."""
+        with self.lock:
+            self.latencies = []
+        start = time.perf_counter()
+        for n in range(count):
+            self.scan(n)
+        _wait(lambda: len(self.latencies) >= count, 300, 0.01)
+        elapsed = time.perf_counter() - start
+        return {"scans": count, "seconds": round(elapsed, 2), "scans_per_s": round(count / elapsed)}
+
+    def stop(self) -> None:
+        self.client.stop()
+
+
+def _figures(latencies: list[float], rate: float, elapsed: float) -> dict:
+    return {"rate": rate, "scans": len(latencies), "achieved_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 50), 2), "p99_ms": round(percentile(latencies, 99), 2),
+            "p999_ms": round(percentile(latencies, 99.9), 2), "max_ms": round(max(latencies), 2)}
+
+
+def search_latency(port: int, store: str, customers_db: Path, samples: int) -> dict:
+    """Lane customer search over the broker (request/reply), by kind of query."""
+    reader = _reader(customers_db)
+    rows = reader.execute("SELECT first_name, last_name, phone, code FROM customers WHERE rowid IN "
+                          "(SELECT rowid FROM customers ORDER BY random() LIMIT ?)", (samples,)).fetchall()
+    reader.close()
+    queries = {
+        "prefix2": [r[1][:2] for r in rows], "prefix3": [r[1][:3] for r in rows], "prefix5": [r[1][:5] for r in rows],
+        "name": [f"{r[0]} {r[1]}" for r in rows], "phone": [r[2] or "+34 600" for r in rows], "code": [r[3] for r in rows],
+    }
+    client = MqttClient(BrokerSettings(port=port), f"bench-search-{uuid.uuid4().hex[:6]}")
+    client.start()
+    client.wait_connected(10)
+    client.subscribe("bench/#", lambda m: None)
+    time.sleep(0.3)
+    out = {}
+    try:
+        for kind, values in queries.items():
+            timings = []
+            for q in values:
+                request = json.dumps({"v": 1, "op": "search", "q": q, "limit": 20}).encode()
+                started = time.perf_counter()
+                reply = json.loads(client.request(topics.customer_req(store, "S1"), request, "bench/search", 10).payload)
+                timings.append((time.perf_counter() - started) * 1000)
+                if not reply.get("ok"):
+                    raise RuntimeError(f"search {q!r} failed: {reply}")
+            out[kind] = {"p50_ms": round(percentile(timings, 50), 2), "p99_ms": round(percentile(timings, 99), 2),
+                         "max_ms": round(max(timings), 2)}
+    finally:
+        client.stop()
+    return out
+
+
+def bench_lane(workdir: Path, customers: int, products: int, rate_lines: int, specifics: int, rates: list[float],
+               seconds: float, flood: int, search_samples: int, lanes: int = 10) -> dict:
+    chain = Chain(workdir / "lane", ("S001",), log_level="INFO")
+    try:
+        chain.start_brokers()
+        chain.register_stores()
+        loaded = bulk_load_shop(chain.workdir / "hq.db", customers, products, rate_lines, specifics)
+        chain.hq.start()
+        chain.hq.wait_for_log("lanehub-hq: connected", 60)
+        started = time.monotonic()
+        chain.edges["S001"].start()
+        path = chain.workdir / "S001.db"
+        _wait(lambda: path.exists(), 60, 0.05)
+        reader = _reader(path)
+        _wait(lambda: _snapshot_done(reader), 900, 0.1)
+        reader.close()
+        results: dict = {"loaded": loaded | {"snapshot_s": round(time.monotonic() - started, 1)}}
+        port = chain.store_brokers["S001"].port
+        generator = LoadGenerator(port, "S001", lanes, products)
+        try:
+            generator.open_loop(50, 200)  # warm-up: caches, first tickets
+            results["scan"] = [generator.open_loop(rate, max(100, int(rate * seconds))) for rate in rates]
+            results["saturation"] = generator.flood(flood)
+        finally:
+            generator.stop()
+        results["search"] = search_latency(port, "S001", path, search_samples)
+        return results
+    finally:
+        chain.stop()
