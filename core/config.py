@@ -47,7 +47,17 @@ def broker_keys(port: int = 1883) -> dict[str, Key]:
     }
 
 
-Schema = dict[str, dict[str, Key]]
+@dataclass(frozen=True)
+class Tables:
+    """A section of named sub-tables with one schema, e.g. ``[device.P1]``,
+    ``[device.SC1]``: any number of names, each checked against ``keys``."""
+
+    keys: dict[str, Key]
+    name_pattern: Any = None
+    name_help: str = ""
+
+
+Schema = dict[str, "dict[str, Key] | Tables"]
 
 
 class Config(dict):
@@ -111,6 +121,8 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
             raise ConfigError(f"{path}: [{section}]: unknown section (expected {', '.join(schema)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: {section}: must be a [section]")
+        if isinstance(schema[section], Tables):
+            continue
         for name in values:
             if name not in schema[section]:
                 raise ConfigError(f"{path}: [{section}] {name}: unknown key")
@@ -118,6 +130,9 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
     config.path = path
     base = path.resolve().parent
     for section, keys in schema.items():
+        if isinstance(keys, Tables):
+            config[section] = _load_tables(path, base, section, keys, raw.get(section, {}))
+            continue
         out = {}
         for name, key in keys.items():
             where = f"{path}: [{section}] {name}"
@@ -136,6 +151,33 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
             out[name] = value
         config[section] = out
     return config
+
+
+def _load_tables(path: Path, base: Path, section: str, tables: Tables, raw: dict) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for table, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{section}] {table}: must be a [{section}.NAME] table")
+        if tables.name_pattern is not None and not tables.name_pattern.match(table):
+            raise ConfigError(f"{path}: [{section}.{table}]: {tables.name_help or 'invalid name'}")
+        for name in values:
+            if name not in tables.keys:
+                raise ConfigError(f"{path}: [{section}.{table}] {name}: unknown key")
+        entry = {}
+        for name, key in tables.keys.items():
+            where = f"{path}: [{section}.{table}] {name}"
+            if name in values:
+                value = values[name]
+            elif key.required:
+                raise ConfigError(f"{where}: required key is missing")
+            else:
+                value = key.default
+            value = _convert(key, value, where)
+            if key.path and value and not value.startswith("/"):
+                value = str(base / value)
+            entry[name] = value
+        out[table] = entry
+    return out
 
 
 STORE_ID = Key(str, required=True, pattern=ID_RE, help="store id must be letters, digits, '_', '.', '-' (max 32)")

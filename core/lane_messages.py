@@ -127,3 +127,14 @@ class PrintResult(Message):
     ok: bool
     error: str | None = None
     status: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceStatus(Message):
+    """A bridge's retained status on device/{device}/status (last will: offline)."""
+
+    KIND: ClassVar[str] = "device status"
+    state: str  # online | offline
+    kind: str = ""  # scanner | card_reader | printer
+    lane: str = ""
+    detail: str = ""  # e.g. unplugged, paper_near_end, paper_out, cover_open, unknown

@@ -26,9 +26,10 @@ def run_lanehub(*args: str, input: str | None = None, check: bool = True, cwd: s
 
 
 class ServiceProcess:
-    """`lanehub hq run` or `lanehub edge run` with a generated config file."""
+    """`lanehub hq|edge|devices run` with a generated config file (a dict of flat
+    sections, or TOML text for configs with sub-tables)."""
 
-    def __init__(self, kind: str, name: str, config: dict[str, dict[str, Any]], workdir: str | Path):
+    def __init__(self, kind: str, name: str, config: dict[str, dict[str, Any]] | str, workdir: str | Path):
         self.kind = kind
         self.name = name
         self.workdir = Path(workdir)
@@ -39,7 +40,7 @@ class ServiceProcess:
         self.process: subprocess.Popen | None = None
 
     def write_config(self) -> Path:
-        self.config_path.write_text(dump_toml(self.config))
+        self.config_path.write_text(self.config if isinstance(self.config, str) else dump_toml(self.config))
         return self.config_path
 
     def start(self) -> "ServiceProcess":

@@ -1,0 +1,231 @@
+"""Bridges between lane devices and the store broker (DESIGN sections 4 and 8).
+
+Each device has its own MQTT connection, so each has its own last will: its
+retained ``device/{device}/status`` turns ``offline`` the moment the bridge
+dies. Readers (scanners, card readers) run a thread that opens the device,
+frames what it sends, and publishes; an unplugged device is reported and
+reopened every ``retry`` seconds, never in a busy loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Callable
+
+import serial
+
+from core import topics
+from core.lane_messages import CardRead, DeviceStatus, Scan
+from core.messages import ErrorReport
+from core.mqtt import BrokerSettings, MqttClient
+
+from .cards import parse_swipe
+from .keymap import KeyDecoder, strip_aim
+from .profiles import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+
+class DeviceLink:
+    """One device's MQTT connection: its status (with last will) and its publishes."""
+
+    def __init__(self, broker: BrokerSettings, store: str, device: str, lane: str, kind: str):
+        self.store, self.device, self.lane, self.kind = store, device, lane, kind
+        self.status_topic = topics.device_status(store, device)
+        self.detail = ""
+        self.online = False
+        self.client = MqttClient(
+            broker, f"lanehub-device-{store}-{device}",
+            will=(self.status_topic, self._status("offline", "bridge gone")),
+            on_connect=lambda: self.client.publish(self.status_topic, self._current(), retain=True),
+        )
+
+    def _status(self, state: str, detail: str) -> bytes:
+        return DeviceStatus(state=state, kind=self.kind, lane=self.lane, detail=detail).to_json()
+
+    def _current(self) -> bytes:
+        return self._status("online" if self.online else "offline", self.detail)
+
+    def set_state(self, online: bool, detail: str = "") -> None:
+        """Publish the device's state when it changes (retained)."""
+        if (online, detail) == (self.online, self.detail):
+            return
+        self.online, self.detail = online, detail
+        self.client.publish(self.status_topic, self._current(), retain=True)
+
+    def error(self, reason: str, excerpt: str = "") -> None:
+        topic = topics.lane_topic(self.store, self.lane, "scan" if self.kind == "scanner" else "card")
+        self.client.publish(topics.error(self.store), ErrorReport(topic=topic, reason=f"{self.device}: {reason}",
+                                                                  payload_excerpt=excerpt).to_json())
+
+    def start(self) -> None:
+        self.client.start()
+
+    def stop(self) -> None:
+        self.client.stop(last=(self.status_topic, self._status("offline", "stopped")))
+
+
+# --- sources: where a reader's frames come from ------------------------------------------
+
+class SerialSource:
+    """A serial scanner or reader: pyserial with a timeout and ``read_until(terminator)``."""
+
+    def __init__(self, path: str, profile: DeviceProfile):
+        self.path, self.profile = path, profile
+        self.port: serial.Serial | None = None
+        self.terminator = profile.terminator.encode("latin-1")
+        self.pending = b""
+
+    def open(self) -> None:
+        p = self.profile
+        self.port = serial.Serial(self.path, baudrate=p.baudrate, bytesize=p.bytesize, parity=p.parity,
+                                  stopbits=p.stopbits, rtscts=p.rtscts, timeout=0.2)
+
+    def read(self) -> str | None:
+        """One frame, or None when nothing complete arrived within the timeout.
+        Raises OSError/SerialException when the device is gone."""
+        chunk = self.port.read_until(self.terminator)
+        if not chunk:
+            # pyserial returns b"" on a timeout, and also (without raising) when the
+            # other end of a tty hung up: ask the port whether it is still there.
+            if not self._alive():
+                raise OSError("device disconnected")
+            return None
+        self.pending += chunk
+        if not self.pending.endswith(self.terminator):
+            return None
+        frame, self.pending = self.pending[:-len(self.terminator)], b""
+        return frame.decode("latin-1")
+
+    def _alive(self) -> bool:
+        try:
+            self.port.in_waiting  # raises once the device is gone
+        except (OSError, serial.SerialException):
+            return False
+        return os.path.exists(self.path)
+
+    def close(self) -> None:
+        if self.port is not None:
+            try:
+                self.port.close()
+            except (OSError, serial.SerialException):
+                pass
+            self.port = None
+
+
+class EvdevSource:
+    """A USB HID (keyboard-mode) scanner or reader, grabbed exclusively so its
+    keystrokes never reach a console, decoded with the profile's layout."""
+
+    def __init__(self, path: str, profile: DeviceProfile):
+        self.path, self.profile = path, profile
+        self.device = None
+        self.decoder = KeyDecoder(profile.layout, profile.terminator)
+
+    def open(self) -> None:
+        import evdev
+
+        self.device = evdev.InputDevice(self.path)
+        self.device.grab()
+        self.decoder.reset()
+
+    def read(self) -> str | None:
+        import select
+
+        ready, _, _ = select.select([self.device.fd], [], [], 0.2)
+        if not ready:
+            return None
+        for event in self.device.read():  # OSError (ENODEV) when unplugged
+            text = self.decoder.feed_event(event)
+            if text is not None:
+                return text
+        return None
+
+    def close(self) -> None:
+        if self.device is not None:
+            try:
+                self.device.ungrab()
+            except OSError:
+                pass
+            self.device.close()
+            self.device = None
+
+
+SOURCES: dict[str, Callable] = {"serial": SerialSource, "evdev": EvdevSource}
+
+
+class ReaderBridge:
+    """A scanner or card reader: frames in, ``scan``/``card`` (or ``error``) out."""
+
+    def __init__(self, link: DeviceLink, profile: DeviceProfile, source, retry: float):
+        self.link, self.profile, self.source, self.retry = link, profile, source, retry
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"reader-{link.device}", daemon=True)
+
+    def start(self) -> "ReaderBridge":
+        self.link.start()
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.link.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+            except (OSError, serial.SerialException) as exc:
+                self.link.set_state(False, "unplugged")
+                log.info("%s: cannot open %s (%s); retrying", self.link.device, self.source.path, exc)
+                self._stop.wait(self.retry)
+                continue
+            self.link.set_state(True, "")
+            log.info("%s: reading %s", self.link.device, self.source.path)
+            try:
+                while not self._stop.is_set():
+                    frame = self.source.read()
+                    if frame is not None:
+                        self.handle(frame)
+            except (OSError, serial.SerialException) as exc:
+                log.warning("%s: device lost (%s)", self.link.device, exc)
+                self.link.set_state(False, "unplugged")
+            finally:
+                self.source.close()
+            self._stop.wait(self.retry)
+
+    def handle(self, frame: str) -> None:
+        """One framed read: strip the profile's prefix/suffix and publish it."""
+        p = self.profile
+        text = frame.strip("\r\n")
+        if p.prefix and text.startswith(p.prefix):
+            text = text[len(p.prefix):]
+        if p.suffix and text.endswith(p.suffix):
+            text = text[:-len(p.suffix)]
+        if not text:
+            return
+        if p.kind == "scanner":
+            symbology = ""
+            if p.aim:
+                symbology, text = strip_aim(text)
+            if not text:
+                return
+            scan = Scan(id=str(uuid.uuid4()), code=text, ts=time.time(), device=self.link.device, symbology=symbology)
+            self.link.client.publish(topics.scan(self.link.store, self.link.lane), scan.to_json())
+            return
+        swipe = parse_swipe(text)
+        if swipe.kind == "card":
+            card = CardRead(id=str(uuid.uuid4()), card=swipe.number, ts=time.time(), device=self.link.device)
+            self.link.client.publish(topics.card(self.link.store, self.link.lane), card.to_json())
+        elif swipe.kind == "payment":
+            # Never published, stored or logged: only the masked number leaves the bridge.
+            log.warning("%s: payment card refused (%s)", self.link.device, swipe.masked)
+            self.link.error(f"payment card refused: {swipe.masked} (use the payment terminal)")
+        else:
+            log.warning("%s: card read error: %s", self.link.device, swipe.reason)
+            self.link.error(f"card read error: {swipe.reason}")

@@ -1,0 +1,53 @@
+"""devices.toml: the store broker, the spool, and one [device.ID] table per device.
+
+    [store]
+    id = "S001"
+
+    [device.SC1]
+    profile = "zebra-ls2208-hid"
+    lane = "L1"
+    path = "/dev/lanehub/zebra-ls2208-hid"
+
+    [device.P1]
+    profile = "epson-tm-t88-network"
+    lane = "L1"
+    host = "192.168.1.50"
+"""
+
+from __future__ import annotations
+
+from core.config import STORE_ID, Config, ConfigError, Key, Tables, broker_keys, load
+from core.topics import ID_RE
+
+SCHEMA = {
+    "store": {"id": STORE_ID},
+    "broker": broker_keys(),
+    "devices": {
+        # Where the device profiles are (default: the firmware-config/ shipped with lanehub).
+        "profiles": Key(str, "", path=True),
+        # Print jobs are kept here until printed (one sub-directory per printer).
+        "spool": Key(str, "spool", path=True),
+        # Seconds between retries of an unplugged device or a printer that cannot print.
+        "retry": Key(float, 2.0, minimum=0.1),
+    },
+    "device": Tables({
+        "profile": Key(str, required=True),
+        "lane": Key(str, required=True, pattern=ID_RE, help="lane id must be letters, digits, '_', '.', '-' (max 32)"),
+        # evdev or serial device, USB printer character device, or file.
+        "path": Key(str, "", path=True),
+        # Network printers.
+        "host": Key(str, ""),
+        "port": Key(int, 0, minimum=0),
+    }, name_pattern=ID_RE, name_help="device id must be letters, digits, '_', '.', '-' (max 32)"),
+    "log": {"level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},
+}
+
+
+def load_config(path) -> Config:
+    config = load(path, SCHEMA)
+    if not config["device"]:
+        raise ConfigError(f"{path}: [device.ID]: no device configured")
+    for name, device in config["device"].items():
+        if not device["path"] and not device["host"]:
+            raise ConfigError(f"{path}: [device.{name}] path: give the device's path (or host for a network printer)")
+    return config
