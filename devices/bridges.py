@@ -129,9 +129,23 @@ class EvdevSource:
     def open(self) -> None:
         import evdev
 
-        self.device = evdev.InputDevice(self.path)
+        self.device = evdev.InputDevice(self.path or self._find(evdev))
         self.device.grab()
         self.decoder.reset()
+
+    def _find(self, evdev) -> str:
+        """Without a path (no udev rules installed), the first input device with
+        the profile's USB ids that has keys."""
+        vendor, product = int(self.profile.vendor_id, 16), int(self.profile.product_id, 16)
+        for path in evdev.list_devices():
+            device = evdev.InputDevice(path)
+            try:
+                if (device.info.vendor, device.info.product) == (vendor, product) and \
+                        evdev.ecodes.EV_KEY in device.capabilities():
+                    return path
+            finally:
+                device.close()
+        raise OSError(f"no input device {self.profile.vendor_id}:{self.profile.product_id} is plugged in")
 
     def read(self) -> str | None:
         import select

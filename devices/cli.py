@@ -26,10 +26,12 @@ class DeviceBridges:
 
     def __init__(self, config):
         from .bridges import SOURCES, DeviceLink, ReaderBridge
+        from .config import check_paths
         from .printer_bridge import PrinterBridge, printer_for
 
         settings = config["devices"]
         profiles = load_profiles(Path(settings["profiles"]) if settings["profiles"] else PROFILES_DIR)
+        check_paths(config, profiles)
         self.bridges = []
         for name, device in config["device"].items():
             profile = profiles.get(device["profile"])

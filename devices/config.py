@@ -47,7 +47,16 @@ def load_config(path) -> Config:
     config = load(path, SCHEMA)
     if not config["device"]:
         raise ConfigError(f"{path}: [device.ID]: no device configured")
-    for name, device in config["device"].items():
-        if not device["path"] and not device["host"]:
-            raise ConfigError(f"{path}: [device.{name}] path: give the device's path (or host for a network printer)")
+    # A HID device may go without a path: it is then found by its profile's USB ids.
     return config
+
+
+def check_paths(config: Config, profiles) -> None:
+    for name, device in config["device"].items():
+        profile = profiles.get(device["profile"])
+        if profile is None or profile.connection == "evdev":
+            continue
+        if profile.connection == "network" and not device["host"]:
+            raise ConfigError(f"{config.path}: [device.{name}] host: a network printer needs its host")
+        if profile.connection != "network" and not device["path"]:
+            raise ConfigError(f"{config.path}: [device.{name}] path: give the device's path")

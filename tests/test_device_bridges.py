@@ -334,3 +334,21 @@ def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, m
         assert (scan["code"], scan["symbology"], scan["device"]) == ("8410000000011", "EAN-13 / UPC-A", "SC9")
     finally:
         bridge.stop()
+
+
+@pytest.mark.parametrize("device,problem", [
+    ('[device.P1]\nprofile = "epson-tm-t88-network"\nlane = "L1"\n', "[device.P1] host"),
+    ('[device.SC1]\nprofile = "datalogic-magellan-serial"\nlane = "L1"\n', "[device.SC1] path"),
+    ('[device.SC1]\nprofile = "no-such-model"\nlane = "L1"\npath = "/dev/ttyS0"\n', "[device.SC1] profile"),
+    ('[device.SC1]\nprofile = "datalogic-magellan-serial"\nlane = "L 1"\npath = "/dev/ttyS0"\n', "[device.SC1] lane"),
+    ('[device."a/b"]\nprofile = "datalogic-magellan-serial"\nlane = "L1"\npath = "/dev/ttyS0"\n', "[device.a/b]"),
+])
+def test_a_bad_devices_toml_stops_with_one_line(tmp_path, device, problem):
+    from core.procs import run_lanehub
+
+    path = tmp_path / "devices.toml"
+    path.write_text(f'[store]\nid = "S001"\n\n{device}')
+    result = run_lanehub("devices", "run", "-c", str(path), check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and problem in lines[0], result.stderr
