@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .broker import Mosquitto, hq_acl_file, new_password
+from .broker import Mosquitto, free_port, hq_acl_file, new_password
 from .procs import ServiceProcess, run_lanehub
 
 PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
@@ -29,6 +29,8 @@ class Chain:
         self.tls = tls
         # Extra [store] keys per store, e.g. {"S002": {"block_defaulters": True}}.
         self.store_settings = store_settings or {}
+        # Every site's page on its own free port (0 turns a page off).
+        self.web_ports = {name: free_port() for name in ("hq", *stores)}
         self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls)
         self.store_brokers = {s: Mosquitto(self.workdir / f"{s}-broker", anonymous=True) for s in stores}
         self.block_size = block_size
@@ -49,6 +51,7 @@ class Chain:
                        "passwd_file": str(b.passwd_path), "acl_file": str(b.acl_path), "reload_command": b.reload_command,
                        "tls_ca": self.tls["cafile"] if self.tls else ""},
             "codes": {"prefix": "CUST-", "width": 5, "block_size": self.block_size},
+            "web": {"port": self.web_ports["hq"]},
             "log": {"level": self.log_level},
         }
 
@@ -59,6 +62,7 @@ class Chain:
             "broker": {"host": "127.0.0.1", "port": self.store_brokers[store].port},
             "hq": {"host": "127.0.0.1", "port": self.hq_broker.port, "username": store,
                    "password": self.store_passwords[store], "tls_ca": self.tls["cafile"] if self.tls else ""},
+            "web": {"port": self.web_ports[store]},
             "log": {"level": self.log_level},
         }
 

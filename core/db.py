@@ -118,6 +118,12 @@ def m004_households_and_coupons(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_customers_household_id ON customers (household_id)")
 
 
+@replica_migrations()
+def m005_users_and_roles(db: sqlite_utils.Database) -> None:
+    for name in ("user", "role"):
+        create_entity_table(db, ENTITIES[name])
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 

@@ -13,6 +13,7 @@ from .catalogue import CATALOGUE_ENTITIES
 from .codes import CodeFormat
 from .coupons import COUPON_ENTITIES
 from .sales import SALE
+from .users import USER_ENTITIES
 from .entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
                      PAYMENT_STATUSES, PHONE_RE, UUID_RE, EntitySpec, ValidationError, digits, normalize_text,
                      postcode_key, text_checks)
@@ -224,7 +225,7 @@ def current_consents(conn, customer_id: str) -> dict[str, bool]:
 
 
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE, CONSENT,
-                                                                *COUPON_ENTITIES)}
+                                                                *COUPON_ENTITIES, *USER_ENTITIES)}
 
 # Entities a store may write; code aliases and the catalogue are made by HQ only.
 STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use"})

@@ -10,10 +10,13 @@ from core.cli_util import config_option, customer_commands, fail_on_config_error
 from core.model import display_name
 from core.process import run_until_signalled, setup_logging
 
+from core.search import search_customers
+from core.web import WebService
+
 from .config import load_config
 from .db import EdgeDatabase, NotReady
-from .search import search_customers
 from .service import EdgeService
+from .web import create_app
 
 
 def open_db(config_path) -> EdgeDatabase:
@@ -30,12 +33,13 @@ def edge():
 @edge.command()
 @config_option("edge.toml")
 def run(config_path):
-    """Run the edge service (and, in a later release, the store admin page)."""
+    """Run the edge service and the store admin page ([web] port; 0: no page)."""
     with fail_on_config_errors():
         config = load_config(config_path)
         setup_logging(config["log"]["level"])
         service = EdgeService(config).start()
-    run_until_signalled(service)
+        web = WebService(service, create_app(config), config["web"]["host"], config["web"]["port"]).start()
+    run_until_signalled(web)
 
 
 @edge.command()

@@ -30,7 +30,7 @@ SCHEMA = {
     },
     "broker": broker_keys(),
     "hq": broker_keys(),
-    "web": {"host": Key(str, "127.0.0.1"), "port": Key(int, 8801, minimum=1)},
+    "web": {"host": Key(str, "127.0.0.1"), "port": Key(int, 8801, minimum=0), "secure_cookies": Key(bool, False)},
     "log": {"level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},
 }
 

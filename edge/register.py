@@ -11,7 +11,7 @@ from core.model import ValidationError, current_consents
 from core.sales import purchase_history
 
 from .db import EdgeDatabase
-from .search import lane_view
+from core.search import lane_view
 
 # What a cashier may change at the register; the rest is the office's.
 LANE_EDITABLE = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode",

@@ -26,7 +26,7 @@ from core.worker import Worker
 from .db import EdgeDatabase, NotReady
 from .lanes import TicketLanes
 from .register import register_op
-from .search import lane_view, search_customers
+from core.search import lane_view, search_customers
 from .tickets import LaneSettings, Refused
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,15 @@ from core.cli_util import config_option, customer_commands, fail_on_config_error
 from core.demo_data import demo_customers
 from core.model import ValidationError, display_name
 from core.process import run_until_signalled, setup_logging
+from core.web import WebService
 
 from .cli_catalogue import register as register_catalogue_commands
 from .cli_coupons import register as register_coupon_commands
+from .cli_users import users as users_group
 from .config import load_config
 from .db import HQDatabase
 from .service import HQService, broker_files_now, code_format
+from .web import create_app
 
 
 def db_for(config) -> HQDatabase:
@@ -35,12 +38,13 @@ def hq():
 @hq.command()
 @config_option("hq.toml")
 def run(config_path):
-    """Run the HQ service (and, in a later release, the HQ Manager page)."""
+    """Run the HQ service and the HQ Manager page ([web] port; 0: no page)."""
     with fail_on_config_errors():
         config = load_config(config_path)
         setup_logging(config["log"]["level"])
         service = HQService(config).start()
-    run_until_signalled(service)
+        web = WebService(service, create_app(config), config["web"]["host"], config["web"]["port"]).start()
+    run_until_signalled(web)
 
 
 # --- stores -------------------------------------------------------------------------
@@ -173,6 +177,7 @@ def customers_load_demo(count, config_path):
 
 register_catalogue_commands(hq)
 register_coupon_commands(hq)
+hq.add_command(users_group)
 
 
 @customers.command("add-card")

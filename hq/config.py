@@ -13,7 +13,7 @@ SCHEMA = {
         "acl_file": Key(str, "", path=True),
         "reload_command": Key(str, ""),
     },
-    "web": {"host": Key(str, "127.0.0.1"), "port": Key(int, 8800, minimum=1)},
+    "web": {"host": Key(str, "127.0.0.1"), "port": Key(int, 8800, minimum=0), "secure_cookies": Key(bool, False)},
     "codes": {
         "prefix": Key(str, "CUST-"),
         "width": Key(int, 5, minimum=1),

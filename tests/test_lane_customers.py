@@ -9,7 +9,7 @@ import pytest
 from core.changes import Change
 from core.hlc import format_stamp
 from edge.db import EdgeDatabase, NotReady
-from edge.search import search_customers
+from core.search import search_customers
 
 from conftest import customer_by, edge_db, hq_db, lane_request, wait_until
 

@@ -13,8 +13,8 @@ import re
 import sqlite3
 from typing import Any
 
-from core.model import ENTITIES, digits, normalize_text, postcode_key
-from core.replica import decode_row
+from .model import ENTITIES, digits, normalize_text, postcode_key
+from .replica import decode_row
 
 NAME_CANDIDATES = 200
 # What a lane sees of a customer: everything but internal notes and bookkeeping.

@@ -1,0 +1,106 @@
+"""Users, roles and permissions (DESIGN section 9), replicated from HQ to every
+store like customers, so a store's admins can log in while HQ is away.
+
+Built-in roles are code (they cannot drift between sites); custom roles are
+replicated ``role`` records. A user has roles and, optionally, one store:
+a store user can log in only at that store (and never at HQ).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .entity import MAX_TEXT, EntitySpec, text_checks
+
+PERMISSIONS = ("customers.view", "customers.create", "customers.edit", "rates.view", "rates.edit", "sales.track",
+               "sync.view", "devices.view", "stores.manage", "users.manage")
+BUILTIN_ROLES = {
+    "admin": PERMISSIONS,
+    "store_manager": ("customers.view", "customers.create", "customers.edit", "rates.view", "sales.track",
+                      "sync.view", "devices.view"),
+    "cashier": ("customers.view", "customers.create", "sales.track"),
+    "viewer": ("customers.view", "rates.view", "sync.view", "devices.view"),
+}
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+
+
+def split(value: str) -> list[str]:
+    return [part for part in (value or "").split(",") if part]
+
+
+def check_user_fields(fields: dict, codes=None) -> dict[str, str]:
+    errors = text_checks(fields, {"username": 32, "name": MAX_TEXT, "password_hash": 400, "roles": 400, "store": 32})
+    for name in sorted(set(fields) - set(USER.fields)):
+        errors[name] = "is not a user field"
+    if "username" in fields and "username" not in errors and not USERNAME_RE.match(fields["username"]):
+        errors["username"] = "must be 2-32 lower-case letters, digits, '.', '_' or '-'"
+    if "roles" in fields and "roles" not in errors:
+        bad = [r for r in split(fields["roles"]) if not ROLE_RE.match(r)]
+        if bad or not split(fields["roles"]):
+            errors["roles"] = "must name at least one role"
+    if "active" in fields and not isinstance(fields["active"], bool):
+        errors["active"] = "must be true or false"
+    return errors
+
+
+USER = EntitySpec(
+    name="user",
+    table="users",
+    fields=("username", "name", "password_hash", "roles", "store", "active"),
+    defaults={"username": "", "name": "", "password_hash": "", "roles": "", "store": "", "active": True},
+    bools=frozenset({"active"}),
+    check_fields=check_user_fields,
+    required=("username", "password_hash", "roles"),
+    immutable=("username",),
+    indexes=(("username",),),
+)
+
+
+def check_role_fields(fields: dict, codes=None) -> dict[str, str]:
+    errors = text_checks(fields, {"name": 32, "permissions": 1000})
+    for name in sorted(set(fields) - {"name", "permissions"}):
+        errors[name] = "is not a role field"
+    if "name" in fields and "name" not in errors and (not ROLE_RE.match(fields["name"]) or fields["name"] in BUILTIN_ROLES):
+        errors["name"] = "must be a new lower-case name (letters, digits, '_')"
+    if "permissions" in fields and "permissions" not in errors:
+        unknown = [p for p in split(fields["permissions"]) if p not in PERMISSIONS]
+        if unknown:
+            errors["permissions"] = f"unknown permission(s): {', '.join(unknown)}"
+    return errors
+
+
+ROLE = EntitySpec(
+    name="role",
+    table="roles",
+    fields=("name", "permissions"),
+    defaults={"name": "", "permissions": ""},
+    check_fields=check_role_fields,
+    required=("name",),
+    immutable=("name",),
+    indexes=(("name",),),
+)
+
+USER_ENTITIES = (USER, ROLE)
+
+
+def permissions_of(conn, user: dict) -> frozenset[str]:
+    """What a user may do: the union of their roles' permissions."""
+    granted: set[str] = set()
+    for role in split(user.get("roles", "")):
+        if role in BUILTIN_ROLES:
+            granted.update(BUILTIN_ROLES[role])
+            continue
+        row = conn.execute("SELECT permissions FROM roles WHERE name = ?", (role,)).fetchone()
+        if row:
+            granted.update(p for p in split(row[0]) if p in PERMISSIONS)
+    return frozenset(granted)
+
+
+def find_user(conn, username: str) -> dict | None:
+    row = conn.execute("SELECT id, username, name, password_hash, roles, store, active FROM users WHERE username = ?",
+                       (username.strip().lower(),)).fetchone()
+    if row is None:
+        return None
+    return {"id": row[0], "username": row[1], "name": row[2], "password_hash": row[3], "roles": row[4],
+            "store": row[5] or "", "active": bool(row[6])}

@@ -1,0 +1,226 @@
+"""What the HQ Manager and the store admin page share: the application
+factory's common part, login with hashed passwords and throttling, CSRF on
+every form, and a permission on every route (DESIGN section 9).
+
+Each site passes ``open_db`` (a database with ``.conn`` and ``.close()``) and
+registers its own blueprints. Every view is wrapped by ``requires(permission)``,
+which records the permission on the view, so a test can walk every route.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Callable
+
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .users import find_user, permissions_of
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_FAILURES = 5  # failed logins per user and address...
+FAILURE_WINDOW = 600  # ...within this many seconds lock that pair out for the rest of it
+PUBLIC = "public"  # the "permission" of the login page and static files
+
+
+def web_secret(db) -> str:
+    """The session-signing key, kept in the site's database so sessions survive restarts."""
+    from .db import transaction
+
+    with transaction(db.conn):
+        secret = db.meta.get("web_secret")
+        if not secret:
+            secret = secrets.token_hex(32)
+            db.meta.set("web_secret", secret)
+    return secret
+
+
+class WebService:
+    """A service plus its web page, started and stopped together."""
+
+    def __init__(self, service, app, host: str, port: int):
+        self.service, self.app, self.host, self.port = service, app, host, port
+        self.server = None
+
+    def start(self) -> "WebService":
+        if self.port:
+            self.server = serve_in_thread(self.app, self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+        self.service.stop()
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method="scrypt")
+
+
+def requires(permission: str):
+    """A view that needs ``permission`` (``PUBLIC`` for none): anonymous users are
+    sent to the login page, users without it get 403."""
+
+    def wrap(view: Callable):
+        @functools.wraps(view)
+        def checked(*args, **kwargs):
+            if permission != PUBLIC:
+                if g.user is None:
+                    return redirect(url_for("auth.login", next=request.full_path))
+                if permission not in g.permissions:
+                    abort(403)
+            return view(*args, **kwargs)
+
+        checked.permission = permission
+        return checked
+
+    return wrap
+
+
+class LoginThrottle:
+    def __init__(self):
+        self.failures: dict[tuple[str, str], deque] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def blocked(self, username: str, address: str) -> bool:
+        with self.lock:
+            recent = self.failures[(username, address)]
+            while recent and recent[0] < time.monotonic() - FAILURE_WINDOW:
+                recent.popleft()
+            return len(recent) >= MAX_FAILURES
+
+    def failed(self, username: str, address: str) -> None:
+        with self.lock:
+            self.failures[(username, address)].append(time.monotonic())
+
+    def succeeded(self, username: str, address: str) -> None:
+        with self.lock:
+            self.failures.pop((username, address), None)
+
+
+def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure_cookies: bool,
+             store: str = "", title: str = "lanehub") -> Flask:
+    """The common part of both sites: ``site`` is "hq" or "store"."""
+    app = Flask(name, template_folder=str(TEMPLATES), static_folder=str(STATIC))
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure_cookies,
+        PERMANENT_SESSION_LIFETIME=8 * 3600,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
+    app.extensions["lanehub"] = {"site": site, "store": store, "title": title, "throttle": LoginThrottle()}
+
+    @app.before_request
+    def load_user():
+        g.db = open_db()
+        g.user, g.permissions = None, frozenset()
+        username = session.get("user")
+        if username:
+            user = find_user(g.db.conn, username)
+            if user and user["active"] and _may_log_in_here(user, site, store):
+                g.user, g.permissions = user, permissions_of(g.db.conn, user)
+            else:
+                session.clear()
+        if request.method == "POST":
+            token = session.get("csrf")
+            if not token or not secrets.compare_digest(token, request.form.get("csrf_token", "")):
+                abort(400, "The form expired or did not come from this site: reload the page and try again.")
+
+    @app.teardown_request
+    def close_db(exc):
+        db = g.pop("db", None)
+        if db is not None:
+            db.close()
+
+    @app.context_processor
+    def page_context():
+        if "csrf" not in session:
+            session["csrf"] = secrets.token_urlsafe(32)
+        return {"csrf_token": session["csrf"], "user": g.get("user"), "can": lambda p: p in g.get("permissions", ()),
+                "site": site, "store": store, "title": title}
+
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+        return response
+
+    app.register_blueprint(auth_blueprint())
+    return app
+
+
+def _may_log_in_here(user: dict, site: str, store: str) -> bool:
+    """HQ users (no store) may log in everywhere; a store's user only at that store."""
+    return not user["store"] or (site == "store" and user["store"] == store)
+
+
+def auth_blueprint() -> Blueprint:
+    bp = Blueprint("auth", __name__)
+
+    @bp.route("/login", methods=["GET", "POST"])
+    @requires(PUBLIC)
+    def login():
+        ext = _ext()
+        error = None
+        username = ""
+        if request.method == "POST":
+            username = request.form.get("username", "").strip().lower()
+            password = request.form.get("password", "")
+            address = request.remote_addr or ""
+            if ext["throttle"].blocked(username, address):
+                error = "Too many failed attempts: wait ten minutes, or ask an administrator."
+            else:
+                user = find_user(g.db.conn, username)
+                if user and user["active"] and _may_log_in_here(user, ext["site"], ext["store"]) \
+                        and check_password_hash(user["password_hash"], password):
+                    ext["throttle"].succeeded(username, address)
+                    session.clear()
+                    session["user"] = user["username"]
+                    session.permanent = True
+                    target = request.args.get("next", "")
+                    return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("home"))
+                ext["throttle"].failed(username, address)
+                error = "Wrong user name or password."
+        return render_template("login.html", error=error, username=username), (401 if error else 200)
+
+    @bp.route("/logout", methods=["POST"])
+    @requires(PUBLIC)
+    def logout():
+        session.clear()
+        flash("You have logged out.")
+        return redirect(url_for("auth.login"))
+
+    return bp
+
+
+def _ext() -> dict:
+    from flask import current_app
+
+    return current_app.extensions["lanehub"]
+
+
+def page_args(default_size: int = 50) -> tuple[int, int]:
+    """(page, size) from the query string, bounded."""
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        page = 1
+    return page, default_size
+
+
+def serve_in_thread(app: Flask, host: str, port: int):
+    """Serve ``app`` with werkzeug's threaded server; returns the server (call ``shutdown()``)."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
+    return server

@@ -1,0 +1,128 @@
+"""The customers pages, the same at HQ and in the store: list with search,
+detail, add, edit, deactivate/reactivate. ``db`` is HQ's or the edge's
+database (both have create/update/find_customer); errors are shown next to
+their field and nothing typed is lost."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+
+from .model import CUSTOMER_EDITABLE, PAYMENT_STATUSES, ValidationError, current_consents
+from .sales import purchase_history
+from .search import search_customers
+from .web import page_args, requires
+
+PAGE = 50
+
+
+def customers_blueprint(marker: Callable | None = None, refusals: tuple = ()) -> Blueprint:
+    """``marker(db, record)`` returns a short state shown beside a customer
+    (the store's "not yet confirmed by HQ" / "synced"); None at HQ."""
+    bp = Blueprint("customers", __name__, url_prefix="/customers")
+
+    @bp.route("/")
+    @requires("customers.view")
+    def index():
+        q = request.args.get("q", "").strip()
+        status = request.args.get("status", "active")
+        payment = request.args.get("payment", "")
+        page, size = page_args(PAGE)
+        if q:
+            rows = search_customers(g.db.conn, q, 100)
+            records = [g.db.replica.get("customer", r["id"]) for r in rows]
+            more = False
+        else:
+            where, args = [], []
+            if status in ("active", "deactivated"):
+                where.append("active = ?")
+                args.append(1 if status == "active" else 0)
+            if payment in PAYMENT_STATUSES:
+                where.append("payment_status = ?")
+                args.append(payment)
+            sql = "SELECT id FROM customers" + (" WHERE " + " AND ".join(where) if where else "")
+            keys = [r[0] for r in g.db.conn.execute(sql + " ORDER BY code LIMIT ? OFFSET ?",
+                                                     (*args, size + 1, (page - 1) * size))]
+            more = len(keys) > size
+            records = [g.db.replica.get("customer", k) for k in keys[:size]]
+        marks = {r["id"]: marker(g.db, r) for r in records} if marker else {}
+        return render_template("customers/list.html", records=records, q=q, status=status, payment=payment,
+                               page=page, more=more, marks=marks, payments=PAYMENT_STATUSES)
+
+    @bp.route("/new", methods=["GET", "POST"])
+    @requires("customers.create")
+    def new():
+        values, errors = {}, {}
+        if request.method == "POST":
+            values = _form_values()
+            try:
+                record = g.db.create_customer(values, g.user["username"])
+            except ValidationError as exc:
+                errors = exc.errors
+            except refusals as exc:
+                errors = {"form": str(exc)}
+            else:
+                flash(f"Customer {record['code']} created.")
+                return redirect(url_for("customers.detail", ref=record["id"]))
+        return render_template("customers/form.html", values=values, errors=errors, record=None,
+                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES), (422 if errors else 200)
+
+    @bp.route("/<ref>")
+    @requires("customers.view")
+    def detail(ref):
+        record = _found(ref)
+        cards = [dict(r) for r in g.db.conn.execute(
+            "SELECT number, kind, active FROM cards WHERE customer_id = ? ORDER BY number", (record["id"],))]
+        consents = [dict(r) for r in g.db.conn.execute(
+            "SELECT channel, granted, at, store, lane, user FROM consents WHERE customer_id = ? ORDER BY at DESC",
+            (record["id"],))]
+        return render_template("customers/detail.html", record=record, cards=cards, consents=consents,
+                               current=current_consents(g.db.conn, record["id"]),
+                               history=purchase_history(g.db.conn, record["id"], 20),
+                               mark=marker(g.db, record) if marker else None)
+
+    @bp.route("/<ref>/edit", methods=["GET", "POST"])
+    @requires("customers.edit")
+    def edit(ref):
+        record = _found(ref)
+        values, errors = dict(record), {}
+        if request.method == "POST":
+            values = _form_values()
+            try:
+                g.db.update_customer(record["id"], values, g.user["username"])
+            except ValidationError as exc:
+                errors = exc.errors
+            else:
+                flash(f"Customer {record['code']} saved.")
+                return redirect(url_for("customers.detail", ref=record["id"]))
+        return render_template("customers/form.html", values=values, errors=errors, record=record,
+                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES), (422 if errors else 200)
+
+    @bp.route("/<ref>/active", methods=["POST"])
+    @requires("customers.edit")
+    def set_active(ref):
+        record = _found(ref)
+        active = request.form.get("active") == "1"
+        g.db.update_customer(record["id"], {"active": active}, g.user["username"])
+        flash(f"Customer {record['code']} {'reactivated' if active else 'deactivated'}.")
+        return redirect(url_for("customers.detail", ref=record["id"]))
+
+    return bp
+
+
+def _found(ref: str) -> dict:
+    record = g.db.find_customer(ref)
+    if record is None:
+        abort(404)
+    return record
+
+
+def _form_values() -> dict:
+    values = {}
+    for name in CUSTOMER_EDITABLE:
+        if name == "no_paper":
+            values[name] = request.form.get("no_paper") == "1"
+        elif name in request.form:
+            values[name] = request.form.get(name, "")
+    return values

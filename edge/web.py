@@ -1,0 +1,47 @@
+"""The store admin page: ``create_app(config)``; a blueprint per area."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, render_template, url_for
+
+from core.web import make_app, requires, web_secret
+from core.web_customers import customers_blueprint
+
+from .db import EdgeDatabase, NotReady
+
+
+def create_app(config, open_db=None):
+    store = config["store"]["id"]
+    open_db = open_db or (lambda: EdgeDatabase(config["store"]["db"], store))
+    db = open_db()
+    try:
+        secret = web_secret(db)
+    finally:
+        db.close()
+    app = make_app(__name__, site="store", open_db=open_db, secret_key=secret, store=store,
+                   secure_cookies=config["web"]["secure_cookies"], title=f"lanehub store {store}")
+    app.register_blueprint(customers_blueprint(marker=sync_marker, refusals=(NotReady,)))
+    app.register_blueprint(sync_blueprint())
+    app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
+    return app
+
+
+def sync_marker(db: EdgeDatabase, record: dict) -> str:
+    """"not yet confirmed by HQ" while a change of this customer waits in the outbox."""
+    waiting = db.conn.execute("SELECT 1 FROM outbox WHERE json_extract(change, '$.entity') = 'customer' "
+                              "AND json_extract(change, '$.key') = ? LIMIT 1", (record["id"],)).fetchone()
+    return "not yet confirmed by HQ" if waiting else "synced"
+
+
+def sync_blueprint() -> Blueprint:
+    bp = Blueprint("sync", __name__, url_prefix="/sync")
+
+    @bp.route("/")
+    @requires("sync.view")
+    def index():
+        db = g.db
+        status = {"last_seq": db.last_seq, "pending_up": db.pending_up(), "ready": db.ready,
+                  "codes_left": db.codes_left() if db.codes else 0}
+        return render_template("sync.html", status=status, rejections=db.rejections())
+
+    return bp

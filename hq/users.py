@@ -1,0 +1,90 @@
+"""Users and custom roles, managed at HQ and replicated to every store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.catalogue import natural_key
+from core.db import transaction
+from core.model import ENTITIES, ValidationError
+from core.users import BUILTIN_ROLES, split
+from core.web import hash_password
+
+from .db import HQDatabase
+
+MIN_PASSWORD = 10
+
+
+def user_key(username: str) -> str:
+    return natural_key("user", username)
+
+
+class HQUsers:
+    def __init__(self, db: HQDatabase):
+        self.db = db
+
+    def _check_roles(self, roles: list[str]) -> None:
+        known = set(BUILTIN_ROLES) | {r[0] for r in self.db.conn.execute("SELECT name FROM roles")}
+        unknown = [r for r in roles if r not in known]
+        if unknown:
+            raise ValidationError({"roles": f"unknown role(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"})
+
+    def add(self, username: str, password: str, roles: list[str], by: str, *, name: str = "", store: str = "") -> dict:
+        username = username.strip().lower()
+        if len(password) < MIN_PASSWORD:
+            raise ValidationError({"password": f"must be at least {MIN_PASSWORD} characters"})
+        self._check_roles(roles)
+        if store and not self.db.is_store(store):
+            raise ValidationError({"store": f"no store {store}"})
+        fields = {"username": username, "name": name, "password_hash": hash_password(password),
+                  "roles": ",".join(roles), "store": store, "active": True}
+        errors = ENTITIES["user"].check_fields(fields, None)
+        if errors:
+            raise ValidationError(errors)
+        with transaction(self.db.conn):
+            if self.db.replica.get("user", user_key(username)):
+                raise ValidationError({"username": f"user {username} already exists"})
+            self.db._write("user", user_key(username), fields, by)
+        return self.get(username)
+
+    def get(self, username: str) -> dict[str, Any] | None:
+        record = self.db.replica.get("user", user_key(username.strip().lower()))
+        return None if record is None else {k: v for k, v in record.items() if k != "password_hash"}
+
+    def update(self, username: str, by: str, *, password: str | None = None, roles: list[str] | None = None,
+               active: bool | None = None, name: str | None = None) -> dict:
+        key = user_key(username.strip().lower())
+        fields: dict[str, Any] = {}
+        if password is not None:
+            if len(password) < MIN_PASSWORD:
+                raise ValidationError({"password": f"must be at least {MIN_PASSWORD} characters"})
+            fields["password_hash"] = hash_password(password)
+        if roles is not None:
+            self._check_roles(roles)
+            fields["roles"] = ",".join(roles)
+        if active is not None:
+            fields["active"] = active
+        if name is not None:
+            fields["name"] = name
+        with transaction(self.db.conn):
+            if not self.db.replica.get("user", key):
+                raise ValidationError({"username": f"no user {username}"})
+            if fields:
+                self.db._write("user", key, fields, by)
+        return self.get(username)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.get(r[0]) for r in self.db.conn.execute("SELECT username FROM users ORDER BY username")]
+
+    def add_role(self, name: str, permissions: list[str], by: str) -> dict:
+        fields = {"name": name, "permissions": ",".join(permissions)}
+        errors = ENTITIES["role"].check_fields(fields, None)
+        if errors:
+            raise ValidationError(errors)
+        with transaction(self.db.conn):
+            self.db._write("role", natural_key("role", name), fields, by)
+        return self.db.replica.get("role", natural_key("role", name))
+
+
+def parse_roles(value: str) -> list[str]:
+    return split(value.replace(" ", ""))

@@ -1,0 +1,174 @@
+"""The HQ Manager and the store page through Flask's test client: every route
+checks its permission, login is hashed and throttled, every form needs its
+CSRF token, output is escaped, and errors show next to their field."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from core.codes import CodeFormat
+from core.web import PUBLIC
+from edge.db import EdgeDatabase
+from edge.web import create_app as store_app
+from hq.db import HQDatabase
+from hq.users import HQUsers
+from hq.web import create_app as hq_app
+
+PASSWORD = "correct horse battery"
+
+
+def config_for(tmp_path, site):
+    if site == "hq":
+        return {"hq": {"db": str(tmp_path / "hq.db")}, "codes": {"prefix": "CUST-", "width": 5, "block_size": 100},
+                "web": {"secure_cookies": False}}
+    return {"store": {"id": "S001", "db": str(tmp_path / "S001.db")}, "web": {"secure_cookies": False}}
+
+
+@pytest.fixture
+def sites(tmp_path):
+    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    hq.add_store("S001")
+    users = HQUsers(hq)
+    hq_users = [("admin", "admin", ""), ("clerk", "cashier", ""), ("viewer", "viewer", ""), ("till", "cashier", "S001")]
+    for name, role, store in hq_users:
+        users.add(name, PASSWORD, [role], "t", name=name.title(), store=store)
+    users.add_role("nobody", ["customers.view"], "t")
+    users.add("powerless", PASSWORD, ["nobody"], "t")  # customers.view only
+    hq.create_customer({"first_name": "Ann", "last_name": "<script>alert(1)</script>"}, "t")
+    # The store's replica gets HQ's log, as replication would deliver it.
+    edge = EdgeDatabase(tmp_path / "S001.db", "S001")
+    edge.set_codes("CUST-", 5)
+    edge.apply_down(hq.changes_since(1, 10_000))
+    edge.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot_done', '1')")
+    edge.add_block("lease-1", 500, 599)
+    hq_config, store_config = config_for(tmp_path, "hq"), config_for(tmp_path, "store")
+    apps = {
+        "hq": hq_app(hq_config, open_db=lambda: HQDatabase(tmp_path / "hq.db", CodeFormat())),
+        "store": store_app(store_config, open_db=lambda: EdgeDatabase(tmp_path / "S001.db", "S001")),
+    }
+    for app in apps.values():
+        app.config["TESTING"] = True
+    return apps, hq, edge
+
+
+def csrf(client, path="/login") -> str:
+    page = client.get(path)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+
+
+def login(client, username, password=PASSWORD):
+    token = csrf(client)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+def routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        path = rule.rule.replace("<ref>", "CUST-00001")
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            yield rule.endpoint, path, method, getattr(view, "permission", None)
+
+
+@pytest.mark.parametrize("site", ["hq", "store"])
+def test_every_route_declares_a_permission_and_refuses_anonymous_and_unpermitted_users(sites, site):
+    apps, _, _ = sites
+    app = apps[site]
+    walked = list(routes(app))
+    assert len(walked) >= 6
+    for endpoint, path, method, permission in walked:
+        assert permission is not None, f"{endpoint} has no @requires"
+        if permission == PUBLIC:
+            continue
+        anonymous = app.test_client()
+        token = csrf(anonymous)
+        response = anonymous.open(path, method=method, data={"csrf_token": token})
+        assert response.status_code == 302 and "/login" in response.headers["Location"], (endpoint, method)
+
+        powerless = app.test_client()
+        assert login(powerless, "powerless").status_code == 302
+        token = csrf(powerless, "/login")
+        response = powerless.open(path, method=method, data={"csrf_token": token})
+        if permission == "customers.view":
+            assert response.status_code in (200, 302, 404), (endpoint, method)
+        else:
+            assert response.status_code == 403, (endpoint, method, permission)
+
+
+def test_login_is_checked_throttled_and_store_users_stay_in_their_store(sites):
+    apps, _, _ = sites
+    hq = apps["hq"].test_client()
+    assert login(hq, "admin", "wrong password").status_code == 401
+    assert login(hq, "till").status_code == 401  # a S001 user cannot log in at HQ
+    assert login(apps["store"].test_client(), "till").status_code == 302  # ...but can at S001
+    client = apps["hq"].test_client()
+    for _ in range(5):
+        login(client, "viewer", "nope")
+    response = login(client, "viewer")  # right password, but locked out for now
+    assert response.status_code == 401 and "Too many failed attempts" in response.get_data(as_text=True)
+    assert login(apps["hq"].test_client(), "admin").status_code == 302
+
+
+def test_forms_need_their_csrf_token(sites):
+    apps, _, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    response = client.post("/customers/new", data={"first_name": "Eve", "last_name": "Forged"})
+    assert response.status_code == 400
+    response = client.post("/customers/new", data={"first_name": "Eve", "last_name": "Forged", "csrf_token": "x"})
+    assert response.status_code == 400
+
+
+def test_a_bad_field_is_shown_next_to_it_and_nothing_typed_is_lost(sites):
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "clerk")
+    token = csrf(client, "/customers/new")
+    response = client.post("/customers/new", data={"csrf_token": token, "first_name": "Zoe", "last_name": "",
+                                                    "email": "zoe-at-example", "city": "Málaga"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'id="err-last_name">Last name is required' in page
+    assert 'id="err-email">Email is not a valid e-mail address' in page
+    assert 'value="Zoe"' in page and 'value="Málaga"' in page and 'value="zoe-at-example"' in page
+    response = client.post("/customers/new", data={"csrf_token": token, "first_name": "Zoe", "last_name": "Lane",
+                                                    "email": "zoe@example.com", "payment_status": "valid",
+                                                    "status": "open"})
+    assert response.status_code == 302
+    assert hq.conn.execute("SELECT count(*) FROM customers WHERE last_name = 'Lane'").fetchone()[0] == 1
+
+
+def test_output_is_escaped(sites):
+    apps, _, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "viewer")
+    page = client.get("/customers/").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+
+
+def test_a_cashier_may_add_but_not_edit_and_sees_no_edit_button(sites):
+    apps, _, _ = sites
+    client = apps["store"].test_client()
+    login(client, "till")
+    detail = client.get("/customers/CUST-00001")
+    assert detail.status_code == 200 and "Deactivate" not in detail.get_data(as_text=True)
+    assert client.get("/customers/CUST-00001/edit").status_code == 403
+    token = csrf(client, "/customers/new")
+    response = client.post("/customers/new", data={"csrf_token": token, "first_name": "Sam", "last_name": "Store",
+                                                   "payment_status": "valid", "status": "open"}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "CUST-00500" in page and "not yet confirmed by HQ" in page
+
+
+def test_the_hq_stores_page_shows_every_store_and_its_state(sites):
+    apps, _, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    page = client.get("/stores/").get_data(as_text=True)
+    assert "S001" in page and "Pending provisioning" in page
+    viewer = apps["hq"].test_client()
+    login(viewer, "viewer")
+    assert viewer.get("/stores/").status_code == 403
