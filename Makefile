@@ -10,12 +10,16 @@ PIP := $(VENV)/bin/python -m pip
 
 setup: system-deps $(VENV)/.installed
 
-# Debian packages: the Mosquitto broker (tests start their own on free ports).
+# Debian packages: the Mosquitto broker (tests start their own on free ports)
+# and Chromium (page flows are tested in a real headless browser).
+DEBS := mosquitto mosquitto-clients chromium
+
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
-		echo "Installing Debian's mosquitto ..."; \
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages: $$missing ..."; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

@@ -1,0 +1,113 @@
+"""Key page flows in a real headless Chromium (Debian's, driven by Playwright)
+against real HQ and edge processes and real brokers."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import wait_until
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+
+pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def web_chain(make_chain):
+    chain = make_chain(stores=("S001",))
+    for user, role, store in (("alice", "admin", ""), ("carl", "cashier", "S001")):
+        chain.hq_cli("users", "add", user, "--role", role, "--name", user.title(), *(["--store", store] if store else []),
+                     "--password-stdin", input=PASSWORD + "\n")
+    from conftest import db_query, edge_db
+
+    wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT count(*) FROM users")[0][0] == 2, 20,
+               message="the users at the store")
+    chain.urls = {site: f"http://127.0.0.1:{port}" for site, port in chain.web_ports.items()}
+    return chain
+
+
+def login(page, url, username):
+    page.goto(url + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/customers/")
+
+
+def until_page_shows(page, url, text, timeout=20):
+    def shown():
+        page.goto(url)
+        return text in page.content()
+    wait_until(shown, timeout, 0.5, message=f"{text!r} on {url}")
+
+
+def test_a_customer_added_at_hq_shows_at_the_store_and_deactivation_follows(browser, web_chain):
+    hq, store = web_chain.urls["hq"], web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, hq, "alice")
+    page.click("text=Add customer")
+    page.fill("input[name=first_name]", "Grace")
+    page.fill("input[name=last_name]", "")
+    page.click("button:has-text('Save')")
+    assert "Last name is required" in page.content() and page.input_value("input[name=first_name]") == "Grace"
+    page.fill("input[name=last_name]", "Hopper")
+    page.fill("input[name=email]", "grace@example.com")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("text=Customer CUST-")
+    code = page.inner_text("h1 small")
+
+    other = browser.new_page()
+    login(other, store, "alice")
+    until_page_shows(other, f"{store}/customers/?q=Hopper", code)
+
+    page.click("button:has-text('Deactivate')")
+    page.wait_for_selector("text=deactivated")
+    until_page_shows(other, f"{store}/customers/{code}", "deactivated")
+
+
+def test_a_store_customer_is_marked_unconfirmed_until_hq_has_it(browser, web_chain):
+    store = web_chain.urls["S001"]
+    web_chain.hq.kill()
+    page = browser.new_page()
+    login(page, store, "carl")
+    page.click("text=Add customer")
+    page.fill("input[name=first_name]", "Linus")
+    page.fill("input[name=last_name]", "Offline")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("text=not yet confirmed by HQ")
+    url = page.url
+    web_chain.hq.start()
+    until_page_shows(page, url, ">synced<", 30)
+
+
+def test_a_cashier_sees_no_edit_and_is_refused_it(browser, web_chain):
+    store = web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, store, "carl")
+    page.click("text=Add customer")
+    page.fill("input[name=first_name]", "Tim")
+    page.fill("input[name=last_name]", "Till")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("h1 small")
+    assert page.locator("text=Edit").count() == 0 and page.locator("button:has-text('Deactivate')").count() == 0
+    response = page.goto(page.url + "/edit")
+    assert response.status == 403
+    assert page.locator("text=Stores").count() == 0
+    response = page.goto(web_chain.urls["hq"] + "/login")
+    page.fill("input[name=username]", "carl")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    assert "Wrong user name or password" in page.content()  # a store user cannot log in at HQ
