@@ -124,6 +124,13 @@ def m005_users_and_roles(db: sqlite_utils.Database) -> None:
         create_entity_table(db, ENTITIES[name])
 
 
+@replica_migrations()
+def m006_merged_customers(db: sqlite_utils.Database) -> None:
+    # A duplicate merged into a survivor keeps its record and code and points here.
+    if "merged_into" not in db["customers"].columns_dict:
+        db.execute("ALTER TABLE customers ADD COLUMN merged_into TEXT")
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 

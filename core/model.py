@@ -24,7 +24,7 @@ CUSTOMER_TEXT = (
     "code", "first_name", "last_name", "email", "phone", "mobile", "tax_id",
     "street", "city", "postcode", "country", "contact", "notes", "rate",
     "payment_status", "status", "origin_store", "created_at", "created_by",
-    "updated_at", "updated_by", "household_id",
+    "updated_at", "updated_by", "household_id", "merged_into",
 )
 CUSTOMER_FIELDS = CUSTOMER_TEXT + ("active", "no_paper")
 # What a person may set through a form, a lane or the CLI.
@@ -107,7 +107,8 @@ def checked_customer_write(fields: dict, codes: CodeFormat, *, new: bool) -> dic
         for name in ("first_name", "last_name"):
             if not str(fields.get(name, "")).strip() and name not in errors:
                 errors[name] = "is required"
-    for name in sorted(set(fields) & {"code", "origin_store", "created_at", "created_by", "household_id"}):
+    for name in sorted(set(fields) & {"code", "origin_store", "created_at", "created_by", "household_id",
+                                         "merged_into"}):
         errors[name] = "cannot be set here"
     if errors:
         raise ValidationError(errors)

@@ -58,13 +58,19 @@ class Replica:
         return decode_row(spec, row) if row else None
 
     def find_customer(self, ref: str) -> dict[str, Any] | None:
-        """A customer by id, code or alias (a replaced provisional code still resolves)."""
+        """A customer by id, code or alias (a replaced provisional code still resolves;
+        a merged duplicate resolves to its survivor)."""
         row = self.conn.execute(
             "SELECT id FROM customers WHERE id = ? OR code = ? "
             "UNION SELECT customer_id FROM code_aliases WHERE alias = ? LIMIT 1",
             (ref, ref.upper(), ref.upper()),
         ).fetchone()
-        return self.get("customer", row[0]) if row else None
+        record = self.get("customer", row[0]) if row else None
+        for _ in range(5):  # a merged duplicate's code resolves to the customer it was merged into
+            if not record or not record.get("merged_into"):
+                break
+            record = self.get("customer", record["merged_into"]) or record
+        return record
 
     def clocks(self, entity: str, key: str) -> dict[str, str]:
         spec = ENTITIES[entity]

@@ -17,9 +17,10 @@ from .web import page_args, requires
 PAGE = 50
 
 
-def customers_blueprint(marker: Callable | None = None, refusals: tuple = ()) -> Blueprint:
+def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), audit: Callable | None = None) -> Blueprint:
     """``marker(db, record)`` returns a short state shown beside a customer
-    (the store's "not yet confirmed by HQ" / "synced"); None at HQ."""
+    (the store's "not yet confirmed by HQ" / "synced"); None at HQ.
+    ``audit(db, record)`` returns who changed what and when (HQ keeps the log)."""
     bp = Blueprint("customers", __name__, url_prefix="/customers")
 
     @bp.route("/")
@@ -80,7 +81,8 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = ()) ->
         return render_template("customers/detail.html", record=record, cards=cards, consents=consents,
                                current=current_consents(g.db.conn, record["id"]),
                                history=purchase_history(g.db.conn, record["id"], 20),
-                               mark=marker(g.db, record) if marker else None)
+                               mark=marker(g.db, record) if marker else None,
+                               audit=audit(g.db, record) if audit else None)
 
     @bp.route("/<ref>/edit", methods=["GET", "POST"])
     @requires("customers.edit")

@@ -9,6 +9,8 @@ from flask import Blueprint, g, redirect, render_template, url_for
 from core.web import make_app, requires, web_secret
 from core.web_customers import customers_blueprint
 
+from .web_rates import rates_blueprint
+
 OFFLINE_AFTER = 15 * 60  # no contact for this long: a store shows as Offline
 
 
@@ -23,10 +25,68 @@ def create_app(config, open_db=None):
         db.close()
     app = make_app(__name__, site="hq", open_db=open_db, secret_key=secret,
                    secure_cookies=config["web"]["secure_cookies"], title="lanehub HQ Manager")
-    app.register_blueprint(customers_blueprint())
+    app.register_blueprint(customers_blueprint(audit=customer_audit))
     app.register_blueprint(stores_blueprint())
+    app.register_blueprint(duplicates_blueprint())
+    app.register_blueprint(rates_blueprint())
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
+
+
+def customer_audit(db, record: dict) -> list[dict]:
+    """Who changed what and when: the record's changes in HQ's log, newest first."""
+    from datetime import datetime, timezone
+
+    from core.hlc import stamp_ms
+
+    out = []
+    for change in reversed(db.changes_for("customer", record["id"])):
+        when = datetime.fromtimestamp(stamp_ms(change.hlc) / 1000, timezone.utc).isoformat(timespec="seconds")
+        out.append({"when": when, "seq": change.seq, "origin": change.origin, "by": change.by, "fields": change.fields})
+    return out
+
+
+def duplicates_blueprint() -> Blueprint:
+    bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
+
+    @bp.route("/")
+    @requires("customers.view")
+    def index():
+        pairs = [row | {"left": g.db.replica.get("customer", row["a"]), "right": g.db.replica.get("customer", row["b"])}
+                 for row in g.db.duplicates()]
+        return render_template("duplicates.html", pairs=pairs)
+
+    @bp.route("/<a>/<b>", methods=["GET", "POST"])
+    @requires("customers.edit")
+    def review(a, b):
+        from flask import abort, flash, request
+
+        from core.model import ValidationError
+
+        from .merge import dismiss_duplicate, merge_customers
+
+        left, right = g.db.replica.get("customer", a), g.db.replica.get("customer", b)
+        if left is None or right is None:
+            abort(404)
+        error = None
+        if request.method == "POST":
+            if request.form.get("action") == "dismiss":
+                dismiss_duplicate(g.db, a, b)
+                flash("Marked as not a duplicate.")
+                return redirect(url_for("duplicates.index"))
+            keep = request.form.get("survivor")
+            try:
+                survivor = merge_customers(g.db, keep, b if keep == a else a, g.user["username"])
+            except ValidationError as exc:
+                error = str(exc)
+            else:
+                flash(f"Merged into {survivor['code']}; the other code still finds this customer.")
+                return redirect(url_for("customers.detail", ref=survivor["id"]))
+        fields = ["code", "first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode",
+                  "origin_store", "created_at", "payment_status", "rate"]
+        return render_template("duplicate_pair.html", left=left, right=right, fields=fields, error=error)
+
+    return bp
 
 
 def stores_blueprint() -> Blueprint:

@@ -68,7 +68,7 @@ def routes(app):
         if rule.endpoint == "static":
             continue
         view = app.view_functions[rule.endpoint]
-        path = rule.rule.replace("<ref>", "CUST-00001")
+        path = rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y").replace("<code>", "VIP")
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 
@@ -172,3 +172,67 @@ def test_the_hq_stores_page_shows_every_store_and_its_state(sites):
     viewer = apps["hq"].test_client()
     login(viewer, "viewer")
     assert viewer.get("/stores/").status_code == 403
+
+
+def test_possible_duplicates_are_reviewed_side_by_side_and_merged(sites):
+    apps, hq, _ = sites
+    one = hq.create_customer({"first_name": "Marta", "last_name": "Ruiz", "phone": "+34 600 123 456"}, "S001")
+    two = hq.create_customer({"first_name": "Marta", "last_name": "Ruiz", "phone": "+34 600-123-456", "city": "Bilbao"}, "t")
+    hq.add_card(two["id"], "CARD-77", "customer", "t")
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    listing = client.get("/duplicates/").get_data(as_text=True)
+    assert one["code"] in listing and two["code"] in listing and "same name and phone" in listing
+    a, b = sorted((one["id"], two["id"]))
+    review = client.get(f"/duplicates/{a}/{b}")
+    assert review.status_code == 200 and "Bilbao" in review.get_data(as_text=True)
+    token = csrf(client, f"/duplicates/{a}/{b}")
+    response = client.post(f"/duplicates/{a}/{b}", data={"csrf_token": token, "action": "merge", "survivor": one["id"]})
+    assert response.status_code == 302
+    assert hq.find_customer(two["code"])["id"] == one["id"]  # the other code still finds the customer
+    merged = hq.replica.get("customer", two["id"])
+    assert merged["merged_into"] == one["id"] and merged["active"] is False
+    assert hq.conn.execute("SELECT customer_id FROM cards WHERE number = 'CARD-77'").fetchone()[0] == one["id"]
+    assert "Nothing to review" in client.get("/duplicates/").get_data(as_text=True)
+    detail = client.get(f"/customers/{one['code']}").get_data(as_text=True)
+    assert "Changes" in detail and "CARD-77" in detail
+
+
+def test_the_hq_customer_page_shows_who_changed_what(sites):
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/customers/CUST-00001/edit")
+    client.post("/customers/CUST-00001/edit", data={"csrf_token": token, "first_name": "Ann", "last_name": "Audit",
+                                                    "city": "Vigo", "payment_status": "valid", "status": "open"})
+    page = client.get("/customers/CUST-00001").get_data(as_text=True)
+    assert "city = Vigo" in page and "<td>admin</td>" in page
+
+
+def test_rates_are_edited_with_errors_by_field_and_the_price_check_uses_the_lane_function(sites, tmp_path):
+    apps, hq, _ = sites
+    from hq.catalogue import HQCatalogue
+
+    csv = tmp_path / "p.csv"
+    csv.write_text("sku,description,retail_price,barcodes\nMILK,Milk,1.20,8410000000011\n")
+    HQCatalogue(hq).import_products(csv, "t")
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/rates/")
+    bad = client.post("/rates/", data={"csrf_token": token, "code": "vip", "name": "VIP", "start": "2026-13-01"})
+    page = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'id="err-start">Start must be a date YYYY-MM-DD' in page and 'value="vip"' in page
+    ok = client.post("/rates/", data={"csrf_token": token, "code": "vip", "name": "VIP", "start": "2020-01-01"})
+    assert ok.status_code == 302 and ok.headers["Location"].endswith("/rates/VIP")
+    client.post("/rates/VIP", data={"csrf_token": token, "action": "line", "sku": "MILK", "price": "0",
+                                    "discount_pct": "10"})
+    hq.update_customer(hq.find_customer("CUST-00001")["id"], {"rate": "VIP"}, "t")
+    page = client.get("/rates/?sku=8410000000011&customer=CUST-00001").get_data(as_text=True)
+    assert "<strong>1.08</strong>" in page and "<strong>rate:VIP</strong>" in page
+    page = client.get("/rates/?sku=MILK").get_data(as_text=True)
+    assert "<strong>1.20</strong>" in page and "<strong>retail</strong>" in page
+    viewer = apps["hq"].test_client()
+    login(viewer, "viewer")
+    assert viewer.get("/rates/VIP").status_code == 200
+    assert viewer.post("/rates/VIP", data={"csrf_token": csrf(viewer, "/rates/"), "action": "header",
+                                           "name": "X"}).status_code == 403

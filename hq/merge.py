@@ -1,0 +1,44 @@
+"""Merging a possible duplicate into a survivor (issue 5).
+
+The other record is deactivated and points to the survivor (``merged_into``),
+so its code still resolves, to the survivor; its active cards, its sales and
+its household move to the survivor. Every step is an HQ change, so every
+store sees the merge. Consent history stays on the record where it was given.
+"""
+
+from __future__ import annotations
+
+from core.db import transaction
+from core.model import ValidationError
+
+from .db import HQDatabase, now_iso
+
+
+def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) -> dict:
+    with transaction(db.conn):
+        survivor = db.replica.get("customer", survivor_id)
+        other = db.replica.get("customer", other_id)
+        if survivor is None or other is None or survivor_id == other_id:
+            raise ValidationError({"survivor": "choose one of the two customers to keep"})
+        if other["merged_into"] or survivor["merged_into"]:
+            raise ValidationError({"survivor": "one of these customers was already merged"})
+        stamp = now_iso()
+        db._write("customer", other_id, {"active": False, "merged_into": survivor_id, "updated_at": stamp,
+                                         "updated_by": by}, by)
+        for (card,) in db.conn.execute("SELECT id FROM cards WHERE customer_id = ? AND active = 1", (other_id,)).fetchall():
+            db._write("card", card, {"customer_id": survivor_id}, by)
+        for (sale,) in db.conn.execute("SELECT id FROM sales WHERE customer_id = ?", (other_id,)).fetchall():
+            db._write("sale", sale, {"customer_id": survivor_id}, by)
+        if other["household_id"] and not survivor["household_id"]:
+            db._write("customer", survivor_id, {"household_id": other["household_id"], "updated_at": stamp,
+                                                "updated_by": by}, by)
+        a, b = sorted((survivor_id, other_id))
+        db.conn.execute("UPDATE possible_duplicates SET status = 'merged' WHERE a = ? AND b = ?", (a, b))
+    return db.replica.get("customer", survivor_id)
+
+
+def dismiss_duplicate(db: HQDatabase, a: str, b: str) -> None:
+    a, b = sorted((a, b))
+    with transaction(db.conn):
+        db.conn.execute("UPDATE possible_duplicates SET status = 'dismissed' WHERE a = ? AND b = ? AND status = 'open'",
+                        (a, b))
