@@ -6,7 +6,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: setup system-deps demo test bench clean
+.PHONY: setup system-deps demo test bench screenshots clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -33,6 +33,9 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+screenshots: setup
+	$(VENV)/bin/python scripts/screenshots.py
 
 bench: setup
 	$(VENV)/bin/lanehub bench sync

@@ -154,6 +154,22 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
         response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
         return response
 
+    @app.errorhandler(400)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    def error_page(error):
+        headings = {400: "That request could not be used", 403: "You may not do that",
+                    404: "Not found"}
+        messages = {403: "Your user has no permission for this page. Ask an administrator if you need it.",
+                    404: "There is nothing at this address (a customer code may be mistyped)."}
+        message = messages.get(error.code) or error.description
+        return render_template("error.html", code=error.code, heading=headings[error.code], message=message), error.code
+
+    @app.template_filter("when")
+    def when(value: str) -> str:
+        """ISO stamps as people read them: 2026-11-25 15:39 (UTC)."""
+        return value[:16].replace("T", " ") if value and len(value) >= 16 and value[10] == "T" else (value or "")
+
     app.register_blueprint(auth_blueprint())
     return app
 

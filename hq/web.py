@@ -42,7 +42,10 @@ def customer_audit(db, record: dict) -> list[dict]:
     out = []
     for change in reversed(db.changes_for("customer", record["id"])):
         when = datetime.fromtimestamp(stamp_ms(change.hlc) / 1000, timezone.utc).isoformat(timespec="seconds")
-        out.append({"when": when, "seq": change.seq, "origin": change.origin, "by": change.by, "fields": change.fields})
+        # Bookkeeping fields and a create's empty defaults say nothing to a reader.
+        shown = {k: v for k, v in change.fields.items()
+                 if k not in ("created_at", "created_by", "updated_at", "updated_by") and v not in ("", None)}
+        out.append({"when": when, "seq": change.seq, "origin": change.origin, "by": change.by, "fields": shown})
     return out
 
 
