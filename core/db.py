@@ -131,6 +131,13 @@ def m006_merged_customers(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE customers ADD COLUMN merged_into TEXT")
 
 
+@replica_migrations()
+def m007_api_tokens(db: sqlite_utils.Database) -> None:
+    if "api_token_hash" not in db["users"].columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN api_token_hash TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_users_api_token_hash ON users (api_token_hash)")
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 

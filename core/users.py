@@ -30,7 +30,8 @@ def split(value: str) -> list[str]:
 
 
 def check_user_fields(fields: dict, codes=None) -> dict[str, str]:
-    errors = text_checks(fields, {"username": 32, "name": MAX_TEXT, "password_hash": 400, "roles": 400, "store": 32})
+    errors = text_checks(fields, {"username": 32, "name": MAX_TEXT, "password_hash": 400, "roles": 400, "store": 32,
+                                  "api_token_hash": 64})
     for name in sorted(set(fields) - set(USER.fields)):
         errors[name] = "is not a user field"
     if "username" in fields and "username" not in errors and not USERNAME_RE.match(fields["username"]):
@@ -47,8 +48,9 @@ def check_user_fields(fields: dict, codes=None) -> dict[str, str]:
 USER = EntitySpec(
     name="user",
     table="users",
-    fields=("username", "name", "password_hash", "roles", "store", "active"),
-    defaults={"username": "", "name": "", "password_hash": "", "roles": "", "store": "", "active": True},
+    fields=("username", "name", "password_hash", "roles", "store", "active", "api_token_hash"),
+    defaults={"username": "", "name": "", "password_hash": "", "roles": "", "store": "", "active": True,
+              "api_token_hash": ""},
     bools=frozenset({"active"}),
     check_fields=check_user_fields,
     required=("username", "password_hash", "roles"),
@@ -95,6 +97,20 @@ def permissions_of(conn, user: dict) -> frozenset[str]:
         if row:
             granted.update(p for p in split(row[0]) if p in PERMISSIONS)
     return frozenset(granted)
+
+
+def token_hash(token: str) -> str:
+    """API tokens are random (256 bits), so a plain SHA-256 is enough to store them."""
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def find_user_by_token(conn, token: str) -> dict | None:
+    if not token:
+        return None
+    row = conn.execute("SELECT username FROM users WHERE api_token_hash = ?", (token_hash(token),)).fetchone()
+    return find_user(conn, row[0]) if row else None
 
 
 def find_user(conn, username: str) -> dict | None:

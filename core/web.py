@@ -20,7 +20,7 @@ from typing import Callable
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .users import find_user, permissions_of
+from .users import find_user, find_user_by_token, permissions_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -72,6 +72,8 @@ def requires(permission: str):
         def checked(*args, **kwargs):
             if permission != PUBLIC:
                 if g.user is None:
+                    if is_api():
+                        abort(401)
                     return redirect(url_for("auth.login", next=request.full_path))
                 if permission not in g.permissions:
                     abort(403)
@@ -122,6 +124,12 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
     def load_user():
         g.db = open_db()
         g.user, g.permissions = None, frozenset()
+        if is_api():  # integrators: a bearer token, no session, no CSRF (no cookie to ride on)
+            header = request.headers.get("Authorization", "")
+            user = find_user_by_token(g.db.conn, header[7:].strip()) if header.startswith("Bearer ") else None
+            if user and user["active"] and _may_log_in_here(user, site, store):
+                g.user, g.permissions = user, permissions_of(g.db.conn, user)
+            return
         username = session.get("user")
         if username:
             user = find_user(g.db.conn, username)
@@ -157,9 +165,14 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
     @app.errorhandler(400)
     @app.errorhandler(403)
     @app.errorhandler(404)
+    @app.errorhandler(401)
+    @app.errorhandler(405)
+    @app.errorhandler(415)
     def error_page(error):
+        if is_api():
+            return {"error": error.description if error.code in (400, 415) else error.name}, error.code
         headings = {400: "That request could not be used", 403: "You may not do that",
-                    404: "Not found"}
+                    404: "Not found", 401: "Log in first", 405: "Not allowed here", 415: "Unsupported"}
         messages = {403: "Your user has no permission for this page. Ask an administrator if you need it.",
                     404: "There is nothing at this address (a customer code may be mistyped)."}
         message = messages.get(error.code) or error.description
@@ -172,6 +185,10 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
 
     app.register_blueprint(auth_blueprint())
     return app
+
+
+def is_api() -> bool:
+    return request.path.startswith("/api/")
 
 
 def _may_log_in_here(user: dict, site: str, store: str) -> bool:

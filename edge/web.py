@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect, render_template, url_for
 
 from core.web import make_app, requires, web_secret
+from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
 from .db import EdgeDatabase, NotReady
@@ -22,6 +23,9 @@ def create_app(config, open_db=None):
                    secure_cookies=config["web"]["secure_cookies"], title=f"lanehub store {store}")
     app.register_blueprint(customers_blueprint(marker=sync_marker, refusals=(NotReady,)))
     app.register_blueprint(sync_blueprint())
+    api = Api(f"lanehub store {store} API")
+    customer_api(api, refusals=(NotReady,))
+    app.register_blueprint(api.bp)
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
 

@@ -100,3 +100,16 @@ def users_add_role(name, permissions, config_path, by):
     except ValidationError as exc:
         validation_exit(exc)
     click.echo(f"role {record['name']}: {record['permissions']}")
+
+
+@users.command("token")
+@click.argument("username")
+@config_option("hq.toml")
+@by_option
+def users_token(username, config_path, by):
+    """Give USERNAME a new API token for /api/v1/ (printed once; the old one stops working)."""
+    try:
+        token = users_for(config_path).new_token(username, by)
+    except ValidationError as exc:
+        validation_exit(exc)
+    click.echo(token)

@@ -49,7 +49,7 @@ class HQUsers:
 
     def get(self, username: str) -> dict[str, Any] | None:
         record = self.db.replica.get("user", user_key(username.strip().lower()))
-        return None if record is None else {k: v for k, v in record.items() if k != "password_hash"}
+        return None if record is None else {k: v for k, v in record.items() if k not in ("password_hash", "api_token_hash")}
 
     def update(self, username: str, by: str, *, password: str | None = None, roles: list[str] | None = None,
                active: bool | None = None, name: str | None = None) -> dict:
@@ -72,6 +72,20 @@ class HQUsers:
             if fields:
                 self.db._write("user", key, fields, by)
         return self.get(username)
+
+    def new_token(self, username: str, by: str) -> str:
+        """A new API token for the user (shown once; only its hash is kept and replicated)."""
+        import secrets
+
+        from core.users import token_hash
+
+        token = "lh_" + secrets.token_urlsafe(32)
+        key = user_key(username.strip().lower())
+        with transaction(self.db.conn):
+            if not self.db.replica.get("user", key):
+                raise ValidationError({"username": f"no user {username}"})
+            self.db._write("user", key, {"api_token_hash": token_hash(token)}, by)
+        return token
 
     def list(self) -> list[dict[str, Any]]:
         return [self.get(r[0]) for r in self.db.conn.execute("SELECT username FROM users ORDER BY username")]

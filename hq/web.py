@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, g, redirect, render_template, url_for
+from flask import Blueprint, g, jsonify, redirect, render_template, url_for
 
 from core.web import make_app, requires, web_secret
+from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
 from .web_rates import rates_blueprint
@@ -29,8 +30,23 @@ def create_app(config, open_db=None):
     app.register_blueprint(stores_blueprint())
     app.register_blueprint(duplicates_blueprint())
     app.register_blueprint(rates_blueprint())
+    app.register_blueprint(hq_api().bp)
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
+
+
+def hq_api() -> Api:
+    api = Api("lanehub HQ Manager API")
+    customer_api(api)
+
+    @api.route("/stores", "GET", "stores.manage", "Stores: link state, last contact, outbox depth, lag")
+    def stores():
+        head = g.db.head()
+        return jsonify({"head": head, "stores": [
+            {k: row[k] for k in ("id", "link_state", "last_contact", "pending_up", "last_seq")} | {"lag": head - row["last_seq"]}
+            for row in g.db.stores()]})
+
+    return api
 
 
 def customer_audit(db, record: dict) -> list[dict]:
