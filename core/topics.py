@@ -78,6 +78,11 @@ def lane_filter(store: str, leaf: str) -> str:
     return f"{ROOT}/{check_id(store, 'store')}/lane/+/{leaf}"
 
 
+def device_status_filter(store: str) -> str:
+    """Every device's retained status in a store."""
+    return f"{ROOT}/{check_id(store, 'store')}/device/+/status"
+
+
 def printer_results_filter(store: str) -> str:
     """Every printer's results on every lane of a store."""
     return lane_filter(store, "printer/+/result")

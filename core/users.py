@@ -16,8 +16,9 @@ PERMISSIONS = ("customers.view", "customers.create", "customers.edit", "rates.vi
                "sync.view", "devices.view", "stores.manage", "users.manage")
 BUILTIN_ROLES = {
     "admin": PERMISSIONS,
+    # stores.manage at a store: that store's settings (a store user never logs in at HQ).
     "store_manager": ("customers.view", "customers.create", "customers.edit", "rates.view", "sales.track",
-                      "sync.view", "devices.view"),
+                      "sync.view", "devices.view", "stores.manage"),
     "cashier": ("customers.view", "customers.create", "sales.track"),
     "viewer": ("customers.view", "rates.view", "sync.view", "devices.view"),
 }

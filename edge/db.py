@@ -91,6 +91,16 @@ def m004_ticket_coupon(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tickets ADD COLUMN coupon_mode TEXT NOT NULL DEFAULT ''")
 
 
+@edge_migrations()
+def m005_devices_and_settings(db: sqlite_utils.Database) -> None:
+    # The last retained status of every device bridge, for the store page.
+    db.execute("CREATE TABLE device_status (device TEXT PRIMARY KEY, kind TEXT NOT NULL, lane TEXT NOT NULL, "
+               "state TEXT NOT NULL, detail TEXT NOT NULL, updated_at REAL NOT NULL)")
+    # Store settings changed on the store page; edge.toml gives the defaults.
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_by TEXT NOT NULL, "
+               "updated_at TEXT NOT NULL)")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

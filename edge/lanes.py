@@ -13,12 +13,12 @@ import json
 import logging
 
 from core import topics
-from core.lane_messages import CardRead, PrintJob, PrintResult, Scan, TicketCommand
+from core.lane_messages import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
 from core.messages import PayloadError
 from core.mqtt import Incoming, MqttClient
 from core.worker import Worker
 
-from .tickets import CouponGate, LaneSettings, Outcome, TicketBook
+from .tickets import CouponGate, LaneSettings, Outcome, TicketBook, apply_settings, stored_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class TicketLanes:
         self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self._queue_event(m, CardRead))
         self.local.subscribe(topics.lane_filter(store, "ticket/cmd"), lambda m: self._queue_event(m, TicketCommand))
         self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
+        self.local.subscribe(topics.device_status_filter(store), lambda m: self.worker.submit(self._on_device_status, m))
+        self.worker.every(2.0, self._refresh_settings)
         self.worker.every(max(1.0, self.print_retry / 4), self.resend_receipts)
         self.worker.every(3600, self.book.forget_old_events)
 
@@ -121,6 +123,21 @@ class TicketLanes:
             return
         for lane, device, job, receipt in self.book.due_jobs(self.print_retry):
             self._send_receipt(lane, device, job, receipt)
+
+    def _on_device_status(self, msg: Incoming) -> None:
+        if not msg.payload:  # a cleared retained status
+            return
+        try:
+            device = topics.parse(msg.topic).device
+            status = DeviceStatus.parse(msg.payload)
+        except (PayloadError, topics.TopicError) as exc:
+            self.report(msg, str(exc))
+            return
+        self.book.record_device(device, status.kind, status.lane, status.state, status.detail)
+
+    def _refresh_settings(self) -> None:
+        """Settings changed on the store page apply to the next event."""
+        self.book.settings = apply_settings(self.settings, stored_settings(self.book.conn))
 
     def _on_print_result(self, msg: Incoming) -> None:
         try:

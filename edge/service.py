@@ -53,9 +53,9 @@ class HQCouponGate:
     """Coupons are reserved at HQ so that one ticket in the chain redeems each;
     when HQ cannot be asked, the store's ``coupon_offline`` policy decides."""
 
-    def __init__(self, service: "EdgeService", offline_policy: str):
+    def __init__(self, service: "EdgeService", offline_policy):
         self.service = service
-        self.offline_policy = offline_policy
+        self.offline_policy = offline_policy  # called: the store page may change it
 
     def reserve(self, code: str, ticket: str, customer_id: str) -> str:
         try:
@@ -64,7 +64,7 @@ class HQCouponGate:
         except HQRefused as exc:
             raise Refused("coupon_refused", str(exc)) from None
         except (HQUnavailable, PayloadError) as exc:
-            if self.offline_policy == "allow":
+            if self.offline_policy() == "allow":
                 log.warning("edge %s: coupon %s accepted offline (%s)", self.service.store, code, exc)
                 return "offline"
             raise Refused("coupon_offline", "HQ cannot be reached to redeem the coupon, and this store "
@@ -107,8 +107,8 @@ class EdgeService:
             store=self.store, currency=store_cfg["currency"], block_defaulters=store_cfg["block_defaulters"],
             receipt_shows_customer=store_cfg["receipt_shows_customer"], printer=store_cfg["printer"],
             name=store_cfg["name"], address=store_cfg["address"], tax_id=store_cfg["tax_id"],
-            footer=store_cfg["receipt_footer"]), self.report, store_cfg["print_retry"],
-            HQCouponGate(self, store_cfg["coupon_offline"]))
+            footer=store_cfg["receipt_footer"], coupon_offline=store_cfg["coupon_offline"]), self.report,
+            store_cfg["print_retry"], HQCouponGate(self, lambda: self.tickets.book.settings.coupon_offline))
         self.hq = MqttClient(
             config.broker("hq"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             will=(topics.sync_status(self.store), SyncStatus(state="offline").to_json()),

@@ -40,6 +40,25 @@ class LaneSettings:
     address: str = ""
     tax_id: str = ""
     footer: str = ""
+    coupon_offline: str = "deny"
+
+
+# Settings a store admin may change on the store page (edge.toml gives the defaults).
+EDITABLE_SETTINGS = {"block_defaulters": bool, "receipt_shows_customer": bool, "coupon_offline": str}
+
+
+def stored_settings(conn) -> dict[str, str]:
+    return {row[0]: row[1] for row in conn.execute("SELECT key, value FROM settings")}
+
+
+def apply_settings(base: LaneSettings, stored: dict[str, str]) -> LaneSettings:
+    from dataclasses import replace
+
+    changes = {}
+    for key, kind in EDITABLE_SETTINGS.items():
+        if key in stored:
+            changes[key] = stored[key] == "true" if kind is bool else stored[key]
+    return replace(base, **changes) if changes else base
 
 
 @dataclass
@@ -437,6 +456,13 @@ class TicketBook:
                 "THEN ? ELSE printed_at END, printer_status = ?, error = ? WHERE job = ? AND status = 'pending'",
                 (ok, ok, time.time(), status, error or "", job))
         return cursor.rowcount > 0
+
+    def record_device(self, device: str, kind: str, lane: str, state: str, detail: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO device_status (device, kind, lane, state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(device) DO UPDATE SET kind = excluded.kind, lane = excluded.lane, state = excluded.state, "
+                "detail = excluded.detail, updated_at = excluded.updated_at", (device, kind, lane, state, detail, time.time()))
 
     def forget_old_events(self) -> None:
         with transaction(self.conn):

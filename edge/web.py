@@ -9,6 +9,8 @@ from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
 from .db import EdgeDatabase, NotReady
+from .tickets import LaneSettings
+from .web_store import lanes_blueprint, sales_blueprint, settings_blueprint
 
 
 def create_app(config, open_db=None):
@@ -23,11 +25,22 @@ def create_app(config, open_db=None):
                    secure_cookies=config["web"]["secure_cookies"], title=f"lanehub store {store}")
     app.register_blueprint(customers_blueprint(marker=sync_marker, refusals=(NotReady,)))
     app.register_blueprint(sync_blueprint())
+    app.register_blueprint(lanes_blueprint())
+    app.register_blueprint(sales_blueprint())
+    app.register_blueprint(settings_blueprint(lane_settings(config)))
     api = Api(f"lanehub store {store} API")
     customer_api(api, refusals=(NotReady,))
     app.register_blueprint(api.bp)
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
+
+
+def lane_settings(config) -> LaneSettings:
+    """The settings edge.toml gives (the store page overrides some of them)."""
+    cfg = config["store"]
+    return LaneSettings(store=cfg["id"], block_defaulters=cfg.get("block_defaulters", False),
+                        receipt_shows_customer=cfg.get("receipt_shows_customer", True),
+                        coupon_offline=cfg.get("coupon_offline", "deny"))
 
 
 def sync_marker(db: EdgeDatabase, record: dict) -> str:

@@ -68,6 +68,16 @@ def main() -> None:
         chain.edge_cli("S001", "customers", "add", "--first-name", "Pedro", "--last-name", "Nuevo", "--city", "Madrid")
         wait(lambda: chain.edge_cli("S001", "customers", "show", codes[0], check=False).returncode == 0)
         sell(chain, codes[0])
+        lane = MqttClient(BrokerSettings(port=chain.store_brokers["S001"].port), "screenshots-devices")
+        lane.start()
+        lane.wait_connected(10)
+        for device, kind, state, detail in (("SC1", "scanner", "online", ""), ("CR1", "card_reader", "online", ""),
+                                            ("P1", "printer", "online", "paper_near_end")):
+            lane.publish(topics.device_status("S001", device), json.dumps(
+                {"v": 1, "state": state, "kind": kind, "lane": "L1", "detail": detail}).encode(), retain=True)
+        lane.publish(topics.scan("S001", "L2"), json.dumps({"v": 1, "id": str(uuid.uuid4()), "code": "8410128000018"}).encode())
+        time.sleep(1)
+        lane.stop()
         urls = {site: f"http://127.0.0.1:{port}" for site, port in chain.web_ports.items()}
         OUT.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
@@ -89,7 +99,8 @@ def main() -> None:
                            ("hq-rate-detail", "/rates/VIP"), ("hq-stores", "/stores/"),
                            ("hq-customer-form-errors", None)],
                     "S001": [("store-customers", "/customers/?q=Nuevo"), ("store-customer-detail", f"/customers/{codes[0]}"),
-                             ("store-sync", "/sync/")],
+                             ("store-lanes-devices", "/lanes/"), ("store-sales", "/sales/"),
+                             ("store-settings", "/settings/"), ("store-sync", "/sync/")],
                 }[site]
                 for name, path in shots:
                     if path is None:  # a form sent with errors: the messages beside the fields

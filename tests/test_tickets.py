@@ -5,6 +5,7 @@ reaching HQ, redelivered events, malformed commands and an edge SIGKILL."""
 from __future__ import annotations
 
 import json
+import time
 import queue
 import uuid
 
@@ -179,3 +180,22 @@ def test_an_open_ticket_survives_an_edge_sigkill(shop, lane):
     assert [l["sku"] for l in state["lines"]] == ["MILK", "BREAD"]
     lane.cmd("close")
     assert lane.scan("8410000000011")["ticket"] == f"S001-{lane.lane}-2"
+
+
+def test_a_setting_changed_on_the_store_page_applies_to_the_next_event(shop, lane):
+    import sqlite3
+
+    conn = sqlite3.connect(edge_db(shop, "S001"), timeout=30)
+    with conn:
+        conn.execute("INSERT INTO settings (key, value, updated_by, updated_at) VALUES ('block_defaulters', 'true', "
+                     "'test', '2026-11-25T10:00:00+00:00')")
+    try:
+        time.sleep(2.5)  # the lane worker reads the settings every 2 s
+        lane.scan("8410000000011")
+        state = lane.card("CARD-0004")
+        assert state["customer"] is None and [w["code"] for w in state["warnings"]] == ["customer_blocked"]
+    finally:
+        with conn:
+            conn.execute("DELETE FROM settings")
+        conn.close()
+        time.sleep(2.5)  # the module's other tests expect the edge.toml default again

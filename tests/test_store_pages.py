@@ -1,0 +1,85 @@
+"""The store page beyond customers: lanes and devices (from the bridges'
+retained status, through a real broker and edge), the printer queue with
+reprint, closed sales tracked to a customer, and store settings that the
+lanes pick up."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import db_query, edge_db, wait_until
+from core import topics
+from core.changes import new_id
+from core.db import transaction
+from core.sales import sale_key
+from edge.tickets import LaneSettings, apply_settings, stored_settings
+from test_web import csrf, login, sites  # noqa: F401  (fixture)
+
+
+def test_device_statuses_reach_the_lanes_page(make_chain, mqtt):
+    chain = make_chain(stores=("S001",))
+    client = mqtt(chain.store_brokers["S001"].port)
+    status = {"v": 1, "state": "online", "kind": "printer", "lane": "L1", "detail": "paper_near_end"}
+    client.publish(topics.device_status("S001", "P1"), json.dumps(status).encode(), retain=True)
+    rows = wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT * FROM device_status"), 15,
+                      message="the device status at the edge")
+    assert (rows[0]["device"], rows[0]["state"], rows[0]["detail"]) == ("P1", "online", "paper_near_end")
+
+
+def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):  # noqa: F811
+    apps, _, edge = sites
+    with transaction(edge.conn):
+        edge.conn.execute("INSERT INTO device_status VALUES ('SC1', 'scanner', 'L1', 'offline', 'unplugged', ?)",
+                          (time.time(),))
+        edge.conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at, printed_at) "
+                          "VALUES ('job-1', 'S001-L1-7', 'L1', 'printer', '{\"total\": \"1.00\"}', 'printed', ?, ?)",
+                          (time.time(), time.time()))
+    client = apps["store"].test_client()
+    login(client, "admin")
+    page = client.get("/lanes/").get_data(as_text=True)
+    assert "SC1" in page and "unplugged" in page and "S001-L1-7" in page and 'http-equiv="refresh"' in page
+    response = client.post("/lanes/jobs/job-1/reprint", data={"csrf_token": csrf(client, "/lanes/")})
+    assert response.status_code == 302
+    jobs = edge.conn.execute("SELECT job, status FROM print_jobs WHERE ticket = 'S001-L1-7' ORDER BY created_at").fetchall()
+    assert len(jobs) == 2 and jobs[1]["status"] == "pending" and jobs[1]["job"] != "job-1"
+    cashier = apps["store"].test_client()
+    login(cashier, "till")
+    assert cashier.get("/lanes/").status_code == 403
+
+
+def test_a_closed_sale_is_tracked_to_a_customer_from_the_store_page(sites):  # noqa: F811
+    apps, _, edge = sites
+    with transaction(edge.conn):
+        edge._write("sale", sale_key("S001-L1-9"), {"ticket": "S001-L1-9", "store": "S001", "lane": "L1",
+                                                   "closed_at": "2026-11-25T10:00:00+00:00", "total": "3.20",
+                                                   "currency": "EUR", "lines": "[]", "by": "t"}, "t")
+    client = apps["store"].test_client()
+    login(client, "till")
+    token = csrf(client, "/sales/")
+    bad = client.post("/sales/", data={"csrf_token": token, "ticket": "S001-L1-9", "customer": "NOPE-1"})
+    assert bad.status_code == 422 and "no customer NOPE-1" in bad.get_data(as_text=True)
+    ok = client.post("/sales/", data={"csrf_token": token, "ticket": "S001-L1-9", "customer": "CUST-00001"},
+                     follow_redirects=True)
+    assert "tracked to CUST-00001" in ok.get_data(as_text=True)
+    customer = edge.find_customer("CUST-00001")
+    assert edge.replica.get("sale", sale_key("S001-L1-9"))["customer_id"] == customer["id"]
+    assert edge.conn.execute("SELECT count(*) FROM outbox WHERE change LIKE '%S001-L1-9%' OR change LIKE ?",
+                             (f"%{sale_key('S001-L1-9')}%",)).fetchone()[0] >= 1
+
+
+def test_store_settings_are_saved_and_applied_to_the_lanes(sites):  # noqa: F811
+    apps, _, edge = sites
+    client = apps["store"].test_client()
+    login(client, "admin")
+    page = client.get("/settings/").get_data(as_text=True)
+    assert "Refuse customers" in page
+    client.post("/settings/", data={"csrf_token": csrf(client, "/settings/"), "block_defaulters": "1",
+                                    "coupon_offline": "allow"})
+    settings = apply_settings(LaneSettings(store="S001"), stored_settings(edge.conn))
+    assert (settings.block_defaulters, settings.receipt_shows_customer, settings.coupon_offline) == (True, False, "allow")
+    bad = client.post("/settings/", data={"csrf_token": csrf(client, "/settings/"), "coupon_offline": "maybe"})
+    assert bad.status_code == 400
+    viewer = apps["store"].test_client()
+    login(viewer, "viewer")
+    assert viewer.get("/settings/").status_code == 403
