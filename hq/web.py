@@ -31,6 +31,7 @@ def create_app(config, open_db=None):
     app.register_blueprint(duplicates_blueprint())
     app.register_blueprint(rates_blueprint())
     app.register_blueprint(hq_api().bp)
+    app.register_blueprint(gdpr_blueprint())
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
 
@@ -104,6 +105,42 @@ def duplicates_blueprint() -> Blueprint:
         fields = ["code", "first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode",
                   "origin_store", "created_at", "payment_status", "rate"]
         return render_template("duplicate_pair.html", left=left, right=right, fields=fields, error=error)
+
+    return bp
+
+
+def gdpr_blueprint() -> Blueprint:
+    from flask import Response, abort, flash, request
+
+    from .gdpr import ERASED_NAME, erase_customer, export_customer
+
+    bp = Blueprint("gdpr", __name__, url_prefix="/gdpr")
+
+    @bp.route("/<ref>/export")
+    @requires("customers.edit")
+    def export(ref):
+        record = g.db.find_customer(ref)
+        if record is None:
+            abort(404)
+        import json
+
+        body = json.dumps(export_customer(g.db, record["id"]), indent=2, ensure_ascii=False, default=str)
+        return Response(body, mimetype="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{record["code"]}.json"'})
+
+    @bp.route("/<ref>/erase", methods=["POST"])
+    @requires("customers.edit")
+    def erase(ref):
+        record = g.db.find_customer(ref)
+        if record is None:
+            abort(404)
+        if request.form.get("confirm") != record["code"]:
+            flash(f"Not erased: type the customer's code ({record['code']}) to confirm.")
+            return redirect(url_for("customers.detail", ref=record["id"]))
+        erase_customer(g.db, record["id"], g.user["username"])
+        flash(f"Customer {record['code']} erased in every store: name shown as {ERASED_NAME}; code, sales and "
+              "consent history kept.")
+        return redirect(url_for("customers.detail", ref=record["id"]))
 
     return bp
 

@@ -69,7 +69,7 @@ def routes(app):
             continue
         view = app.view_functions[rule.endpoint]
         path = (rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y")
-                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1"))
+                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x"))
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 
@@ -245,3 +245,30 @@ def test_rates_are_edited_with_errors_by_field_and_the_price_check_uses_the_lane
     assert viewer.get("/rates/VIP").status_code == 200
     assert viewer.post("/rates/VIP", data={"csrf_token": csrf(viewer, "/rates/"), "action": "header",
                                            "name": "X"}).status_code == 403
+
+
+def test_gdpr_export_and_erasure(sites):
+    apps, hq, edge = sites
+    ann = hq.find_customer("CUST-00001")
+    hq.update_customer(ann["id"], {"email": "ann@example.com", "phone": "+34 600 111 222"}, "t")
+    hq.add_card(ann["id"], "CARD-GDPR", "customer", "t")
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    export = client.get("/gdpr/CUST-00001/export")
+    data = export.get_json(force=True)
+    assert export.status_code == 200 and "attachment" in export.headers["Content-Disposition"]
+    assert data["customer"]["email"] == "ann@example.com" and data["cards"][0]["number"] == "CARD-GDPR"
+    assert data["changes"]
+    token = csrf(client, "/customers/CUST-00001")
+    client.post("/gdpr/CUST-00001/erase", data={"csrf_token": token, "confirm": "wrong"})
+    assert hq.find_customer("CUST-00001")["email"] == "ann@example.com"  # not confirmed: nothing erased
+    client.post("/gdpr/CUST-00001/erase", data={"csrf_token": token, "confirm": "CUST-00001"})
+    erased = hq.find_customer("CUST-00001")
+    assert (erased["code"], erased["email"], erased["phone"], erased["first_name"], erased["active"]) == \
+        ("CUST-00001", "", "", "(erased)", False)
+    assert hq.conn.execute("SELECT active FROM cards WHERE number = 'CARD-GDPR'").fetchone()[0] == 0
+    edge.apply_down(hq.changes_since(edge.last_seq + 1, 10_000))  # as replication delivers it
+    assert edge.find_customer("CUST-00001")["email"] == ""
+    viewer = apps["hq"].test_client()
+    login(viewer, "viewer")
+    assert viewer.get("/gdpr/CUST-00001/export").status_code == 403

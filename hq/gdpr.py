@@ -1,0 +1,51 @@
+"""GDPR: everything HQ holds about a customer, and erasure.
+
+Erasure blanks the personal fields with a normal HQ change, so it reaches
+every replica (DESIGN section 5, rule 6); the record, its code, its sales
+and its consent history stay, and its cards are deactivated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.db import transaction
+from core.sales import purchase_history
+
+from .db import HQDatabase, now_iso
+
+PERSONAL = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode", "country",
+            "contact", "notes")
+ERASED_NAME = "(erased)"
+
+
+def export_customer(db: HQDatabase, customer_id: str) -> dict[str, Any]:
+    record = db.replica.get("customer", customer_id)
+    conn = db.conn
+    return {
+        "customer": record,
+        "cards": [dict(r) for r in conn.execute("SELECT number, kind, active FROM cards WHERE customer_id = ?",
+                                                (customer_id,))],
+        "consents": [dict(r) for r in conn.execute(
+            "SELECT channel, granted, at, store, lane, user FROM consents WHERE customer_id = ? ORDER BY at",
+            (customer_id,))],
+        "household": db.replica.get("household", record["household_id"]) if record and record["household_id"] else None,
+        "purchases": purchase_history(conn, customer_id, 10_000),
+        "changes": [c.to_dict() for c in db.changes_for("customer", customer_id)],
+        "exported_at": now_iso(),
+    }
+
+
+def erase_customer(db: HQDatabase, customer_id: str, by: str) -> dict[str, Any]:
+    with transaction(db.conn):
+        record = db.replica.get("customer", customer_id)
+        if record is None:
+            raise KeyError(customer_id)
+        blank = {name: "" for name in PERSONAL} | {"first_name": ERASED_NAME, "last_name": ERASED_NAME,
+                                                   "active": False, "no_paper": False,
+                                                   "updated_at": now_iso(), "updated_by": by}
+        db._write("customer", customer_id, blank, by)
+        for (card,) in db.conn.execute("SELECT id FROM cards WHERE customer_id = ? AND active = 1",
+                                       (customer_id,)).fetchall():
+            db._write("card", card, {"active": False}, by)
+    return db.replica.get("customer", customer_id)
