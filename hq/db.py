@@ -404,6 +404,16 @@ class HQDatabase:
         sql = "SELECT * FROM rejections" + (" WHERE store = ?" if store else "") + " ORDER BY rejected_at"
         return [dict(row) for row in self.conn.execute(sql, (store,) if store else ())]
 
+    def retry_rejection(self, change_id: str) -> Outcome:
+        """Apply a refused store change again (its cause fixed meanwhile): the
+        rejection is forgotten and the change goes through the normal checks."""
+        row = self.conn.execute("SELECT store, change FROM rejections WHERE change_id = ?", (change_id,)).fetchone()
+        if row is None:
+            raise KeyError(change_id)
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM rejections WHERE change_id = ?", (change_id,))
+        return self.apply_store_changes(row["store"], [json.loads(row["change"])])[0]
+
     # --- stores ------------------------------------------------------------------------
 
     def add_store(self, store: str) -> str:

@@ -26,6 +26,7 @@ def create_app(config, open_db=None):
         db.close()
     app = make_app(__name__, site="hq", open_db=open_db, secret_key=secret,
                    secure_cookies=config["web"]["secure_cookies"], title="lanehub HQ Manager")
+    app.extensions["lanehub"]["config"] = config
     app.register_blueprint(customers_blueprint(audit=customer_audit))
     app.register_blueprint(stores_blueprint())
     app.register_blueprint(duplicates_blueprint())
@@ -163,6 +164,43 @@ def stores_blueprint() -> Blueprint:
                 state = "Offline"
             stores.append(row | {"state": state, "lag": head - row["last_seq"],
                                  "rejections": len(g.db.rejections(row["id"]))})
-        return render_template("stores.html", stores=stores, head=head, now=now)
+        return render_template("stores.html", stores=stores, head=head, now=now, rejections=g.db.rejections(),
+                               registered=None, errors={})
+
+    @bp.route("/", methods=["POST"])
+    @requires("stores.manage")
+    def register():
+        from flask import current_app, request
+
+        from .service import broker_files_now
+
+        store = request.form.get("store", "").strip()
+        try:
+            password = g.db.add_store(store)
+        except ValueError as exc:
+            return render_template("stores.html", stores=[], head=g.db.head(), now=time.time(),
+                                   rejections=[], registered=None, errors={"store": str(exc)}), 422
+        config = current_app.extensions["lanehub"].get("config")
+        problem = None
+        if config is not None and "broker" in config:
+            try:
+                broker_files_now(g.db, config)
+            except (OSError, RuntimeError) as exc:
+                problem = f"the broker's password/ACL files were not updated: {exc}"
+        broker = config["broker"] if config is not None and "broker" in config else {"host": "", "port": ""}
+        # The password is shown once, on this response only; HQ keeps its hash.
+        return render_template("store_registered.html", store=store, password=password, broker=broker, problem=problem)
+
+    @bp.route("/rejections/<change_id>/retry", methods=["POST"])
+    @requires("stores.manage")
+    def retry(change_id):
+        from flask import abort, flash
+
+        try:
+            outcome = g.db.retry_rejection(change_id)
+        except KeyError:
+            abort(404)
+        flash("Applied." if outcome.ok else f"Refused again: {outcome.reason}")
+        return redirect(url_for("stores.index"))
 
     return bp

@@ -4,6 +4,7 @@ CSRF token, output is escaped, and errors show next to their field."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -69,7 +70,7 @@ def routes(app):
             continue
         view = app.view_functions[rule.endpoint]
         path = (rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y")
-                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x"))
+                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1"))
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 
@@ -272,3 +273,29 @@ def test_gdpr_export_and_erasure(sites):
     viewer = apps["hq"].test_client()
     login(viewer, "viewer")
     assert viewer.get("/gdpr/CUST-00001/export").status_code == 403
+
+
+def test_a_store_is_registered_on_the_page_and_rejections_can_be_retried(sites):
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/stores/")
+    page = client.post("/stores/", data={"csrf_token": token, "store": "S002"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'username = "S002"' in text
+    password = re.search(r'password = "([^"]+)"', text).group(1)
+    assert password not in client.get("/stores/").get_data(as_text=True)  # shown once
+    again = client.post("/stores/", data={"csrf_token": token, "store": "S002"})
+    assert again.status_code == 422 and "already registered" in again.get_data(as_text=True)
+
+    change = {"id": "c0ffee00-0000-4000-8000-000000000001", "entity": "card",
+              "key": "c0ffee00-0000-4000-8000-000000000002", "origin": "S001", "hlc": "1700000000000-000000", "by": "t",
+              "fields": {"number": "CARD-LATE", "customer_id": hq.find_customer("CUST-00001")["id"], "kind": "customer",
+                         "active": True}}
+    hq.conn.execute("INSERT INTO rejections (change_id, store, entity, key, reason, change, rejected_at) "
+                    "VALUES (?, 'S001', 'card', ?, 'was refused earlier', ?, '2026-11-25T10:00:00+00:00')",
+                    (change["id"], change["key"], json.dumps(change)))
+    assert "was refused earlier" in client.get("/stores/").get_data(as_text=True)
+    response = client.post(f"/stores/rejections/{change['id']}/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "Applied." in response.get_data(as_text=True)
+    assert hq.conn.execute("SELECT count(*) FROM cards WHERE number = 'CARD-LATE'").fetchone()[0] == 1
