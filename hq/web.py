@@ -10,6 +10,7 @@ from core.web import make_app, requires, web_secret
 from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
+from .web_admin import products_blueprint, users_blueprint
 from .web_rates import rates_blueprint
 
 OFFLINE_AFTER = 15 * 60  # no contact for this long: a store shows as Offline
@@ -33,6 +34,8 @@ def create_app(config, open_db=None):
     app.register_blueprint(rates_blueprint())
     app.register_blueprint(hq_api().bp)
     app.register_blueprint(gdpr_blueprint())
+    app.register_blueprint(users_blueprint())
+    app.register_blueprint(products_blueprint())
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
 

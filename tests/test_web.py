@@ -70,7 +70,7 @@ def routes(app):
             continue
         view = app.view_functions[rule.endpoint]
         path = (rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y")
-                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1"))
+                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1").replace("<username>", "viewer"))
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 
@@ -299,3 +299,47 @@ def test_a_store_is_registered_on_the_page_and_rejections_can_be_retried(sites):
     response = client.post(f"/stores/rejections/{change['id']}/retry", data={"csrf_token": token}, follow_redirects=True)
     assert "Applied." in response.get_data(as_text=True)
     assert hq.conn.execute("SELECT count(*) FROM cards WHERE number = 'CARD-LATE'").fetchone()[0] == 1
+
+
+def test_users_and_roles_are_managed_on_the_page(sites):
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/users/")
+    bad = client.post("/users/", data={"csrf_token": token, "username": "Bad Name!", "password": "short", "name": "X"})
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'id="err-password"' in text and 'value="Bad Name!"' in text
+    ok = client.post("/users/", data={"csrf_token": token, "username": "maria", "password": PASSWORD, "name": "María",
+                                      "roles": ["store_manager"], "store": "S001"})
+    assert ok.status_code == 302
+    assert HQUsers(hq).get("maria")["roles"] == "store_manager"
+    client.post("/users/maria", data={"csrf_token": token, "action": "toggle"})
+    assert HQUsers(hq).get("maria")["active"] is False
+    client.post("/users/roles", data={"csrf_token": token, "name": "auditor", "permissions": ["sync.view", "rates.view"]})
+    assert "auditor" in client.get("/users/").get_data(as_text=True)
+    assert "password_hash" not in client.get("/users/").get_data(as_text=True)
+    viewer = apps["hq"].test_client()
+    login(viewer, "viewer")
+    assert viewer.get("/users/").status_code == 403
+
+
+def test_a_products_csv_is_previewed_before_it_is_imported(sites):
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/products/")
+    csv = b"sku,description,retail_price,barcodes\nTEA,Green tea,2.10,8410000000099\n"
+    import io
+
+    preview = client.post("/products/import", data={"csrf_token": token, "file": (io.BytesIO(csv), "p.csv")},
+                          content_type="multipart/form-data")
+    text = preview.get_data(as_text=True)
+    assert "csv -&gt; lanehub: added 1" in text and "Green tea" in text
+    assert hq.conn.execute("SELECT count(*) FROM products").fetchone()[0] == 0  # a preview changes nothing
+    done = client.post("/products/import", data={"csrf_token": token, "confirm": "1", "file": (io.BytesIO(csv), "p.csv")},
+                       content_type="multipart/form-data", follow_redirects=True)
+    assert "added 1" in done.get_data(as_text=True) and "TEA" in done.get_data(as_text=True)
+    bad = client.post("/products/import", data={"csrf_token": token, "confirm": "1",
+                                                 "file": (io.BytesIO(b"sku,description,retail_price\nX,,abc\n"), "b.csv")},
+                      content_type="multipart/form-data")
+    assert bad.status_code == 422 and "Line 2" in bad.get_data(as_text=True)
