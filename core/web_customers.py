@@ -29,6 +29,8 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         q = request.args.get("q", "").strip()
         status = request.args.get("status", "active")
         payment = request.args.get("payment", "")
+        origin = request.args.get("origin", "")
+        duplicates = request.args.get("duplicates") == "1"
         page, size = page_args(PAGE)
         if q:
             rows = search_customers(g.db.conn, q, 100)
@@ -42,14 +44,24 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             if payment in PAYMENT_STATUSES:
                 where.append("payment_status = ?")
                 args.append(payment)
+            if origin:
+                where.append("coalesce(origin_store, '') = ?")
+                args.append("" if origin == "HQ" else origin)
+            if duplicates and _has_table("possible_duplicates"):
+                where.append("id IN (SELECT a FROM possible_duplicates WHERE status = 'open' "
+                             "UNION SELECT b FROM possible_duplicates WHERE status = 'open')")
             sql = "SELECT id FROM customers" + (" WHERE " + " AND ".join(where) if where else "")
             keys = [r[0] for r in g.db.conn.execute(sql + " ORDER BY code LIMIT ? OFFSET ?",
                                                      (*args, size + 1, (page - 1) * size))]
             more = len(keys) > size
             records = [g.db.replica.get("customer", k) for k in keys[:size]]
         marks = {r["id"]: marker(g.db, r) for r in records} if marker else {}
+        origins = ["HQ", *(r[0] for r in g.db.conn.execute(
+            "SELECT DISTINCT origin_store FROM customers WHERE origin_store != '' ORDER BY 1"))]
         return render_template("customers/list.html", records=records, q=q, status=status, payment=payment,
-                               page=page, more=more, marks=marks, payments=PAYMENT_STATUSES)
+                               page=page, more=more, marks=marks, payments=PAYMENT_STATUSES, origin=origin,
+                               origins=origins, duplicates=duplicates,
+                               can_filter_duplicates=_has_table("possible_duplicates"))
 
     @bp.route("/new", methods=["GET", "POST"])
     @requires("customers.create")
@@ -78,7 +90,13 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         consents = [dict(r) for r in g.db.conn.execute(
             "SELECT channel, granted, at, store, lane, user FROM consents WHERE customer_id = ? ORDER BY at DESC",
             (record["id"],))]
+        household, members = None, []
+        if record["household_id"]:
+            household = g.db.replica.get("household", record["household_id"])
+            members = [g.db.replica.get("customer", r[0]) for r in g.db.conn.execute(
+                "SELECT id FROM customers WHERE household_id = ? AND id != ? ORDER BY code", (record["household_id"], record["id"]))]
         return render_template("customers/detail.html", record=record, cards=cards, consents=consents,
+                               household=household, members=members,
                                current=current_consents(g.db.conn, record["id"]),
                                history=purchase_history(g.db.conn, record["id"], 20),
                                mark=marker(g.db, record) if marker else None,
@@ -111,6 +129,10 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         return redirect(url_for("customers.detail", ref=record["id"]))
 
     return bp
+
+
+def _has_table(name: str) -> bool:
+    return g.db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def _found(ref: str) -> dict:

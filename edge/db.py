@@ -101,6 +101,12 @@ def m005_devices_and_settings(db: sqlite_utils.Database) -> None:
                "updated_at TEXT NOT NULL)")
 
 
+@edge_migrations()
+def m006_last_read(db: sqlite_utils.Database) -> None:
+    # When a scanner or card reader last sent something, for the lanes page.
+    db.execute("ALTER TABLE device_status ADD COLUMN last_read REAL")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

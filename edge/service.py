@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from core import topics
 from core.changes import Change
 from core.config import Config
+from core.db import transaction
 from core.messages import (CustomerReply, CustomerRequest, DownBatch, EdgeStatus, ErrorReport, PayloadError,
                            StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt)
 from core.model import ENTITIES, ValidationError
@@ -276,6 +277,9 @@ class EdgeService:
         db = self.sync_db
         pending, last = db.pending_up(), db.last_seq
         link = "up" if self.hq.connected.is_set() else "down"
+        if db.meta.get("hq_link") != link:  # for the store page, which runs beside this service
+            with transaction(db.conn):
+                db.meta.set("hq_link", link)
         self.local.publish(topics.edge_status(self.store),
                            EdgeStatus(state="online", hq_link=link, pending_up=pending, last_seq=last).to_json(), retain=True)
         if self.hq.connected.is_set():

@@ -157,6 +157,8 @@ class TicketBook:
         if not self.conn.in_transaction:
             with transaction(self.conn):
                 return self._event(lane, event_id, by, run)
+        if by.startswith("device:"):
+            self.conn.execute("UPDATE device_status SET last_read = ? WHERE device = ?", (time.time(), by[7:]))
         ctx = _Event(lane, event_id, by)
         self.conn.execute("SAVEPOINT lane_event")
         try:

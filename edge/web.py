@@ -58,6 +58,7 @@ def sync_blueprint() -> Blueprint:
     def index():
         db = g.db
         status = {"last_seq": db.last_seq, "pending_up": db.pending_up(), "ready": db.ready,
+                  "hq_link": db.meta.get("hq_link", "unknown"),
                   "codes_left": db.codes_left() if db.codes else 0}
         return render_template("sync.html", status=status, rejections=db.rejections())
 

@@ -93,6 +93,33 @@ def products_blueprint() -> Blueprint:
             (q, f"{q}%", f"%{q}%")).fetchall()
         return render_template("products.html", products=rows, q=q, preview=None, errors=[])
 
+    @bp.route("/<sku>", methods=["GET", "POST"])
+    @requires("rates.view")
+    def detail(sku):
+        from flask import abort
+
+        catalogue = HQCatalogue(g.db)
+        product = catalogue.product(sku)
+        if product is None:
+            abort(404)
+        values, errors = {}, {}
+        if request.method == "POST":
+            if "rates.edit" not in g.permissions:
+                abort(403)
+            values = {k: request.form.get(k, "").strip() for k in ("price", "customer", "store", "start", "end")}
+            try:
+                catalogue.set_specific_price(sku, values["price"], g.user["username"], customer=values["customer"],
+                                             store=values["store"], start=values["start"], end=values["end"],
+                                             active=request.form.get("remove") != "1")
+            except ValidationError as exc:
+                errors = exc.errors
+            else:
+                flash("Specific price saved.")
+                return redirect(url_for("products.detail", sku=sku))
+        return render_template("product.html", product=product, barcodes=catalogue.barcodes(product["id"]),
+                               specifics=catalogue.specific_prices(sku), values=values, errors=errors), \
+            (422 if errors else 200)
+
     @bp.route("/import", methods=["POST"])
     @requires("rates.edit")
     def import_csv():

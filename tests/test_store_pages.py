@@ -30,7 +30,7 @@ def test_device_statuses_reach_the_lanes_page(make_chain, mqtt):
 def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):  # noqa: F811
     apps, _, edge = sites
     with transaction(edge.conn):
-        edge.conn.execute("INSERT INTO device_status VALUES ('SC1', 'scanner', 'L1', 'offline', 'unplugged', ?)",
+        edge.conn.execute("INSERT INTO device_status VALUES ('SC1', 'scanner', 'L1', 'offline', 'unplugged', ?, NULL)",
                           (time.time(),))
         edge.conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at, printed_at) "
                           "VALUES ('job-1', 'S001-L1-7', 'L1', 'printer', '{\"total\": \"1.00\"}', 'printed', ?, ?)",
@@ -83,3 +83,31 @@ def test_store_settings_are_saved_and_applied_to_the_lanes(sites):  # noqa: F811
     viewer = apps["store"].test_client()
     login(viewer, "viewer")
     assert viewer.get("/settings/").status_code == 403
+
+
+def test_the_sync_page_shows_the_hq_link_and_the_lanes_page_the_last_read(make_chain, mqtt):
+    import uuid
+
+    from core.config import load
+    from edge.config import SCHEMA
+    from edge.web import create_app
+
+    chain = make_chain(stores=("S001",))
+    client = mqtt(chain.store_brokers["S001"].port)
+    client.publish(topics.device_status("S001", "SC1"), json.dumps(
+        {"v": 1, "state": "online", "kind": "scanner", "lane": "L1", "detail": ""}).encode(), retain=True)
+    wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT 1 FROM device_status"), 15)
+    client.publish(topics.scan("S001", "L1"), json.dumps({"v": 1, "id": str(uuid.uuid4()), "code": "X1",
+                                                          "device": "SC1"}).encode())
+    wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT last_read FROM device_status")[0][0], 15,
+               message="the scanner's last read recorded")
+    wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT value FROM meta WHERE key = 'hq_link'"), 15)
+    config = load(chain.edges["S001"].config_path, SCHEMA)
+    app = create_app(config)
+    chain.hq_cli("users", "add", "boss", "--role", "admin", "--password-stdin", input="correct horse battery\n")
+    wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT 1 FROM users"), 15)
+    web = app.test_client()
+    assert login(web, "boss").status_code == 302
+    assert "connected" in web.get("/sync/").get_data(as_text=True)
+    lanes = web.get("/lanes/").get_data(as_text=True)
+    assert "SC1" in lanes and " s ago" in lanes

@@ -70,7 +70,7 @@ def routes(app):
             continue
         view = app.view_functions[rule.endpoint]
         path = (rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y")
-                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1").replace("<username>", "viewer"))
+                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1").replace("<username>", "viewer").replace("<sku>", "MILK"))
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 
@@ -343,3 +343,41 @@ def test_a_products_csv_is_previewed_before_it_is_imported(sites):
                                                  "file": (io.BytesIO(b"sku,description,retail_price\nX,,abc\n"), "b.csv")},
                       content_type="multipart/form-data")
     assert bad.status_code == 422 and "Line 2" in bad.get_data(as_text=True)
+
+
+def test_the_customer_list_filters_by_origin_and_possible_duplicates_and_shows_households(sites):
+    apps, hq, _ = sites
+    from hq.coupons import HQCoupons
+
+    a = hq.create_customer({"first_name": "Iker", "last_name": "Sanz", "email": "iker@example.com"}, "t")
+    hq.create_customer({"first_name": "Iker", "last_name": "Sanz", "email": "iker@example.com"}, "t")
+    household = HQCoupons(hq).create_household("Sanz family", a["code"], "t")
+    b = hq.create_customer({"first_name": "Nerea", "last_name": "Sanz"}, "t")
+    HQCoupons(hq).set_household(b["code"], household["id"], "t")
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    dupes = client.get("/customers/?status=all&duplicates=1").get_data(as_text=True)
+    assert dupes.count("Iker") == 2 and "Nerea" not in dupes
+    assert "Iker" in client.get("/customers/?origin=HQ").get_data(as_text=True)
+    assert "Iker" not in client.get("/customers/?origin=S009").get_data(as_text=True)
+    detail = client.get(f"/customers/{a['code']}").get_data(as_text=True)
+    assert "Sanz family" in detail and "head of the household" in detail and "Nerea" in detail
+
+
+def test_a_product_page_sets_specific_prices_that_the_price_check_uses(sites, tmp_path):
+    apps, hq, _ = sites
+    from hq.catalogue import HQCatalogue
+
+    csv = tmp_path / "p.csv"
+    csv.write_text("sku,description,retail_price,barcodes\nSOAP,Hand soap,2.49,8714789734319\n")
+    HQCatalogue(hq).import_products(csv, "t")
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    page = client.get("/products/SOAP").get_data(as_text=True)
+    assert "8714789734319" in page and "2.49" in page
+    token = csrf(client, "/products/SOAP")
+    bad = client.post("/products/SOAP", data={"csrf_token": token, "price": "abc", "store": "S001"})
+    assert bad.status_code == 422 and 'id="err-price">Price must be an amount' in bad.get_data(as_text=True)
+    client.post("/products/SOAP", data={"csrf_token": token, "price": "1.99", "store": "S001"})
+    check = client.get("/rates/?sku=SOAP&store=S001").get_data(as_text=True)
+    assert "<strong>1.99</strong>" in check and "<strong>specific</strong>" in check
