@@ -13,7 +13,7 @@ from core.users import BUILTIN_ROLES, PERMISSIONS
 from core.web import requires
 
 from .catalogue import HQCatalogue
-from .users import HQUsers, parse_roles
+from .users import HQUsers
 
 
 def users_blueprint() -> Blueprint:

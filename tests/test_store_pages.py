@@ -10,7 +10,6 @@ import time
 
 from conftest import db_query, edge_db, wait_until
 from core import topics
-from core.changes import new_id
 from core.db import transaction
 from core.sales import sale_key
 from edge.tickets import LaneSettings, apply_settings, stored_settings
