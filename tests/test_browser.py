@@ -111,3 +111,51 @@ def test_a_cashier_sees_no_edit_and_is_refused_it(browser, web_chain):
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     assert "Wrong user name or password" in page.content()  # a store user cannot log in at HQ
+
+
+def test_a_rate_is_edited_and_the_price_check_shows_its_price(browser, web_chain, tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("sku,description,retail_price,barcodes\nOIL,Olive oil,8.99,8410010210016\n")
+    web_chain.hq_cli("products", "import", str(csv))
+    hq = web_chain.urls["hq"]
+    page = browser.new_page()
+    login(page, hq, "alice")
+    page.goto(hq + "/rates/")
+    page.fill("form.fields input[name=code]", "gold")
+    page.fill("form.fields input[name=name]", "Gold customers")
+    page.fill("form.fields input[name=start]", "2020-01-01")
+    page.click("button:has-text('Create rate')")
+    page.wait_for_selector("h1:has-text('Rate GOLD')")
+    page.fill("form:has(input[value=line]) input[name=sku]", "OIL")
+    page.fill("form:has(input[value=line]) input[name=discount_pct]", "20")
+    page.click("button:has-text('Save line')")
+    page.wait_for_selector("td:has-text('OIL')")
+    code = web_chain.hq_cli("customers", "add", "--first-name", "Gil", "--last-name", "Gold", "--rate", "GOLD").stdout
+    code = __import__("json").loads(code)["code"]
+    page.goto(hq + "/rates/")
+    page.fill("input[name=sku]", "8410010210016")
+    page.fill("input[name=customer]", code)
+    page.click("button:has-text('Check')")
+    assert "7.19" in page.inner_text("p.result") and "rate:GOLD" in page.inner_text("p.result")
+
+
+def test_possible_duplicates_are_merged_in_the_browser(browser, web_chain):
+    import json
+
+    codes = [json.loads(web_chain.hq_cli("customers", "add", "--first-name", "Olga", "--last-name", "Twin",
+                                         "--email", "olga@example.com", "--city", city).stdout)["code"]
+             for city in ("Vigo", "Lugo")]
+    hq, store = web_chain.urls["hq"], web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, hq, "alice")
+    page.goto(hq + "/duplicates/")
+    page.click("text=Review")
+    page.check("input[name=survivor] >> nth=1")
+    page.click("button:has-text('Merge')")
+    page.wait_for_selector("text=the other code still finds this customer")
+    kept = page.inner_text("h1 small")
+    assert kept in codes
+    merged = next(c for c in codes if c != kept)
+    other = browser.new_page()
+    login(other, store, "alice")
+    until_page_shows(other, f"{store}/customers/{merged}", f"<small>{kept}</small>")  # the merged code finds the survivor
