@@ -11,8 +11,9 @@ PIP := $(VENV)/bin/python -m pip
 setup: system-deps $(VENV)/.installed
 
 # Debian packages: the Mosquitto broker (tests start their own on free ports)
-# and Chromium (page flows are tested in a real headless browser).
-DEBS := mosquitto mosquitto-clients chromium
+# Chromium (page flows are tested in a real headless browser), and systemd and
+# openssl (the Ansible roles' units and certificates are checked with them).
+DEBS := mosquitto mosquitto-clients chromium systemd openssl
 
 system-deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

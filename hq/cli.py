@@ -197,3 +197,19 @@ def customers_add_card(ref, number, kind, config_path, by):
     except ValidationError as exc:
         validation_exit(exc)
     click.echo(f"card {card['number']} ({card['kind']}) -> {record['code']}")
+
+
+@hq.command("broker-files")
+@config_option("hq.toml")
+def broker_files(config_path):
+    """Write the HQ broker's password and ACL files (HQ's user and every registered store) and reload it."""
+    with fail_on_config_errors():
+        config = load_config(config_path)
+    db = db_for(config)
+    if not config["broker"]["passwd_file"] or not config["broker"]["acl_file"]:
+        raise click.ClickException("set [broker] passwd_file and acl_file in the HQ config first")
+    try:
+        broker_files_now(db, config)
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"wrote {config['broker']['passwd_file']} and {config['broker']['acl_file']}")

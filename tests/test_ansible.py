@@ -1,0 +1,157 @@
+"""Provisioning (issue 6) without real hosts: the playbooks pass a syntax check
+and ansible-lint (production profile); the roles' templates, rendered by
+Ansible itself, are accepted by the real programs (Mosquitto, lanehub's config
+loaders, systemd-analyze); and a check-mode run of edge.yml against this
+machine completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from core.broker import free_port, mosquitto_binary, port_open
+from core.config import load
+
+ROOT = Path(__file__).resolve().parent.parent
+ANSIBLE = ROOT / "ansible"
+BIN = Path(sys.executable).parent
+PLAYBOOK = BIN / "ansible-playbook"
+
+pytestmark = pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-core is not installed (make test installs it)")
+
+
+def ansible(*args: str, cwd=ANSIBLE, timeout=300) -> subprocess.CompletedProcess:
+    env = os.environ | {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+                         "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("playbook", ["edge.yml", "hq.yml"])
+def test_playbooks_pass_the_syntax_check(playbook):
+    result = ansible(str(PLAYBOOK), "--syntax-check", "-i", "inventory.example.yml", playbook)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ansible_lint_production_profile_is_clean():
+    result = ansible(str(BIN / "ansible-lint"), "--profile", "production", "edge.yml", "hq.yml", "tests/render.yml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("render")
+    ports = {"store_port": free_port(), "hq_port": free_port()}
+    extra = {"render_dir": str(out), "render_user": os.environ.get("USER", "root"), "source_dir": str(ROOT),
+             "venv": str(BIN.parent), **ports}
+    result = ansible(str(PLAYBOOK), "-i", "localhost,", "tests/render.yml", "-e", json.dumps(extra))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (out / "certs").mkdir()
+    for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+                  "-subj", "/CN=test CA"],
+                 ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+                 ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                  "-out", "server.crt"]):
+        subprocess.run(["openssl", *args], cwd=out / "certs", check=True, capture_output=True)
+    return out, ports
+
+
+def start_broker(conf: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, 10, message="mosquitto to listen")
+    except AssertionError:
+        proc.kill()
+        raise
+    assert proc.poll() is None, proc.stdout.read().decode()
+    return proc
+
+
+def test_the_rendered_store_broker_takes_its_users_and_enforces_the_acl(rendered, mqtt):
+    out, ports = rendered
+    # As the role does: the plain users file hashed in place by mosquitto_passwd.
+    subprocess.run(["mosquitto_passwd", "-U", str(out / "store.passwd")], check=True)
+    assert "edge-secret-0001" not in (out / "store.passwd").read_text()
+    conf = out / "mosquitto-store.conf"
+    conf.write_text(conf.read_text() + "\nlog_dest stdout\n" + (f"user {os.environ.get('USER', 'root')}\n" if os.geteuid() == 0 else ""))
+    broker = start_broker(conf, ports["store_port"])
+    try:
+        from core.mqtt import BrokerSettings, MqttClient
+
+        anonymous = MqttClient(BrokerSettings(port=ports["store_port"]), "anon")
+        anonymous.start()
+        assert not anonymous.wait_connected(2), "an anonymous client was let in"
+        anonymous.stop()
+        edge = mqtt(ports["store_port"], "lanehub-edge", "edge-secret-0001")
+        devices = mqtt(ports["store_port"], "lanehub-devices", "devices-secret-1")
+        seen = []
+        edge.subscribe("lanehub/S001/#", lambda m: seen.append(m.topic))
+        import time
+
+        time.sleep(0.3)
+        devices.publish("lanehub/S001/lane/L1/scan", b"{}")  # allowed
+        devices.publish("lanehub/S001/edge/status", b"{}")  # not a device's topic
+        devices.publish("lanehub/S002/lane/L1/scan", b"{}")  # another store's
+        wait_until(lambda: "lanehub/S001/lane/L1/scan" in seen, 5, message="the allowed publish")
+        time.sleep(0.5)
+        assert seen == ["lanehub/S001/lane/L1/scan"]
+    finally:
+        broker.kill()
+        broker.wait()
+
+
+def test_the_rendered_hq_broker_starts_with_tls(rendered):
+    out, ports = rendered
+    (out / "hq-broker" / "passwd").write_text("")
+    (out / "hq-broker" / "acl").write_text("")
+    conf = out / "mosquitto-hq.conf"
+    conf.write_text(conf.read_text() + (f"\nuser {os.environ.get('USER', 'root')}\n" if os.geteuid() == 0 else ""))
+    broker = start_broker(conf, ports["hq_port"])
+    try:
+        tls = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{ports['hq_port']}", "-CAfile",
+                              str(out / "certs" / "ca.crt")], input="", capture_output=True, text=True, timeout=20)
+        assert "Verify return code: 0 (ok)" in tls.stdout
+    finally:
+        broker.kill()
+        broker.wait()
+
+
+def test_the_rendered_lanehub_configs_load(rendered):
+    from devices.config import SCHEMA as DEVICES
+    from edge.config import SCHEMA as EDGE
+    from hq.config import SCHEMA as HQ
+
+    out, _ = rendered
+    edge = load(out / "etc" / "edge.toml", EDGE, environ={})
+    assert (edge["store"]["id"], edge["hq"]["port"], edge["broker"]["username"]) == ("S001", 8883, "lanehub-edge")
+    assert edge["hq"]["password"] == "store-secret-0001"
+    devices = load(out / "etc" / "devices.toml", DEVICES, environ={})
+    assert devices["device"]["P1"]["host"] == "192.168.10.50" and devices["device"]["SC1"]["lane"] == "L1"
+    assert devices["broker"]["password"] == "devices-secret-1"
+    hq = load(out / "etc" / "hq.toml", HQ, environ={})
+    assert hq["broker"]["acl_file"].endswith("hq-broker/acl") and hq["codes"]["prefix"] == "CUST-"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("unit", ["lanehub-edge.service", "lanehub-devices.service", "lanehub-hq.service"])
+def test_the_rendered_units_pass_systemd_analyze_verify(rendered, unit):
+    out, _ = rendered
+    path = out / "units" / unit
+    text = path.read_text()
+    assert "NoNewPrivileges=" in text and "ProtectSystem=strict" in text and "Restart=on-failure" in text
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if unit in line and "mosquitto.service" not in line]
+    assert result.returncode == 0 or not problems, result.stdout + result.stderr
+
+
+def test_a_check_mode_run_of_edge_yml_against_this_machine_completes():
+    result = ansible(str(PLAYBOOK), "-i", "tests/inventory.yml", "edge.yml", "--check", "--diff", timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "failed=0" in result.stdout
