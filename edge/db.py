@@ -18,6 +18,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from core import hlc as hlc_mod
+from core.cards import add_card
 from core.changes import Change, new_id
 from core.codes import CodeFormat
 from core.db import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
@@ -206,23 +207,8 @@ class EdgeDatabase:
         return self.replica.find_customer(ref)
 
     def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
-        """Hand a customer a card. A number belongs to one customer only: checked
-        here against the replica and again at HQ against every store."""
-        spec = ENTITIES["card"]
-        fields = spec.normalize({"number": number, "customer_id": customer_id, "kind": kind, "active": True})
-        errors = spec.check_fields(fields, self.codes)
-        if errors:
-            raise ValidationError(errors)
-        with transaction(self.conn):
-            owner = self.conn.execute("SELECT id, customer_id FROM cards WHERE number = ? AND active = 1",
-                                      (fields["number"],)).fetchone()
-            if owner and owner["customer_id"] != customer_id:
-                raise ValidationError({"card": f"card {fields['number']} already belongs to another customer"})
-            if owner:
-                return self.replica.get("card", owner["id"])
-            key = new_id()
-            self._write("card", key, fields, by)
-        return self.replica.get("card", key)
+        """Give a customer a card (``core.cards.add_card``)."""
+        return add_card(self, customer_id, number, kind, by, error_field="card")
 
     def record_consent(self, customer_id: str, channel: str, granted: bool, lane: str, user: str) -> dict[str, Any]:
         """Keep a grant or revocation as a new history record (never an overwrite)."""

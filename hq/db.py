@@ -20,6 +20,7 @@ from sqlite_utils.migrations import Migrations
 
 from core import hlc as hlc_mod
 from core.broker import hash_password, new_password
+from core.cards import add_card
 from core.changes import Change, new_id
 from core.codes import CodeFormat
 from core.db import Meta, connect, migrate, replica_migrations, transaction
@@ -185,22 +186,8 @@ class HQDatabase:
         return self.replica.find_customer(ref)
 
     def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
-        """Give a customer a card; a card number belongs to one customer only."""
-        spec = ENTITIES["card"]
-        fields = spec.normalize({"number": number, "customer_id": customer_id, "kind": kind, "active": True})
-        errors = spec.check_fields(fields, self.codes)
-        if errors:
-            raise ValidationError(errors)
-        with transaction(self.conn):
-            owner = self.conn.execute("SELECT id, customer_id FROM cards WHERE number = ? AND active = 1",
-                                      (fields["number"],)).fetchone()
-            if owner and owner["customer_id"] != customer_id:
-                raise ValidationError({"number": f"card {fields['number']} already belongs to another customer"})
-            if owner:
-                return self.replica.get("card", owner["id"])
-            key = new_id()
-            self._write("card", key, fields, by)
-        return self.replica.get("card", key)
+        """Give a customer a card (``core.cards.add_card``)."""
+        return add_card(self, customer_id, number, kind, by, error_field="number")
 
     # --- codes ---------------------------------------------------------------------
 
