@@ -240,7 +240,7 @@ class SyncRequest(Message):
     coupon: str = ""  # op=coupon_reserve, coupon_release
     ticket: str = ""
 
-    OPS: ClassVar[tuple[str, ...]] = ("catchup", "snapshot", "code_block", "hello", "history", "coupon_reserve",
+    OPS: ClassVar[tuple[str, ...]] = ("catchup", "snapshot", "code_block", "hello", "history", "changes", "coupon_reserve",
                                       "coupon_release")
 
     @classmethod

@@ -17,7 +17,8 @@ from .web import page_args, requires
 PAGE = 50
 
 
-def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), audit: Callable | None = None) -> Blueprint:
+def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), audit: Callable | None = None,
+                        audit_source: str = "") -> Blueprint:
     """``marker(db, record)`` returns a short state shown beside a customer
     (the store's "not yet confirmed by HQ" / "synced"); None at HQ.
     ``audit(db, record)`` returns who changed what and when (HQ keeps the log)."""
@@ -100,7 +101,8 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
                                current=current_consents(g.db.conn, record["id"]),
                                history=purchase_history(g.db.conn, record["id"], 20),
                                mark=marker(g.db, record) if marker else None,
-                               audit=audit(g.db, record) if audit else None)
+                               audit=audit(g.db, record) if audit else None, has_audit=audit is not None,
+                               audit_source=audit_source)
 
     @bp.route("/<ref>/edit", methods=["GET", "POST"])
     @requires("customers.edit")

@@ -356,6 +356,15 @@ class EdgeService:
                 self.sync.submit(self._flush_outbox, self.retry_after)
         self.local.reply(msg, reply.to_json())
 
+    def hq_changes(self, customer_id: str) -> list | None:
+        """A customer's change history from HQ's log, or None when HQ cannot answer now."""
+        try:
+            data = self._request(SyncRequest(op="changes", customer_id=customer_id, limit=100), timeout=HISTORY_TIMEOUT)
+        except (HQUnavailable, PayloadError) as exc:
+            log.info("edge %s: no change history from HQ: %s", self.store, exc)
+            return None
+        return data.get("changes")
+
     def _hq_history(self, customer_id: str, limit: int) -> list | None:
         """The customer's purchase history from HQ, or None when HQ cannot answer now."""
         try:

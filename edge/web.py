@@ -13,7 +13,9 @@ from .tickets import LaneSettings
 from .web_store import lanes_blueprint, sales_blueprint, settings_blueprint
 
 
-def create_app(config, open_db=None):
+def create_app(config, open_db=None, hq_changes=None):
+    """``hq_changes(customer_id)``: the customer's change history from HQ (the
+    running edge service asks over sync/req), None when HQ cannot answer."""
     store = config["store"]["id"]
     open_db = open_db or (lambda: EdgeDatabase(config["store"]["db"], store))
     db = open_db()
@@ -23,7 +25,9 @@ def create_app(config, open_db=None):
         db.close()
     app = make_app(__name__, site="store", open_db=open_db, secret_key=secret, store=store,
                    secure_cookies=config["web"]["secure_cookies"], title=f"lanehub store {store}")
-    app.register_blueprint(customers_blueprint(marker=sync_marker, refusals=(NotReady,)))
+    audit = (lambda db, record: hq_changes(record["id"])) if hq_changes else None
+    app.register_blueprint(customers_blueprint(marker=sync_marker, refusals=(NotReady,), audit=audit,
+                                               audit_source="HQ's change log"))
     app.register_blueprint(sync_blueprint())
     app.register_blueprint(lanes_blueprint())
     app.register_blueprint(sales_blueprint())

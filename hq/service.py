@@ -23,6 +23,7 @@ from core.sales import purchase_history
 from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient
 from core.worker import Worker
 
+from .audit import change_history
 from .coupons import HQCoupons
 from .db import HQDatabase
 
@@ -221,6 +222,8 @@ class HQService:
             columns, rows = db.replica.export_rows(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX))
             return {"entity": request.entity, "columns": columns, "rows": rows, "head": head,
                     "next": rows[-1][0] if len(rows) == request.limit else None}
+        if request.op == "changes":
+            return {"changes": change_history(db, "customer", request.customer_id, min(request.limit, 200))}
         if request.op == "history":
             return {"history": purchase_history(db.conn, request.customer_id, min(request.limit, 200))}
         if request.op in ("coupon_reserve", "coupon_release"):

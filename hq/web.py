@@ -10,6 +10,7 @@ from core.web import make_app, requires, web_secret
 from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
+from .audit import change_history
 from .web_admin import products_blueprint, users_blueprint
 from .web_rates import rates_blueprint
 
@@ -55,19 +56,7 @@ def hq_api() -> Api:
 
 
 def customer_audit(db, record: dict) -> list[dict]:
-    """Who changed what and when: the record's changes in HQ's log, newest first."""
-    from datetime import datetime, timezone
-
-    from core.hlc import stamp_ms
-
-    out = []
-    for change in reversed(db.changes_for("customer", record["id"])):
-        when = datetime.fromtimestamp(stamp_ms(change.hlc) / 1000, timezone.utc).isoformat(timespec="seconds")
-        # Bookkeeping fields and a create's empty defaults say nothing to a reader.
-        shown = {k: v for k, v in change.fields.items()
-                 if k not in ("created_at", "created_by", "updated_at", "updated_by") and v not in ("", None)}
-        out.append({"when": when, "seq": change.seq, "origin": change.origin, "by": change.by, "fields": shown})
-    return out
+    return change_history(db, "customer", record["id"])
 
 
 def duplicates_blueprint() -> Blueprint:

@@ -159,3 +159,20 @@ def test_possible_duplicates_are_merged_in_the_browser(browser, web_chain):
     other = browser.new_page()
     login(other, store, "alice")
     until_page_shows(other, f"{store}/customers/{merged}", f"<small>{kept}</small>")  # the merged code finds the survivor
+
+
+def test_the_store_customer_page_shows_hqs_change_history(browser, web_chain):
+    import json
+
+    code = json.loads(web_chain.hq_cli("customers", "add", "--first-name", "Hugo", "--last-name", "Audit",
+                                       "--city", "Vigo").stdout)["code"]
+    web_chain.hq_cli("customers", "edit", code, "--city", "Lugo", "--by", "maria")
+    store = web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, store, "alice")
+    until_page_shows(page, f"{store}/customers/{code}", "city = Lugo")
+    text = page.content()
+    assert "<td>maria</td>" in text and "city = Vigo" in text
+    web_chain.hq.kill()
+    page.goto(f"{store}/customers/{code}")
+    assert "cannot be reached right now" in page.content()

@@ -1,0 +1,21 @@
+"""Who changed what and when, read from HQ's change log (the audit on a
+record's page, at HQ and, asked over sync/req, at a store)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from core.hlc import stamp_ms
+
+BOOKKEEPING = ("created_at", "created_by", "updated_at", "updated_by")
+
+
+def change_history(db, entity: str, key: str, limit: int = 200) -> list[dict]:
+    """A record's changes, newest first; bookkeeping fields and a create's empty
+    defaults are left out (they say nothing to a reader)."""
+    out = []
+    for change in reversed(db.changes_for(entity, key)[-limit:]):
+        when = datetime.fromtimestamp(stamp_ms(change.hlc) / 1000, timezone.utc).isoformat(timespec="seconds")
+        shown = {k: v for k, v in change.fields.items() if k not in BOOKKEEPING and v not in ("", None)}
+        out.append({"when": when, "seq": change.seq, "origin": change.origin, "by": change.by, "fields": shown})
+    return out
