@@ -381,3 +381,15 @@ def test_a_product_page_sets_specific_prices_that_the_price_check_uses(sites, tm
     client.post("/products/SOAP", data={"csrf_token": token, "price": "1.99", "store": "S001"})
     check = client.get("/rates/?sku=SOAP&store=S001").get_data(as_text=True)
     assert "<strong>1.99</strong>" in check and "<strong>specific</strong>" in check
+
+
+@pytest.mark.parametrize("path", ["/customers/", "/customers/CUST-00001", "/stores/", "/duplicates/", "/rates/",
+                                  "/products/", "/users/", "/customers/new"])
+def test_every_page_has_one_plain_title_and_one_body(sites, path):
+    apps, _, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    page = client.get(path).get_data(as_text=True)
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert "<" not in title and len(title) < 120, title
+    assert page.count("<main>") == 1 and page.count("</html>") == 1
