@@ -29,6 +29,9 @@ def fail_on_config_errors():
         raise SystemExit(2) from None
 
 
+by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
+
+
 def customer_options(fn):
     for name in reversed(CUSTOMER_EDITABLE):
         flag = "--" + name.replace("_", "-")
@@ -77,7 +80,6 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
         except ValidationError as exc:
             validation_exit(exc)
 
-    by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
 
     @group.command("add")
     @customer_options
@@ -138,7 +140,7 @@ def sales_commands(group: click.Group, default_config: str, open_db) -> None:
     @click.argument("ticket")
     @click.argument("customer")
     @config_option(default_config)
-    @click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
+    @by_option
     def track(ticket, customer, config_path, by):
         """Attach the closed sale TICKET (which has no customer) to CUSTOMER (code or id)."""
         db = open_db(config_path)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from core.cli_util import config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
+from core.cli_util import by_option, config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
 from core.demo_data import demo_customers
 from core.model import ValidationError, display_name
 from core.process import run_until_signalled, setup_logging
@@ -185,7 +185,7 @@ hq.add_command(users_group)
 @click.argument("number")
 @click.option("--kind", type=click.Choice(["customer", "loyalty"]), default="customer", show_default=True)
 @config_option("hq.toml")
-@click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
+@by_option
 def customers_add_card(ref, number, kind, config_path, by):
     """Give customer REF the card NUMBER (a card belongs to one customer only)."""
     db = open_db(config_path)

@@ -8,13 +8,10 @@ from datetime import date
 
 import click
 
-from core.cli_util import config_option, validation_exit
+from core.cli_util import by_option, config_option, validation_exit
 from core.model import ValidationError
 
 from .catalogue import HQCatalogue
-
-by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
-
 
 def catalogue_for(config_path) -> HQCatalogue:
     from .cli import open_db

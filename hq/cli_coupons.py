@@ -6,13 +6,10 @@ import json
 
 import click
 
-from core.cli_util import config_option, validation_exit
+from core.cli_util import by_option, config_option, validation_exit
 from core.model import ValidationError, display_name
 
 from .coupons import HQCoupons
-
-by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
-
 
 def coupons_for(config_path) -> HQCoupons:
     from .cli import open_db

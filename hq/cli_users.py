@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import click
 
-from core.cli_util import config_option, validation_exit
+from core.cli_util import by_option, config_option, validation_exit
 from core.model import ValidationError
 from core.users import BUILTIN_ROLES, PERMISSIONS
 
 from .users import HQUsers, parse_roles
-
-by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
-
 
 def users_for(config_path) -> HQUsers:
     from .cli import open_db
