@@ -13,7 +13,7 @@ import re
 from .entity import MAX_TEXT, EntitySpec, text_checks
 
 PERMISSIONS = ("customers.view", "customers.create", "customers.edit", "rates.view", "rates.edit", "sales.track",
-               "sync.view", "devices.view", "stores.manage", "users.manage")
+               "sync.view", "devices.view", "stores.manage", "users.manage", "customers.import")
 BUILTIN_ROLES = {
     "admin": PERMISSIONS,
     # stores.manage at a store: that store's settings (a store user never logs in at HQ).
