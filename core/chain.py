@@ -20,7 +20,8 @@ PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
 class Chain:
     def __init__(self, workdir: str | Path, stores: tuple[str, ...] = ("S001", "S002"), *,
                  block_size: int = 100, code_low_water: int = 20, outbox_retry: float = 2.0, log_level: str = "INFO",
-                 tls: dict[str, str] | None = None, store_settings: dict[str, dict[str, Any]] | None = None):
+                 tls: dict[str, str] | None = None, store_settings: dict[str, dict[str, Any]] | None = None,
+                 hq_settings: dict[str, dict[str, Any]] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stores = stores
@@ -29,6 +30,8 @@ class Chain:
         self.tls = tls
         # Extra [store] keys per store, e.g. {"S002": {"block_defaulters": True}}.
         self.store_settings = store_settings or {}
+        # Extra hq.toml sections, e.g. {"import": {"customers": {...}}}.
+        self.hq_settings = hq_settings or {}
         # Every site's page on its own free port (0 turns a page off).
         self.web_ports = {name: free_port() for name in ("hq", *stores)}
         self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls)
@@ -53,7 +56,7 @@ class Chain:
             "codes": {"prefix": "CUST-", "width": 5, "block_size": self.block_size},
             "web": {"port": self.web_ports["hq"]},
             "log": {"level": self.log_level},
-        }
+        } | self.hq_settings
 
     def edge_config(self, store: str) -> dict[str, dict[str, Any]]:
         return {

@@ -9,6 +9,7 @@ Relative paths are taken relative to the config file's directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import Any
 
 from .mqtt import BrokerSettings
 from .topics import ID_RE
+
+
+URL_RE = re.compile(r"^[a-z][a-z0-9+]*://")
 
 
 class ConfigError(Exception):
@@ -71,6 +75,20 @@ class Config(dict):
 
 
 def _convert(key: Key, value: Any, where: str) -> Any:
+    if key.type is list:  # a list of strings
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        bad = [v for v in value if key.choices and v not in key.choices]
+        if bad:
+            raise ConfigError(f"{where}: {bad[0]!r} is not one of {', '.join(key.choices)}")
+        return list(value)
+    if key.type is dict:  # a table of string -> string
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"{where}: expected a table of strings, got {value!r}")
+        bad = [v for v in value.values() if key.choices and v not in key.choices]
+        if bad:
+            raise ConfigError(f"{where}: {bad[0]!r} is not one of {', '.join(key.choices)}")
+        return dict(value)
     if key.type is bool:
         if isinstance(value, bool):
             return value
@@ -146,11 +164,16 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
             else:
                 value = key.default
             value = _convert(key, value, where)
-            if key.path and value and not value.startswith(("postgresql:", "/")):
+            if key.path and _relative_path(value):
                 value = str(base / value)
             out[name] = value
         config[section] = out
     return config
+
+
+def _relative_path(value: str) -> bool:
+    """A path to resolve against the config's directory (not absolute, not a URL)."""
+    return bool(value) and not value.startswith("/") and not URL_RE.match(value) and not value.startswith("postgresql:")
 
 
 def _load_tables(path: Path, base: Path, section: str, tables: Tables, raw: dict) -> dict[str, dict[str, Any]]:
@@ -173,7 +196,7 @@ def _load_tables(path: Path, base: Path, section: str, tables: Tables, raw: dict
             else:
                 value = key.default
             value = _convert(key, value, where)
-            if key.path and value and not value.startswith("/"):
+            if key.path and _relative_path(value):
                 value = str(base / value)
             entry[name] = value
         out[table] = entry
@@ -184,17 +207,29 @@ STORE_ID = Key(str, required=True, pattern=ID_RE, help="store id must be letters
 
 
 def dump_toml(config: dict[str, dict[str, Any]]) -> str:
-    """Write a config as TOML (flat sections of strings, numbers and booleans)."""
+    """Write a config as TOML: sections of strings, numbers, booleans, lists and
+    tables of strings; a section of tables (``{"import": {"customers": {...}}}``)
+    becomes ``[import.customers]``."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, (int, float)):
             return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(item) for item in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{value(k)} = {value(item)}" for k, item in v.items()) + " }"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     out = []
     for section, values in config.items():
+        if values and all(isinstance(v, dict) for v in values.values()):
+            for name, table in values.items():
+                out.append(f"[{section}.{name}]")
+                out += [f"{key} = {value(v)}" for key, v in table.items()]
+                out.append("")
+            continue
         out.append(f"[{section}]")
         out += [f"{key} = {value(v)}" for key, v in values.items()]
         out.append("")

@@ -138,6 +138,15 @@ def m007_api_tokens(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_users_api_token_hash ON users (api_token_hash)")
 
 
+@replica_migrations()
+def m008_external_keys_and_field_rules(db: sqlite_utils.Database) -> None:
+    # Imports key customers by the external system's number; rules say which fields it owns.
+    if "external_id" not in db["customers"].columns_dict:
+        db.execute("ALTER TABLE customers ADD COLUMN external_id TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_customers_external_id ON customers (external_id)")
+    create_entity_table(db, ENTITIES["field_rule"])
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 

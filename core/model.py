@@ -12,6 +12,7 @@ from typing import Any
 from .catalogue import CATALOGUE_ENTITIES
 from .codes import CodeFormat
 from .coupons import COUPON_ENTITIES
+from .ownership import FIELD_RULE
 from .sales import SALE
 from .users import USER_ENTITIES
 from .entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
@@ -25,6 +26,8 @@ CUSTOMER_TEXT = (
     "street", "city", "postcode", "country", "contact", "notes", "rate",
     "payment_status", "status", "origin_store", "created_at", "created_by",
     "updated_at", "updated_by", "household_id", "merged_into",
+    # The key of the customer in an external system (POS customer number); set by imports only.
+    "external_id",
 )
 CUSTOMER_FIELDS = CUSTOMER_TEXT + ("active", "no_paper")
 # What a person may set through a form, a lane or the CLI.
@@ -108,7 +111,7 @@ def checked_customer_write(fields: dict, codes: CodeFormat, *, new: bool) -> dic
             if not str(fields.get(name, "")).strip() and name not in errors:
                 errors[name] = "is required"
     for name in sorted(set(fields) & {"code", "origin_store", "created_at", "created_by", "household_id",
-                                         "merged_into"}):
+                                         "merged_into", "external_id"}):
         errors[name] = "cannot be set here"
     if errors:
         raise ValidationError(errors)
@@ -128,7 +131,8 @@ CUSTOMER = EntitySpec(
     derived_columns=("name_key", "email_key", "phone_key", "mobile_key", "postcode_key"),
     normalize=normalize_customer,
     fts=("first_name", "last_name"),
-    indexes=(("code",), ("name_key",), ("email_key",), ("phone_key",), ("mobile_key",), ("postcode_key",)),
+    indexes=(("code",), ("name_key",), ("email_key",), ("phone_key",), ("mobile_key",), ("postcode_key",),
+             ("external_id",)),
 )
 
 
@@ -226,7 +230,7 @@ def current_consents(conn, customer_id: str) -> dict[str, bool]:
 
 
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE, CONSENT,
-                                                                *COUPON_ENTITIES, *USER_ENTITIES)}
+                                                                *COUPON_ENTITIES, *USER_ENTITIES, FIELD_RULE)}
 
 # Entities a store may write; code aliases and the catalogue are made by HQ only.
 STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use"})

@@ -10,6 +10,7 @@ from typing import Callable
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from .model import CUSTOMER_EDITABLE, ValidationError
+from .ownership import owned_fields
 from .sales import SaleError, purchase_history, track_sale
 from .search import search_customers
 from .web import requires
@@ -111,7 +112,9 @@ def customer_api(api: Api, refusals: tuple = ()) -> None:
 
     @api.route("/customers/<ref>", "GET", "customers.view", "One customer by id or code")
     def customer(ref):
-        return jsonify(_found(ref))
+        record = _found(ref)
+        # Which fields an external system keeps (a PATCH of one is refused), and which one.
+        return jsonify(record | {"owned_fields": owned_fields(g.db.conn, "customer", record)})
 
     @api.route("/customers/<ref>", "PATCH", "customers.edit", "Change fields of a customer", body=CUSTOMER_SCHEMA)
     def update_customer(ref):
@@ -124,11 +127,17 @@ def customer_api(api: Api, refusals: tuple = ()) -> None:
 
     @api.route("/customers/<ref>/deactivate", "POST", "customers.edit", "Deactivate a customer")
     def deactivate(ref):
-        return jsonify(g.db.update_customer(_found(ref)["id"], {"active": False}, "api:" + g.user["username"]))
+        return _set_active(ref, False)
 
     @api.route("/customers/<ref>/reactivate", "POST", "customers.edit", "Reactivate a customer")
     def reactivate(ref):
-        return jsonify(g.db.update_customer(_found(ref)["id"], {"active": True}, "api:" + g.user["username"]))
+        return _set_active(ref, True)
+
+    def _set_active(ref: str, active: bool):
+        try:
+            return jsonify(g.db.update_customer(_found(ref)["id"], {"active": active}, "api:" + g.user["username"]))
+        except ValidationError as exc:  # 'active' kept by an external system
+            return invalid(exc)
 
     @api.route("/customers/<ref>/sales", "GET", "customers.view", "A customer's purchases, newest first",
                query=("limit",))

@@ -10,6 +10,7 @@ from typing import Callable
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from .model import CUSTOMER_EDITABLE, PAYMENT_STATUSES, ValidationError, current_consents
+from .ownership import owned_fields
 from .sales import purchase_history
 from .search import search_customers
 from .web import page_args, requires
@@ -109,8 +110,10 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
     def edit(ref):
         record = _found(ref)
         values, errors = dict(record), {}
+        owned = owned_fields(g.db.conn, "customer", record)
         if request.method == "POST":
-            values = _form_values()
+            # Owned fields are shown, not posted; one posted anyway is refused by the write.
+            values = _form_values(skip=owned)
             try:
                 g.db.update_customer(record["id"], values, g.user["username"])
             except ValidationError as exc:
@@ -118,16 +121,22 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             else:
                 flash(f"Customer {record['code']} saved.")
                 return redirect(url_for("customers.detail", ref=record["id"]))
+        if errors:
+            values = values | {name: record[name] for name in owned}
         return render_template("customers/form.html", values=values, errors=errors, record=record,
-                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES), (422 if errors else 200)
+                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned=owned), (422 if errors else 200)
 
     @bp.route("/<ref>/active", methods=["POST"])
     @requires("customers.edit")
     def set_active(ref):
         record = _found(ref)
         active = request.form.get("active") == "1"
-        g.db.update_customer(record["id"], {"active": active}, g.user["username"])
-        flash(f"Customer {record['code']} {'reactivated' if active else 'deactivated'}.")
+        try:
+            g.db.update_customer(record["id"], {"active": active}, g.user["username"])
+        except ValidationError as exc:  # 'active' kept by an external system
+            flash(f"Customer {record['code']} not changed: active {exc.errors.get('active', exc)}.")
+        else:
+            flash(f"Customer {record['code']} {'reactivated' if active else 'deactivated'}.")
         return redirect(url_for("customers.detail", ref=record["id"]))
 
     return bp
@@ -144,9 +153,11 @@ def _found(ref: str) -> dict:
     return record
 
 
-def _form_values() -> dict:
+def _form_values(skip: dict | tuple = ()) -> dict:
     values = {}
     for name in CUSTOMER_EDITABLE:
+        if name in skip and name not in request.form:
+            continue
         if name == "no_paper":
             values[name] = request.form.get("no_paper") == "1"
         elif name in request.form:

@@ -24,6 +24,7 @@ from core.codes import CodeFormat
 from core.db import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
 from core.hlc import HybridLogicalClock
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
+from core.ownership import refuse_owned
 from core.replica import Replica
 
 edge_migrations = Migrations("lanehub.edge")
@@ -198,6 +199,7 @@ class EdgeDatabase:
             current = self.replica.get("customer", key)
             if current is None:
                 raise KeyError(key)
+            refuse_owned(self.conn, "customer", current, fields)
             changed = {k: v for k, v in fields.items() if current.get(k) != v}
             if changed:
                 self._write("customer", key, changed | {"updated_at": now_iso(), "updated_by": by}, by)

@@ -14,6 +14,7 @@ from core.web import WebService
 
 from .cli_catalogue import register as register_catalogue_commands
 from .cli_coupons import register as register_coupon_commands
+from .cli_import import register as register_import_commands
 from .cli_users import users as users_group
 from .config import load_config
 from .db import HQDatabase
@@ -177,6 +178,7 @@ def customers_load_demo(count, config_path):
 
 register_catalogue_commands(hq)
 register_coupon_commands(hq)
+register_import_commands(hq)
 hq.add_command(users_group)
 
 

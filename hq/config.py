@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from core.config import Config, Key, broker_keys, load
+import re
+
+from core.config import Config, Key, Tables, broker_keys, load
 
 SCHEMA = {
     "hq": {"db": Key(str, "hq.db", path=True)},
@@ -20,6 +22,21 @@ SCHEMA = {
         "block_size": Key(int, 100, minimum=1),
     },
     "log": {"level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},
+    # [import.customers], [import.products], [import.rates]: an external system
+    # (POS, CRM) that owns some fields; see docs/importing.md.
+    "import": Tables({
+        "source": Key(str, "pos", pattern=re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
+                      help="the source's name must be 1-32 letters, digits, '_' or '-'"),
+        "columns": Key(dict, {}),
+        "owned": Key(list, []),
+        "export": Key(list, []),
+        "query": Key(str, ""),
+        "deactivate_missing": Key(bool, False),
+        "export_to": Key(str, "", path=True),
+        "export_table": Key(str, "lanehub_exports", pattern=re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"),
+                            help="a table name (letters, digits, '_')"),
+    }, name_pattern=re.compile(r"^(customers|products|rates)$"),
+        name_help="imports are named customers, products or rates"),
 }
 
 

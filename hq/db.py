@@ -27,6 +27,7 @@ from core.db import Meta, connect, migrate, replica_migrations, transaction
 from core.hlc import HybridLogicalClock
 from core.messages import PayloadError
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
+from core.ownership import refuse_owned
 from core.replica import Replica
 from core.topics import TopicError, check_id
 
@@ -158,17 +159,22 @@ class HQDatabase:
 
     def create_customer(self, fields: dict[str, Any], by: str) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=True)
+        with transaction(self.conn):
+            key = self.insert_customer(fields, by)
+        return self.replica.get("customer", key)
+
+    def insert_customer(self, fields: dict[str, Any], by: str) -> str:
+        """A new customer with the next permanent code, inside the caller's
+        transaction, from already checked fields; returns its id."""
         key = new_id()
         stamp = now_iso()
-        with transaction(self.conn):
-            code = self.codes.format(self._take_numbers(1))
-            record = dict(CUSTOMER_DEFAULTS) | fields | {
-                "code": code, "origin_store": "", "created_at": stamp, "created_by": by,
-                "updated_at": stamp, "updated_by": by,
-            }
-            self._write("customer", key, record, by)
-            flag_duplicates(self.conn, key)
-        return self.replica.get("customer", key)
+        record = dict(CUSTOMER_DEFAULTS) | fields | {
+            "code": self.codes.format(self._take_numbers(1)), "origin_store": "", "created_at": stamp,
+            "created_by": by, "updated_at": stamp, "updated_by": by,
+        }
+        self._write("customer", key, record, by)
+        flag_duplicates(self.conn, key)
+        return key
 
     def update_customer(self, key: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=False)
@@ -176,6 +182,7 @@ class HQDatabase:
             current = self.replica.get("customer", key)
             if current is None:
                 raise KeyError(key)
+            refuse_owned(self.conn, "customer", current, fields)
             changed = {k: v for k, v in fields.items() if current.get(k) != v}
             if changed:
                 self._write("customer", key, changed | {"updated_at": now_iso(), "updated_by": by}, by)
@@ -290,10 +297,22 @@ class HQDatabase:
         for name in spec.immutable:
             if name in change.fields and change.fields[name] != current[name] and current[name] != "":
                 return f"{name} cannot be changed ({current[name]!r} -> {change.fields[name]!r})"
+        if change.entity == "customer":
+            return self._check_customer_edit(change, current)
         if change.entity == "card":
             return self._check_card(change, current)
         if change.entity == "sale":
             return self._customer_known(change.fields.get("customer_id"))
+        return None
+
+    def _check_customer_edit(self, change: Change, current: dict) -> str | None:
+        """A store may not set the external key, nor change what an external system owns."""
+        if "external_id" in change.fields and change.fields["external_id"] != current["external_id"]:
+            return "external_id is set by imports only"
+        try:
+            refuse_owned(self.conn, "customer", current, change.fields)
+        except ValidationError as exc:
+            return str(exc)
         return None
 
     def _unless_rejected(self, entity: str, key: str):
@@ -313,6 +332,8 @@ class HQDatabase:
                 return f"provisional code {code} does not belong to {store}"
             if self.find_customer(code):
                 return f"code {code} is already in use"
+            if change.fields.get("external_id"):
+                return "external_id is set by imports only"
             return None
         if change.entity == "coupon_use":
             if change.fields.get("store") != store:

@@ -26,11 +26,15 @@ from core.worker import Worker
 from .audit import change_history
 from .coupons import HQCoupons
 from .db import HQDatabase
+from .exporting import export_changes
+from .import_targets import TARGETS
+from .importing import ImportSpec, sync_field_rules
 
 log = logging.getLogger(__name__)
 
 DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
+EXPORT_INTERVAL = 60.0  # seconds between writes of exported fields to an external system
 POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
 SNAPSHOT_PAGE_MAX = 20000
 
@@ -68,6 +72,24 @@ class HQService:
         # Edges catch up from HQ's log, so HQ starts publishing at the head.
         self.published = self.db.head()
 
+    def _import_rules(self) -> list[ImportSpec]:
+        specs = []
+        for kind in self.config.get("import", {}):
+            target = TARGETS[kind](self.db)
+            spec = ImportSpec.from_config(self.config, kind, target)
+            if sync_field_rules(self.db, spec, target, "hq:config"):
+                log.info("field rules of %s updated from [import.%s]", target.entity, kind)
+            specs.append(spec)
+        return specs
+
+    def _export(self) -> None:
+        for spec in self.imports:
+            if spec.export and spec.export_to:
+                try:
+                    log.info("%s", export_changes(self.db, spec))
+                except Exception:  # a POS drop that is away must not stop HQ; the cursor waits
+                    log.exception("export to %s failed; retried in %ss", spec.source, EXPORT_INTERVAL)
+
     def _open_reader(self) -> None:
         self.reader = HQDatabase(self.db_path, self.codes, self.block_size)
 
@@ -75,6 +97,10 @@ class HQService:
         # Open the database first so a bad path fails before we join the broker.
         self.apply_worker.start()
         self.apply_worker.call(lambda: None)
+        # hq.toml's [import.*] say which fields external systems own: every store learns it.
+        self.imports = self.apply_worker.call(self._import_rules)
+        if any(spec.export and spec.export_to for spec in self.imports):
+            self.apply_worker.every(EXPORT_INTERVAL, self._export)
         self.serve_worker.start()
         self.client.subscribe(topics.SYNC_UP_ALL, lambda m: self.apply_worker.submit(self._on_up, m))
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))

@@ -1,0 +1,251 @@
+"""What importers write into: customers, products, rates.
+
+Each target says how to key, normalize, diff, create, update and deactivate
+its records; the engine (``hq/importing.py``) is the same for all. Writes go
+through ``HQDatabase._write`` (customers) or ``HQCatalogue.upsert``
+(catalogue): ordinary HQ changes with a ``seq``, replicated to every store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import date
+from typing import Any
+
+from core.catalogue import barcode_key, product_key, rate_key
+from core.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
+from core.replica import decode_row
+
+from .catalogue import HQCatalogue
+from .db import HQDatabase, now_iso
+from .duplicates import flag_duplicates
+
+TRUE_WORDS = {"1", "true", "yes", "y", "on", "active", "t", "s", "si", "sí"}
+FALSE_WORDS = {"0", "false", "no", "n", "off", "inactive", "f"}
+
+
+def text(value: Any) -> str:
+    """A source value as text: SQL gives numbers and NULLs, CSV gives strings."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = text(value).lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValidationError({name: "must be yes or no"})
+
+
+class Target(ABC):
+    entity: str
+    key_field: str
+    importable: tuple[str, ...]
+    bools: tuple[str, ...] = ()
+    # Fields lanehub keeps as its own: never owned by an import (they may seed a new record).
+    lanehub_own: tuple[str, ...] = ()
+
+    def __init__(self, db: HQDatabase):
+        self.db = db
+        self.conn = db.conn
+
+    def key_of(self, mapped: dict[str, Any]) -> str:
+        return text(mapped.get(self.key_field))
+
+    def current(self) -> dict[str, dict[str, Any]]:
+        """lanehub's records that the source's keys can match, by key value."""
+        spec = ENTITIES[self.entity]
+        return {record[self.key_field]: record for record in
+                (decode_row(spec, row) for row in self.conn.execute(f"SELECT * FROM [{spec.table}]"))}
+
+    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+        errors = {name: "is not a field here" for name in mapped if name not in self.importable}
+        if errors:
+            raise ValidationError(errors)
+        fields: dict[str, Any] = {}
+        for name, value in mapped.items():
+            if name in self.bools:
+                if text(value) == "":
+                    continue
+                try:
+                    fields[name] = flag(value, name)
+                except ValidationError as exc:
+                    errors |= exc.errors
+            else:
+                fields[name] = text(value)
+        spec = ENTITIES[self.entity]
+        fields = spec.normalize(fields)
+        errors |= spec.check_fields(fields, self.db.codes)
+        if errors:
+            raise ValidationError(errors)
+        return fields
+
+    def check_new(self, fields: dict[str, Any]) -> None:
+        missing = {name: "is required" for name in ENTITIES[self.entity].required
+                   if name in self.importable and not str(fields.get(name, "")).strip()}
+        if missing:
+            raise ValidationError(missing)
+
+    def diff(self, record: dict[str, Any], fields: dict[str, Any], owned: tuple[str, ...]) -> dict[str, tuple]:
+        return {name: (record.get(name), value) for name, value in fields.items()
+                if name in owned and record.get(name) != value}
+
+    def is_active(self, record: dict[str, Any]) -> bool:
+        return bool(record.get("active"))
+
+    def deactivation(self, record: dict[str, Any]) -> dict[str, tuple]:
+        return {"active": (True, False)}
+
+    def apply(self, change, by: str) -> None:
+        new = {name: value for name, (_, value) in change.fields.items()}
+        if change.action == "create":
+            self.create(new, by)
+        else:
+            self.update(change.record_id, new, by)
+
+    @abstractmethod
+    def create(self, fields: dict[str, Any], by: str) -> None:
+        """Write a new record (inside the engine's transaction)."""
+
+    @abstractmethod
+    def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
+        """Write the changed fields of an existing record."""
+
+
+class CustomerTarget(Target):
+    """Customers keyed by the external system's number (``external_id``); new
+    ones get a permanent lanehub code at once."""
+
+    entity = "customer"
+    key_field = "external_id"
+    importable = ("external_id", *CUSTOMER_EDITABLE, "active")
+    bools = ("no_paper", "active")
+    lanehub_own = ("notes", "rate")
+
+    def current(self) -> dict[str, dict[str, Any]]:
+        spec = ENTITIES["customer"]
+        rows = self.conn.execute("SELECT * FROM customers WHERE coalesce(external_id, '') != '' "
+                                 "AND coalesce(merged_into, '') = ''")
+        return {record["external_id"]: record for record in (decode_row(spec, row) for row in rows)}
+
+    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+        fields = super().normalize(normalize_customer(dict(mapped)))
+        if fields.get("rate") and not self.conn.execute("SELECT 1 FROM rates WHERE code = ?", (fields["rate"],)).fetchone():
+            raise ValidationError({"rate": f"no rate {fields['rate']}"})
+        return fields
+
+    def check_new(self, fields: dict[str, Any]) -> None:
+        missing = {name: "is required" for name in ("first_name", "last_name") if not fields.get(name)}
+        if missing:
+            raise ValidationError(missing)
+
+    def create(self, fields: dict[str, Any], by: str) -> None:
+        self.db.insert_customer(fields, by)
+
+    def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
+        self.db._write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
+        flag_duplicates(self.conn, record_id)
+
+
+class ProductTarget(Target):
+    """Products keyed by SKU; ``barcodes`` ('|'-separated) are added, never removed."""
+
+    entity = "product"
+    key_field = "sku"
+    importable = ("sku", "description", "brand", "size", "retail_price", "tax_rate", "active", "barcodes")
+    bools = ("active",)
+
+    def __init__(self, db: HQDatabase):
+        super().__init__(db)
+        self.catalogue = HQCatalogue(db)
+
+    def current(self) -> dict[str, dict[str, Any]]:
+        records = super().current()
+        codes: dict[str, list[str]] = {}
+        for code, product_id in self.conn.execute("SELECT code, product_id FROM barcodes WHERE active = 1 ORDER BY code"):
+            codes.setdefault(product_id, []).append(code)
+        for record in records.values():
+            record["barcodes"] = "|".join(codes.get(record["id"], []))
+        return records
+
+    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+        mapped = dict(mapped)
+        barcodes = "|".join(c.strip() for c in text(mapped.pop("barcodes", "")).split("|") if c.strip())
+        if "tax_rate" in mapped and text(mapped["tax_rate"]) == "":
+            mapped.pop("tax_rate")
+        fields = super().normalize(mapped)
+        errors = {}
+        for code in barcodes.split("|") if barcodes else []:
+            errors |= {"barcodes": message for message in
+                       ENTITIES["barcode"].check_fields({"code": code}, None).values()}
+            owner = self.conn.execute("SELECT p.sku FROM barcodes b JOIN products p ON p.id = b.product_id "
+                                      "WHERE b.code = ? AND b.active = 1", (code,)).fetchone()
+            if owner and owner[0] != fields.get("sku"):
+                errors["barcodes"] = f"barcode {code} already belongs to product {owner[0]}"
+        if errors:
+            raise ValidationError(errors)
+        return fields | ({"barcodes": barcodes} if barcodes else {})
+
+    def check_new(self, fields: dict[str, Any]) -> None:
+        missing = {name: "is required" for name in ("description", "retail_price") if not fields.get(name)}
+        if missing:
+            raise ValidationError(missing)
+
+    def diff(self, record: dict[str, Any], fields: dict[str, Any], owned: tuple[str, ...]) -> dict[str, tuple]:
+        out = super().diff(record, {k: v for k, v in fields.items() if k != "barcodes"}, owned)
+        have = set(filter(None, record["barcodes"].split("|")))
+        new = [c for c in fields.get("barcodes", "").split("|") if c and c not in have]
+        if new and "barcodes" in owned:
+            out["barcodes"] = (record["barcodes"], "|".join(sorted(have | set(new))))
+        return out
+
+    def create(self, fields: dict[str, Any], by: str) -> None:
+        self.update(product_key(fields["sku"]), fields, by)
+
+    def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
+        fields = dict(fields)
+        barcodes = [c for c in fields.pop("barcodes", "").split("|") if c]
+        if fields:
+            self.catalogue.upsert("product", record_id, fields, by)
+        for code in barcodes:
+            self.catalogue.upsert("barcode", barcode_key(code), {"code": code, "product_id": record_id, "active": True}, by)
+
+
+class RateTarget(Target):
+    """Rate headers keyed by code; a rate missing from the source is disabled."""
+
+    entity = "rate"
+    key_field = "code"
+    importable = ("code", "name", "start", "end", "status")
+
+    def key_of(self, mapped: dict[str, Any]) -> str:
+        return text(mapped.get("code")).upper()
+
+    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+        return super().normalize(dict(mapped) | ({"code": self.key_of(mapped)} if "code" in mapped else {}))
+
+    def check_new(self, fields: dict[str, Any]) -> None:
+        pass  # a new rate starts today unless the source says when
+
+    def is_active(self, record: dict[str, Any]) -> bool:
+        return record.get("status") == "active"
+
+    def deactivation(self, record: dict[str, Any]) -> dict[str, tuple]:
+        return {"status": (record["status"], "disabled")}
+
+    def create(self, fields: dict[str, Any], by: str) -> None:
+        fields = {"start": date.today().isoformat(), "status": "active"} | fields
+        HQCatalogue(self.db).upsert("rate", rate_key(fields["code"]), fields, by)
+
+    def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
+        HQCatalogue(self.db).upsert("rate", record_id, fields, by)
+
+
+TARGETS: dict[str, type[Target]] = {"customers": CustomerTarget, "products": ProductTarget, "rates": RateTarget}
