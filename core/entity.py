@@ -22,6 +22,10 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 # The combining marks NFKD splits accents into (U+0300-036F covers Latin, Greek, Cyrillic).
 COMBINING_RE = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 
+# Yes/no words accepted in CSV files and POS databases (English and Spanish POS exports).
+TRUE_WORDS = frozenset({"1", "true", "yes", "y", "on", "active", "t", "s", "si", "sí"})
+FALSE_WORDS = frozenset({"0", "false", "no", "n", "off", "inactive", "f"})
+
 MAX_TEXT = 200
 MAX_NOTES = 4000
 

@@ -1,41 +1,22 @@
 """HQ's catalogue writes: products (CSV import), rates, rate lines, specific prices.
 
-Rattail's importer shape: normalize each row → key (the natural key) → diff
-against what HQ holds → create/update only what changed. Every write is a
-normal HQ change (``seq``), so it reaches every store like a customer edit.
-Nothing is ever deleted: a product, barcode, line or price is deactivated.
+Every write is a normal HQ change (``seq``), so it reaches every store like
+a customer edit. Nothing is ever deleted: a product, barcode, line or price
+is deactivated. CSV and POS imports go through ``hq/importing.py``.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from core.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
+from core.catalogue import product_key, rate_key, rate_line_key, specific_price_key
 from core.db import transaction
 from core.model import ENTITIES, ValidationError
+from core.ownership import refuse_owned
 from core.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
 
 from .db import HQDatabase
-
-PRODUCT_COLUMNS = ("sku", "description", "brand", "size", "retail_price", "tax_rate", "active", "barcodes")
-TRUE_WORDS = {"1", "true", "yes", "y", "on", "active"}
-FALSE_WORDS = {"0", "false", "no", "n", "off", "inactive"}
-
-
-@dataclass
-class ImportResult:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (CSV line, field errors)
-    diffs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (action, sku, changed fields)
-
-    def summary(self) -> str:
-        return f"csv -> lanehub: added {self.created}; updated {self.updated}; unchanged {self.unchanged}"
 
 
 class HQCatalogue:
@@ -81,54 +62,6 @@ class HQCatalogue:
         return [r[0] for r in self.db.conn.execute(
             "SELECT code FROM barcodes WHERE product_id = ? AND active = 1 ORDER BY code", (product_id,))]
 
-    def put_product(self, fields: dict[str, Any], barcodes: list[str], by: str) -> dict[str, Any]:
-        with transaction(self.db.conn):
-            return self._put_product(fields, barcodes, by)
-
-    def _put_product(self, fields: dict[str, Any], barcodes: list[str], by: str) -> dict[str, Any]:
-        sku = str(fields.get("sku", "")).strip()
-        if not sku:
-            raise ValidationError({"sku": "is required"})
-        key = product_key(sku)
-        changed = self.upsert("product", key, fields | {"sku": sku}, by)
-        for code in barcodes:
-            owner = self.db.conn.execute("SELECT product_id FROM barcodes WHERE code = ? AND active = 1", (code,)).fetchone()
-            if owner and owner[0] != key:
-                raise ValidationError({"barcodes": f"barcode {code} already belongs to another product"})
-            if self.upsert("barcode", barcode_key(code), {"code": code, "product_id": key, "active": True}, by):
-                changed.setdefault("barcodes", []).append(code)
-        return changed
-
-    def import_products(self, path: str | Path, by: str, *, dry_run: bool = False) -> ImportResult:
-        """Import a products CSV (columns: PRODUCT_COLUMNS; barcodes separated by '|').
-        All or nothing: any invalid row aborts the import with every row's errors;
-        ``dry_run`` reports what would change and changes nothing."""
-        rows = list(_read_csv(path))
-        result = ImportResult()
-        conn = self.db.conn
-        with transaction(conn):
-            conn.execute("SAVEPOINT import_products")
-            for line, row in rows:
-                try:
-                    fields, barcodes = _product_row(row)
-                    existed = self.product(fields["sku"]) is not None
-                    changed = self._put_product(fields, barcodes, by)
-                except ValidationError as exc:
-                    result.errors.append((line, exc.errors))
-                    continue
-                if not changed:
-                    result.unchanged += 1
-                elif existed:
-                    result.updated += 1
-                    result.diffs.append(("update", fields["sku"], changed))
-                else:
-                    result.created += 1
-                    result.diffs.append(("create", fields["sku"], changed))
-            if dry_run or result.errors:
-                conn.execute("ROLLBACK TO import_products")
-            conn.execute("RELEASE import_products")
-        return result
-
     # --- rates --------------------------------------------------------------------------
 
     def rate(self, code: str) -> dict[str, Any] | None:
@@ -146,6 +79,8 @@ class HQCatalogue:
             current = self.db.replica.get("rate", key)
             if current is None:
                 fields = {"start": date.today().isoformat(), "status": "active"} | {k: v for k, v in fields.items() if v is not None}
+            else:
+                refuse_owned(self.db.conn, "rate", current, {k: v for k, v in fields.items() if v is not None})
             merged = (current or {}) | {k: v for k, v in fields.items() if v is not None} | {"code": code}
             # The window is checked on the whole header, not only on the fields given.
             errors = ENTITIES["rate"].check_fields({k: merged[k] for k in ("start", "end") if k in merged}, None)
@@ -224,28 +159,3 @@ class HQCatalogue:
             raise ValidationError({name: message})
         return record
 
-
-def _read_csv(path: str | Path):
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"sku", "description", "retail_price"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValidationError({"columns": f"{path}: missing column(s) {', '.join(sorted(missing))}"})
-        unknown = set(reader.fieldnames or ()) - set(PRODUCT_COLUMNS)
-        if unknown:
-            raise ValidationError({"columns": f"{path}: unknown column(s) {', '.join(sorted(unknown))}"})
-        for row in reader:
-            yield reader.line_num, row
-
-
-def _product_row(row: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    fields: dict[str, Any] = {k: (row.get(k) or "").strip() for k in PRODUCT_COLUMNS if k in row and k not in ("barcodes", "active")}
-    if row.get("active") not in (None, ""):
-        word = row["active"].strip().lower()
-        if word not in TRUE_WORDS | FALSE_WORDS:
-            raise ValidationError({"active": "must be yes or no"})
-        fields["active"] = word in TRUE_WORDS
-    if not fields.get("tax_rate"):
-        fields.pop("tax_rate", None)
-    barcodes = [code.strip() for code in (row.get("barcodes") or "").split("|") if code.strip()]
-    return fields, barcodes

@@ -8,7 +8,7 @@ from datetime import date
 
 import click
 
-from core.cli_util import by_option, config_option, validation_exit
+from core.cli_util import by_option, config_option, fail_on_config_errors, validation_exit
 from core.model import ValidationError
 
 from .catalogue import HQCatalogue
@@ -39,20 +39,26 @@ def products_import(csv_file, dry_run, config_path, by):
     """Import products from CSV_FILE (sku, description, brand, size, retail_price,
     tax_rate, active, barcodes separated by '|'). All or nothing: an invalid row
     aborts the import and every row's errors are listed."""
-    catalogue = catalogue_for(config_path)
+    from .cli import db_for
+    from .config import load_config
+    from .importing import ImportAborted, import_file
+
+    with fail_on_config_errors():
+        config = load_config(config_path)
+        db = db_for(config)
     try:
-        result = catalogue.import_products(csv_file, by, dry_run=dry_run)
-    except ValidationError as exc:
-        validation_exit(exc)
-    if result.errors:
-        for line, errors in result.errors:
+        result = import_file(db, "products", csv_file, by, dry_run=dry_run, config=config)
+    except ImportAborted as exc:
+        for where, _, errors in exc.plan.invalid if exc.plan else ():
             for name, message in sorted(errors.items()):
-                click.echo(f"error: {csv_file} line {line}: {name} {message}", err=True)
-        click.echo("nothing imported", err=True)
+                click.echo(f"error: {where}: {name} {message}", err=True)
+        click.echo(f"error: {exc}", err=True)
         raise SystemExit(1)
+    finally:
+        db.close()
     if dry_run:
-        for action, sku, changed in result.diffs:
-            click.echo(f"would {action} {sku}: {json.dumps(changed, sort_keys=True)}")
+        for change in result.changes:
+            click.echo("would " + change.describe())
         click.echo("dry run: " + result.summary())
     else:
         click.echo(result.summary())

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from core.catalogue import barcode_key, product_key, rate_key
+from core.entity import FALSE_WORDS, TRUE_WORDS
 from core.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
 from core.replica import decode_row
 
@@ -20,8 +21,6 @@ from .catalogue import HQCatalogue
 from .db import HQDatabase, now_iso
 from .duplicates import flag_duplicates
 
-TRUE_WORDS = {"1", "true", "yes", "y", "on", "active", "t", "s", "si", "sí"}
-FALSE_WORDS = {"0", "false", "no", "n", "off", "inactive", "f"}
 
 
 def text(value: Any) -> str:

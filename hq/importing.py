@@ -13,6 +13,7 @@ mapped fields it does not own seed new records and are left alone afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from core.config import ConfigError
@@ -234,3 +235,14 @@ def sync_field_rules(db, spec: ImportSpec, target: Target, by: str) -> int:
                 db._write("field_rule", key, delta, by)
                 changed += 1
     return changed
+
+
+def import_file(db, kind: str, path, by: str, *, dry_run: bool = False, config=None) -> ImportPlan:
+    """An operator's upload (the products page, ``lanehub hq products import``):
+    the same engine, all or nothing, with ``[import.KIND]`` when configured."""
+    from .import_sources import CsvSource
+    from .import_targets import TARGETS
+
+    target = TARGETS[kind](db)
+    spec = ImportSpec.from_config(config or {}, kind, target)
+    return run_import(target, spec, CsvSource(Path(path)), by, dry_run=dry_run, deactivate_missing=False)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from werkzeug.utils import secure_filename
 
 from core.model import ValidationError
 from core.users import BUILTIN_ROLES, PERMISSIONS
 from core.web import requires
 
 from .catalogue import HQCatalogue
+from .importing import ImportAborted, import_file
 from .users import HQUsers
 
 
@@ -129,16 +131,16 @@ def products_blueprint() -> Blueprint:
             flash("Choose a CSV file first.")
             return redirect(url_for("products.index"))
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "products.csv"
+            path = Path(tmp) / (secure_filename(upload.filename) or "products.csv")
             upload.save(path)
             confirm = request.form.get("confirm") == "1"
             try:
-                result = HQCatalogue(g.db).import_products(path, g.user["username"], dry_run=not confirm)
-            except ValidationError as exc:
-                return render_template("products.html", products=[], q="", preview=None,
-                                       errors=[(0, exc.errors)]), 422
-        if result.errors:
-            return render_template("products.html", products=[], q="", preview=None, errors=result.errors), 422
+                result = import_file(g.db, "products", path, g.user["username"], dry_run=not confirm,
+                                     config=current_app.extensions["lanehub"]["config"])
+            except ImportAborted as exc:
+                errors = [(where, errs) for where, _, errs in exc.plan.invalid] if exc.plan and exc.plan.invalid \
+                    else [("", {"file": str(exc)})]
+                return render_template("products.html", products=[], q="", preview=None, errors=errors), 422
         if confirm:
             flash(result.summary())
             return redirect(url_for("products.index"))

@@ -374,3 +374,17 @@ def test_imported_customers_reach_a_store_replica_through_real_brokers(make_chai
     wait_until(lambda: customer_by(store, "external_id", "1001")["city"] == "Toledo", message="update at the store")
     wait_until(lambda: customer_by(store, "external_id", "1003")["active"] == 0, message="deactivation at the store")
     assert customer_by(store, "external_id", "1001")["notes"] == "asks for paper bags"
+
+
+def test_rate_fields_owned_by_the_source_are_refused_in_the_rates_pages_path(hq, tmp_path):
+    from hq.catalogue import HQCatalogue
+
+    config = load_config(write_config(tmp_path, {"rates": {"source": "erp", "owned": ["name", "end"]}}))
+    rates = TARGETS["rates"](hq)
+    spec = ImportSpec.from_config(config, "rates", rates)
+    run_import(rates, spec, CsvSource(write_csv(tmp_path / "r.csv", [{"code": "VIP", "name": "VIP", "end": ""}], ",")),
+               "import:erp")
+    sync_field_rules(hq, spec, rates, "t")
+    with pytest.raises(ValidationError, match="name comes from erp"):
+        HQCatalogue(hq).put_rate("VIP", {"name": "Gold"}, "clerk")
+    assert HQCatalogue(hq).put_rate("VIP", {"start": "2026-02-01"}, "clerk")["start"] == "2026-02-01"

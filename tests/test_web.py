@@ -14,6 +14,7 @@ from core.web import PUBLIC
 from edge.db import EdgeDatabase
 from edge.web import create_app as store_app
 from hq.db import HQDatabase
+from hq.importing import import_file
 from hq.users import HQUsers
 from hq.web import create_app as hq_app
 
@@ -225,7 +226,7 @@ def test_rates_are_edited_with_errors_by_field_and_the_price_check_uses_the_lane
 
     csv = tmp_path / "p.csv"
     csv.write_text("sku,description,retail_price,barcodes\nMILK,Milk,1.20,8410000000011\n")
-    HQCatalogue(hq).import_products(csv, "t")
+    import_file(hq, "products", csv, "t")
     client = apps["hq"].test_client()
     login(client, "admin")
     token = csrf(client, "/rates/")
@@ -342,7 +343,7 @@ def test_a_products_csv_is_previewed_before_it_is_imported(sites):
     bad = client.post("/products/import", data={"csrf_token": token, "confirm": "1",
                                                  "file": (io.BytesIO(b"sku,description,retail_price\nX,,abc\n"), "b.csv")},
                       content_type="multipart/form-data")
-    assert bad.status_code == 422 and "Line 2" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "b.csv line 2" in bad.get_data(as_text=True)
 
 
 def test_the_customer_list_filters_by_origin_and_possible_duplicates_and_shows_households(sites):
@@ -370,7 +371,7 @@ def test_a_product_page_sets_specific_prices_that_the_price_check_uses(sites, tm
 
     csv = tmp_path / "p.csv"
     csv.write_text("sku,description,retail_price,barcodes\nSOAP,Hand soap,2.49,8714789734319\n")
-    HQCatalogue(hq).import_products(csv, "t")
+    import_file(hq, "products", csv, "t")
     client = apps["hq"].test_client()
     login(client, "admin")
     page = client.get("/products/SOAP").get_data(as_text=True)
