@@ -32,7 +32,19 @@ def fail_on_config_errors():
 by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")
 
 
+def _extra_pairs(ctx, param, values) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE")
+        out[name.strip()] = text
+    return out
+
+
 def customer_options(fn):
+    fn = click.option("--extra", multiple=True, callback=_extra_pairs, metavar="NAME=VALUE",
+                      help="A declared extra field (lanehub hq extra-fields list); repeat for several.")(fn)
     for name in reversed(CUSTOMER_EDITABLE):
         flag = "--" + name.replace("_", "-")
         if name == "no_paper":
@@ -70,26 +82,25 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
             raise click.ClickException(f"no customer {ref}")
         return record
 
-    def update(config_path, ref, fields, by):
+    def update(config_path, ref, fields, by, extra=None):
         db = open_db(config_path)
         record = found(db, ref)
-        if not fields:
+        if not fields and not extra:
             raise click.ClickException("nothing to change: give at least one field option")
         try:
-            print_customer(db.update_customer(record["id"], fields, by))
+            print_customer(db.update_customer(record["id"], fields, by, extra=extra))
         except ValidationError as exc:
             validation_exit(exc)
-
 
     @group.command("add")
     @customer_options
     @config_option(default_config)
     @by_option
-    def add(config_path, by, **values):
+    def add(config_path, by, extra, **values):
         """Create a customer; it gets its final code at once."""
         db = open_db(config_path)
         try:
-            print_customer(db.create_customer(given_fields(values), by))
+            print_customer(db.create_customer(given_fields(values), by, extra=extra))
         except ValidationError as exc:
             validation_exit(exc)
         except refusals as exc:
@@ -100,9 +111,9 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
     @customer_options
     @config_option(default_config)
     @by_option
-    def edit(ref, config_path, by, **values):
+    def edit(ref, config_path, by, extra, **values):
         """Change fields of customer REF (id, code or a replaced provisional code)."""
-        update(config_path, ref, given_fields(values), by)
+        update(config_path, ref, given_fields(values), by, extra)
 
     @group.command("deactivate")
     @click.argument("ref")
@@ -124,8 +135,12 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
     @click.argument("ref")
     @config_option(default_config)
     def show(ref, config_path):
-        """Show customer REF as JSON."""
-        print_customer(found(open_db(config_path), ref))
+        """Show customer REF as JSON (with its declared extra fields under "extra")."""
+        from .extra_fields import extras_of
+
+        db = open_db(config_path)
+        record = found(db, ref)
+        print_customer(record | {"extra": extras_of(db.conn, record["id"])})
 
 
 def sales_commands(group: click.Group, default_config: str, open_db) -> None:

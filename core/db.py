@@ -147,6 +147,12 @@ def m008_external_keys_and_field_rules(db: sqlite_utils.Database) -> None:
     create_entity_table(db, ENTITIES["field_rule"])
 
 
+@replica_migrations()
+def m009_extra_fields(db: sqlite_utils.Database) -> None:
+    for name in ("extra_field", "customer_extra"):
+        create_entity_table(db, ENTITIES[name])
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 

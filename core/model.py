@@ -12,6 +12,7 @@ from typing import Any
 from .catalogue import CATALOGUE_ENTITIES
 from .codes import CodeFormat
 from .coupons import COUPON_ENTITIES
+from .extra_fields import CUSTOMER_EXTRA, EXTRA_FIELD
 from .ownership import FIELD_RULE
 from .sales import SALE
 from .users import USER_ENTITIES
@@ -230,10 +231,11 @@ def current_consents(conn, customer_id: str) -> dict[str, bool]:
 
 
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE, CONSENT,
-                                                                *COUPON_ENTITIES, *USER_ENTITIES, FIELD_RULE)}
+                                                                *COUPON_ENTITIES, *USER_ENTITIES, FIELD_RULE,
+                                                                EXTRA_FIELD, CUSTOMER_EXTRA)}
 
 # Entities a store may write; code aliases and the catalogue are made by HQ only.
-STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use"})
+STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use", "customer_extra"})
 
 
 def display_name(record: dict) -> str:

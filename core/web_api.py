@@ -9,15 +9,18 @@ from typing import Callable
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
+from .extra_fields import declared, extras_of
 from .model import CUSTOMER_EDITABLE, ValidationError
-from .ownership import owned_fields
+from .ownership import field_rules, owned_fields
 from .sales import SaleError, purchase_history, track_sale
 from .search import search_customers
 from .web import requires
 
 CUSTOMER_SCHEMA = {
     "type": "object",
-    "properties": {name: ({"type": "boolean"} if name == "no_paper" else {"type": "string"}) for name in CUSTOMER_EDITABLE},
+    "properties": {name: ({"type": "boolean"} if name == "no_paper" else {"type": "string"}) for name in CUSTOMER_EDITABLE}
+    | {"extra": {"type": "object", "additionalProperties": {"type": "string"},
+                 "description": "Declared extra fields by name (GET /extra-fields)"}},
     "additionalProperties": False,
 }
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}, "fields": {"type": "object"}},
@@ -103,25 +106,32 @@ def customer_api(api: Api, refusals: tuple = ()) -> None:
                body=CUSTOMER_SCHEMA)
     def create_customer():
         try:
-            record = g.db.create_customer(_customer_fields(json_body()), "api:" + g.user["username"])
+            fields, extra = _customer_fields(json_body())
+            record = g.db.create_customer(fields, "api:" + g.user["username"], extra=extra)
         except ValidationError as exc:
             return invalid(exc)
         except refusals as exc:
             return jsonify({"error": str(exc)}), 503
         return jsonify(record), 201, {"Location": url_for("api.get_customer", ref=record["id"])}
 
+    @api.route("/extra-fields", "GET", "customers.view", "The declared extra customer fields and who owns which fields")
+    def extra_fields():
+        return jsonify({"extra_fields": [{"name": n, "label": label} for n, label in declared(g.db.conn).items()],
+                        "owned_fields": {r.field: r.owner for r in field_rules(g.db.conn, "customer").values() if r.owner}})
+
     @api.route("/customers/<ref>", "GET", "customers.view", "One customer by id or code")
     def customer(ref):
         record = _found(ref)
         # Which fields an external system keeps (a PATCH of one is refused), and which one.
-        return jsonify(record | {"owned_fields": owned_fields(g.db.conn, "customer", record)})
+        return jsonify(record | {"extra": extras_of(g.db.conn, record["id"]),
+                                 "owned_fields": owned_fields(g.db.conn, "customer", record)})
 
     @api.route("/customers/<ref>", "PATCH", "customers.edit", "Change fields of a customer", body=CUSTOMER_SCHEMA)
     def update_customer(ref):
         record = _found(ref)
-        fields = _customer_fields(json_body())
+        fields, extra = _customer_fields(json_body())
         try:
-            return jsonify(g.db.update_customer(record["id"], fields, "api:" + g.user["username"]))
+            return jsonify(g.db.update_customer(record["id"], fields, "api:" + g.user["username"], extra=extra))
         except ValidationError as exc:
             return invalid(exc)
 
@@ -174,11 +184,16 @@ def customer_api(api: Api, refusals: tuple = ()) -> None:
         return jsonify({"rates": out})
 
 
-def _customer_fields(data: dict) -> dict:
+def _customer_fields(data: dict) -> tuple[dict, dict]:
+    """(the customer's fields, its declared extra values) of a request body."""
+    data = dict(data)
+    extra = data.pop("extra", None) or {}
     unknown = sorted(set(data) - set(CUSTOMER_EDITABLE))
     if unknown:
         raise_invalid({name: "is not a field you can set" for name in unknown})
-    return data
+    if not isinstance(extra, dict):
+        raise_invalid({"extra": "must be an object of declared extra fields"})
+    return data, extra
 
 
 def raise_invalid(errors: dict):

@@ -9,6 +9,7 @@ from typing import Callable
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from .extra_fields import PREFIX, declared, extras_of, with_extras
 from .model import CUSTOMER_EDITABLE, PAYMENT_STATUSES, ValidationError, current_consents
 from .ownership import owned_fields
 from .sales import purchase_history
@@ -72,7 +73,7 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         if request.method == "POST":
             values = _form_values()
             try:
-                record = g.db.create_customer(values, g.user["username"])
+                record = g.db.create_customer(values, g.user["username"], extra=_extra_values())
             except ValidationError as exc:
                 errors = exc.errors
             except refusals as exc:
@@ -80,8 +81,10 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             else:
                 flash(f"Customer {record['code']} created.")
                 return redirect(url_for("customers.detail", ref=record["id"]))
+        values = values | {PREFIX + name: value for name, value in _extra_values().items()}
         return render_template("customers/form.html", values=values, errors=errors, record=None,
-                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES), (422 if errors else 200)
+                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned={},
+                               extras=declared(g.db.conn)), (422 if errors else 200)
 
     @bp.route("/<ref>")
     @requires("customers.view")
@@ -97,7 +100,10 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             household = g.db.replica.get("household", record["household_id"])
             members = [g.db.replica.get("customer", r[0]) for r in g.db.conn.execute(
                 "SELECT id FROM customers WHERE household_id = ? AND id != ? ORDER BY code", (record["household_id"], record["id"]))]
+        extras = declared(g.db.conn)
+        values = extras_of(g.db.conn, record["id"])
         return render_template("customers/detail.html", record=record, cards=cards, consents=consents,
+                               extras=[(label, values.get(name, "")) for name, label in extras.items()],
                                household=household, members=members,
                                current=current_consents(g.db.conn, record["id"]),
                                history=purchase_history(g.db.conn, record["id"], 20),
@@ -109,22 +115,25 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
     @requires("customers.edit")
     def edit(ref):
         record = _found(ref)
-        values, errors = dict(record), {}
+        values, errors = with_extras(g.db.conn, record), {}
         owned = owned_fields(g.db.conn, "customer", record)
         if request.method == "POST":
             # Owned fields are shown, not posted; one posted anyway is refused by the write.
             values = _form_values(skip=owned)
+            extra = _extra_values(skip=owned)
+            values_shown = values | {PREFIX + name: value for name, value in extra.items()}
             try:
-                g.db.update_customer(record["id"], values, g.user["username"])
+                g.db.update_customer(record["id"], values, g.user["username"], extra=extra)
             except ValidationError as exc:
                 errors = exc.errors
             else:
                 flash(f"Customer {record['code']} saved.")
                 return redirect(url_for("customers.detail", ref=record["id"]))
         if errors:
-            values = values | {name: record[name] for name in owned}
+            values = values_shown | {name: with_extras(g.db.conn, record).get(name, "") for name in owned}
         return render_template("customers/form.html", values=values, errors=errors, record=record,
-                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned=owned), (422 if errors else 200)
+                               fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned=owned,
+                               extras=declared(g.db.conn)), (422 if errors else 200)
 
     @bp.route("/<ref>/active", methods=["POST"])
     @requires("customers.edit")
@@ -151,6 +160,12 @@ def _found(ref: str) -> dict:
     if record is None:
         abort(404)
     return record
+
+
+def _extra_values(skip: dict | tuple = ()) -> dict[str, str]:
+    """The declared extra fields posted as ``extra.NAME`` (owned ones are shown, not posted)."""
+    return {name: request.form.get(PREFIX + name, "") for name in declared(g.db.conn)
+            if PREFIX + name in request.form and PREFIX + name not in skip}
 
 
 def _form_values(skip: dict | tuple = ()) -> dict:

@@ -24,7 +24,8 @@ from core.codes import CodeFormat
 from core.db import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
 from core.hlc import HybridLogicalClock
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
-from core.ownership import refuse_owned
+from core.customer_updates import check_extra, write_customer_update
+from core.extra_fields import write_extras
 from core.replica import Replica
 
 edge_migrations = Migrations("lanehub.edge")
@@ -165,7 +166,8 @@ class EdgeDatabase:
         self.meta.set("hlc", change.hlc)
         return change
 
-    def create_customer(self, fields: dict[str, Any], by: str, request_id: str = "") -> dict[str, Any]:
+    def create_customer(self, fields: dict[str, Any], by: str, request_id: str = "",
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create a customer with its final code (a leased number, or a provisional
         code when the store is out of numbers); usable at once. A repeated
         ``request_id`` returns the customer the first request made."""
@@ -180,6 +182,7 @@ class EdgeDatabase:
                     raise NotReady("this request's customer was refused by HQ (see the store's rejections)")
                 return record
         fields = checked_customer_write(fields, codes, new=True)
+        extra = check_extra(self, extra)
         key = new_id()
         stamp = now_iso()
         with transaction(self.conn):
@@ -190,19 +193,19 @@ class EdgeDatabase:
                 "created_at": stamp, "created_by": by, "updated_at": stamp, "updated_by": by,
             }
             self._write("customer", key, record, by)
+            write_extras(self, {"id": key}, extra, by)
         return self.replica.get("customer", key)
 
-    def update_customer(self, key: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
+    def update_customer(self, key: str, fields: dict[str, Any], by: str,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
         codes = self.codes or CodeFormat()
         fields = checked_customer_write(fields, codes, new=False)
+        extra = check_extra(self, extra)
         with transaction(self.conn):
             current = self.replica.get("customer", key)
             if current is None:
                 raise KeyError(key)
-            refuse_owned(self.conn, "customer", current, fields)
-            changed = {k: v for k, v in fields.items() if current.get(k) != v}
-            if changed:
-                self._write("customer", key, changed | {"updated_at": now_iso(), "updated_by": by}, by)
+            write_customer_update(self, current, fields, extra, by, now_iso())
         return self.replica.get("customer", key)
 
     def find_customer(self, ref: str) -> dict[str, Any] | None:

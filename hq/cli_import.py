@@ -6,19 +6,23 @@ import sys
 
 import click
 
-from core.cli_util import config_option, fail_on_config_errors
+from core.cli_util import by_option, config_option, fail_on_config_errors, validation_exit
+from core.extra_fields import declared
+from core.model import ValidationError
 from core.ownership import RULE_ENTITIES, field_rules
 
 from .config import load_config
 from .import_sources import SourceError, open_source
 from .import_targets import TARGETS
-from .importing import Caps, ImportAborted, ImportPlan, ImportSpec, run_import, sync_field_rules
+from .fields import declare_extra_field, sync_field_rules
+from .importing import Caps, ImportAborted, ImportPlan, ImportSpec, run_import
 
 
 def register(hq: click.Group) -> None:
     hq.add_command(import_command)
     hq.add_command(export_command)
     hq.add_command(fields)
+    hq.add_command(extra_fields)
 
 
 def _setup(config_path, kind):
@@ -133,3 +137,54 @@ def fields(entity, config_path):
                 click.echo(f"{name}.{rule.field}: {what}")
     finally:
         db.close()
+
+
+@click.group("extra-fields")
+def extra_fields():
+    """The chain's declared extra customer fields (shown and edited on every site)."""
+
+
+@extra_fields.command("add")
+@click.argument("name")
+@click.argument("label")
+@config_option("hq.toml")
+@by_option
+def extra_fields_add(name, label, config_path, by):
+    """Declare extra field NAME (lower-case, e.g. loyalty_tier) shown as LABEL; an existing one is relabelled."""
+    _declare(config_path, name, label, by, True)
+
+
+@extra_fields.command("remove")
+@click.argument("name")
+@config_option("hq.toml")
+@by_option
+def extra_fields_remove(name, config_path, by):
+    """Withdraw extra field NAME: hidden from pages, new values refused; kept values stay."""
+    _declare(config_path, name, "", by, False)
+
+
+@extra_fields.command("list")
+@config_option("hq.toml")
+def extra_fields_list(config_path):
+    """Declared extra fields: name and label."""
+    from .cli import open_db
+
+    db = open_db(config_path)
+    try:
+        for name, label in declared(db.conn).items():
+            click.echo(f"{name}\t{label}")
+    finally:
+        db.close()
+
+
+def _declare(config_path, name, label, by, active):
+    from .cli import open_db
+
+    db = open_db(config_path)
+    try:
+        record = declare_extra_field(db, name, label, by, active=active)
+    except ValidationError as exc:
+        validation_exit(exc)
+    finally:
+        db.close()
+    click.echo(f"{record['name']}\t{record['label']}\t{'active' if record['active'] else 'withdrawn'}")

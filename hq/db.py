@@ -27,6 +27,8 @@ from core.db import Meta, connect, migrate, replica_migrations, transaction
 from core.hlc import HybridLogicalClock
 from core.messages import PayloadError
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
+from core.customer_updates import check_extra, write_customer_update
+from core.extra_fields import PREFIX, value_key, with_extras, write_extras
 from core.ownership import refuse_owned
 from core.replica import Replica
 from core.topics import TopicError, check_id
@@ -157,10 +159,12 @@ class HQDatabase:
         self._log(change)
         return change
 
-    def create_customer(self, fields: dict[str, Any], by: str) -> dict[str, Any]:
+    def create_customer(self, fields: dict[str, Any], by: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=True)
+        extra = check_extra(self, extra)
         with transaction(self.conn):
             key = self.insert_customer(fields, by)
+            write_extras(self, {"id": key}, extra, by)
         return self.replica.get("customer", key)
 
     def insert_customer(self, fields: dict[str, Any], by: str) -> str:
@@ -176,16 +180,15 @@ class HQDatabase:
         flag_duplicates(self.conn, key)
         return key
 
-    def update_customer(self, key: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
+    def update_customer(self, key: str, fields: dict[str, Any], by: str,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=False)
+        extra = check_extra(self, extra)
         with transaction(self.conn):
             current = self.replica.get("customer", key)
             if current is None:
                 raise KeyError(key)
-            refuse_owned(self.conn, "customer", current, fields)
-            changed = {k: v for k, v in fields.items() if current.get(k) != v}
-            if changed:
-                self._write("customer", key, changed | {"updated_at": now_iso(), "updated_by": by}, by)
+            if write_customer_update(self, current, fields, extra, by, now_iso()):
                 flag_duplicates(self.conn, key)
         return self.replica.get("customer", key)
 
@@ -299,6 +302,8 @@ class HQDatabase:
                 return f"{name} cannot be changed ({current[name]!r} -> {change.fields[name]!r})"
         if change.entity == "customer":
             return self._check_customer_edit(change, current)
+        if change.entity == "customer_extra":
+            return self._check_extra(change, current)
         if change.entity == "card":
             return self._check_card(change, current)
         if change.entity == "sale":
@@ -311,6 +316,21 @@ class HQDatabase:
             return "external_id is set by imports only"
         try:
             refuse_owned(self.conn, "customer", current, change.fields)
+        except ValidationError as exc:
+            return str(exc)
+        return None
+
+    def _check_extra(self, change: Change, current: dict | None):
+        """One value record per customer and name (its key says which), for a
+        known customer, never a value an external system owns."""
+        merged = (current or dict(ENTITIES["customer_extra"].defaults)) | change.fields
+        if change.key != value_key(merged["customer_id"], merged["name"]):
+            return "an extra value's key must be made from its customer and name"
+        customer = self.replica.get("customer", merged["customer_id"])
+        if customer is None:
+            return self._unless_rejected("customer", merged["customer_id"])
+        try:
+            refuse_owned(self.conn, "customer", with_extras(self.conn, customer), {PREFIX + merged["name"]: merged["value"]})
         except ValidationError as exc:
             return str(exc)
         return None
@@ -341,6 +361,8 @@ class HQDatabase:
             if not self.replica.get("coupon", change.fields.get("coupon_id", "")):
                 return "no such coupon"
             return None
+        if change.entity == "customer_extra":
+            return self._check_extra(change, None)
         if change.entity in ("sale", "consent"):
             if change.fields.get("store") != store:
                 return f"a {change.entity}'s store must be {store!r}"

@@ -2,7 +2,8 @@
 
 Erasure blanks the personal fields with a normal HQ change, so it reaches
 every replica (DESIGN section 5, rule 6); the record, its code, its sales
-and its consent history stay, and its cards are deactivated.
+and its consent history stay, its cards are deactivated and its extra
+field values blanked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.db import transaction
+from core.extra_fields import extras_of
 from core.sales import purchase_history
 
 from .db import HQDatabase, now_iso
@@ -29,6 +31,7 @@ def export_customer(db: HQDatabase, customer_id: str) -> dict[str, Any]:
         "consents": [dict(r) for r in conn.execute(
             "SELECT channel, granted, at, store, lane, user FROM consents WHERE customer_id = ? ORDER BY at",
             (customer_id,))],
+        "extra": extras_of(conn, customer_id),
         "household": db.replica.get("household", record["household_id"]) if record and record["household_id"] else None,
         "purchases": purchase_history(conn, customer_id, 10_000),
         "changes": [c.to_dict() for c in db.changes_for("customer", customer_id)],
@@ -48,4 +51,7 @@ def erase_customer(db: HQDatabase, customer_id: str, by: str) -> dict[str, Any]:
         for (card,) in db.conn.execute("SELECT id FROM cards WHERE customer_id = ? AND active = 1",
                                        (customer_id,)).fetchall():
             db._write("card", card, {"active": False}, by)
+        for (extra,) in db.conn.execute("SELECT id FROM customer_extras WHERE customer_id = ? AND value != ''",
+                                        (customer_id,)).fetchall():
+            db._write("customer_extra", extra, {"value": ""}, by)
     return db.replica.get("customer", customer_id)

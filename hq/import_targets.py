@@ -14,12 +14,14 @@ from typing import Any
 
 from core.catalogue import barcode_key, product_key, rate_key
 from core.entity import FALSE_WORDS, TRUE_WORDS
+from core.extra_fields import PREFIX, checked_extras, declared, write_extras
 from core.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
 from core.replica import decode_row
 
 from .catalogue import HQCatalogue
 from .db import HQDatabase, now_iso
 from .duplicates import flag_duplicates
+from .gdpr import ERASED_NAME
 
 
 
@@ -124,21 +126,41 @@ class CustomerTarget(Target):
 
     entity = "customer"
     key_field = "external_id"
-    importable = ("external_id", *CUSTOMER_EDITABLE, "active")
     bools = ("no_paper", "active")
     lanehub_own = ("notes", "rate")
+
+    def __init__(self, db: HQDatabase):
+        super().__init__(db)
+        # Declared extra fields import as extra.NAME, and may be owned like any field.
+        self.importable = ("external_id", *CUSTOMER_EDITABLE, "active", *(PREFIX + n for n in declared(db.conn)))
 
     def current(self) -> dict[str, dict[str, Any]]:
         spec = ENTITIES["customer"]
         rows = self.conn.execute("SELECT * FROM customers WHERE coalesce(external_id, '') != '' "
                                  "AND coalesce(merged_into, '') = ''")
-        return {record["external_id"]: record for record in (decode_row(spec, row) for row in rows)}
+        records = {record["id"]: record for record in (decode_row(spec, row) for row in rows)}
+        for customer_id, name, value in self.conn.execute("SELECT customer_id, name, value FROM customer_extras"):
+            if customer_id in records:
+                records[customer_id][PREFIX + name] = value or ""
+        return {record["external_id"]: record for record in records.values()}
 
     def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
-        fields = super().normalize(normalize_customer(dict(mapped)))
+        fields, extra = split_extras(mapped)
+        fields = super().normalize(normalize_customer(fields))
         if fields.get("rate") and not self.conn.execute("SELECT 1 FROM rates WHERE code = ?", (fields["rate"],)).fetchone():
             raise ValidationError({"rate": f"no rate {fields['rate']}"})
-        return fields
+        extra = checked_extras(self.conn, {name: text(value) for name, value in extra.items()})
+        return fields | {PREFIX + name: value for name, value in extra.items()}
+
+    def diff(self, record: dict[str, Any], fields: dict[str, Any], owned: tuple[str, ...]) -> dict[str, tuple]:
+        changes = {name: (record.get(name, "" if name.startswith(PREFIX) else None), value)
+                   for name, value in fields.items()
+                   if name in owned and record.get(name, "" if name.startswith(PREFIX) else None) != value}
+        if changes and record["first_name"] == ERASED_NAME and not record["active"]:
+            # Re-importing would bring back what the customer asked lanehub to forget.
+            raise ValidationError({"external_id": f"{record['external_id']} was erased in lanehub (GDPR); "
+                                                  "erase it in the source too"})
+        return changes
 
     def check_new(self, fields: dict[str, Any]) -> None:
         missing = {name: "is required" for name in ("first_name", "last_name") if not fields.get(name)}
@@ -146,11 +168,21 @@ class CustomerTarget(Target):
             raise ValidationError(missing)
 
     def create(self, fields: dict[str, Any], by: str) -> None:
-        self.db.insert_customer(fields, by)
+        fields, extra = split_extras(fields)
+        key = self.db.insert_customer(fields, by)
+        write_extras(self.db, {"id": key}, extra, by)
 
     def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
+        fields, extra = split_extras(fields)
+        write_extras(self.db, {"id": record_id}, extra, by)
         self.db._write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
         flag_duplicates(self.conn, record_id)
+
+
+def split_extras(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(customer fields, {extra name: value}) of fields where extras are named extra.NAME."""
+    plain = {k: v for k, v in fields.items() if not k.startswith(PREFIX)}
+    return plain, {k[len(PREFIX):]: v for k, v in fields.items() if k.startswith(PREFIX)}
 
 
 class ProductTarget(Target):

@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable, Iterator
 from core.config import ConfigError
 from core.db import transaction
 from core.model import ValidationError
-from core.ownership import rule_key
 
 from .import_sources import CsvSource, SourceError, SourceRow, SqlSource
 from .import_targets import Target
@@ -212,29 +211,6 @@ def run_import(target: Target, spec: ImportSpec, source: Source, by: str, *, dry
         for change in plan.changes:
             target.apply(change, by)
     return plan
-
-
-def sync_field_rules(db, spec: ImportSpec, target: Target, by: str) -> int:
-    """Make the replicated field rules say what ``spec`` says; returns how many changed.
-    A field no longer owned or exported gets its rule deactivated (rules are never deleted)."""
-    wanted = {name: {"owner": spec.source, "export": False} for name in spec.owned}
-    wanted |= {name: {"owner": "", "export": True} for name in spec.export}
-    changed = 0
-    with transaction(db.conn):
-        rows = db.conn.execute("SELECT id, field FROM field_rules WHERE entity = ? AND active = 1", (target.entity,))
-        for key, name in [tuple(r) for r in rows]:
-            if name not in wanted:
-                db._write("field_rule", key, {"active": False}, by)
-                changed += 1
-        for name, values in wanted.items():
-            key = rule_key(target.entity, name)
-            record = db.replica.get("field_rule", key)
-            fields = {"entity": target.entity, "field": name, "active": True} | values
-            delta = fields if record is None else {k: v for k, v in fields.items() if record[k] != v}
-            if delta:
-                db._write("field_rule", key, delta, by)
-                changed += 1
-    return changed
 
 
 def import_file(db, kind: str, path, by: str, *, dry_run: bool = False, config=None) -> ImportPlan:

@@ -28,7 +28,8 @@ from .coupons import HQCoupons
 from .db import HQDatabase
 from .exporting import export_changes
 from .import_targets import TARGETS
-from .importing import ImportSpec, sync_field_rules
+from .fields import sync_field_rules
+from .importing import ImportSpec
 
 log = logging.getLogger(__name__)
 

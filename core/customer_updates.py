@@ -1,0 +1,31 @@
+"""The one way a person's edit of a customer is written, at HQ and at a store.
+
+Owned fields (an external system's, ``core.ownership``) are refused, declared
+extra values (``core.extra_fields``) are written as their own records, and the
+customer's ``updated_at``/``updated_by`` move when anything changed. The caller
+holds the transaction; ``db`` is HQ's or a store's database (both have
+``conn``, ``replica`` and ``_write``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .extra_fields import PREFIX, checked_extras, with_extras, write_extras
+from .ownership import refuse_owned
+
+
+def check_extra(db, extra: dict[str, Any] | None) -> dict[str, str]:
+    return checked_extras(db.conn, extra) if extra else {}
+
+
+def write_customer_update(db, current: dict[str, Any], fields: dict[str, Any], extra: dict[str, str], by: str,
+                          stamp: str) -> bool:
+    """Write what changes; True when the customer's own fields changed."""
+    record = with_extras(db.conn, current) if extra else current
+    refuse_owned(db.conn, "customer", record, fields | {PREFIX + name: value for name, value in extra.items()})
+    changed = {k: v for k, v in fields.items() if current.get(k) != v}
+    changed_extra = write_extras(db, current, extra, by) if extra else {}
+    if changed or changed_extra:
+        db._write("customer", current["id"], changed | {"updated_at": stamp, "updated_by": by}, by)
+    return bool(changed)
