@@ -105,3 +105,20 @@ def lane(customers, products, rate_lines, specific_prices, rates, seconds, flood
         results |= bench_lane(base, customers, products, rate_lines, specific_prices, rate_list, seconds, flood,
                               search_samples)
     _print(results, as_json)
+
+
+@bench.command("import")
+@click.option("--customers", default=100_000, show_default=True, help="Rows in the POS export.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the databases and files here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def import_(customers, workdir, as_json):
+    """A POS customer import into HQ: creates, a no-change rerun, 1% changed, a SQL source."""
+    from bench.importing import bench_import
+
+    results: dict = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
+        base = workdir or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        click.echo(f"importing {customers} customers…", err=True)
+        results["import"] = bench_import(base, customers)
+    _print(results, as_json)

@@ -14,3 +14,13 @@ def test_bench_sync_measures_every_part(tmp_path):
     assert figures["latency"]["hq_to_store_ms"]["p99"] > 0
     assert figures["latency"]["store_to_store_ms"]["p99"] > 0
     assert figures["catchup"]["changes_behind"] == 150
+
+
+def test_bench_import_measures_every_run(tmp_path):
+    result = run_lanehub("bench", "import", "--customers", "300", "--workdir", str(tmp_path), "--json")
+    runs = json.loads(result.stdout)["import"]
+    assert [r["summary"] for r in runs] == ["pos -> lanehub: added 300; updated 0; deactivated 0",
+                                            "pos -> lanehub: added 0; updated 0; deactivated 0",
+                                            "pos -> lanehub: added 0; updated 3; deactivated 0",
+                                            "pos -> lanehub: added 0; updated 0; deactivated 0"]
+    assert all(r["seconds"] > 0 for r in runs)
