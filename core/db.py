@@ -7,6 +7,7 @@ top of ``replica_migrations``. The hot path uses raw ``sqlite3`` cursors
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -31,7 +32,21 @@ def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Conn
 
 @contextmanager
 def transaction(conn: sqlite3.Connection, immediate: bool = True):
-    """One write transaction; BEGIN IMMEDIATE so two writers queue instead of deadlocking."""
+    """One write transaction; BEGIN IMMEDIATE so two writers queue instead of deadlocking.
+    Inside an open transaction it is a savepoint, so a write path (``create_customer``)
+    can run as one step of a larger all-or-nothing write (a batch, an import)."""
+    if conn.in_transaction:
+        name = f"nested_{next(_savepoints)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            conn.execute(f"RELEASE {name}")
+        return
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
@@ -40,6 +55,9 @@ def transaction(conn: sqlite3.Connection, immediate: bool = True):
         raise
     else:
         conn.execute("COMMIT")
+
+
+_savepoints = itertools.count(1)
 
 
 def migrate(conn: sqlite3.Connection, *sets: Migrations) -> None:

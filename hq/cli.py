@@ -12,6 +12,7 @@ from core.model import ValidationError, display_name
 from core.process import run_until_signalled, setup_logging
 from core.web import WebService
 
+from .cli_batches import batch
 from .cli_catalogue import register as register_catalogue_commands
 from .cli_coupons import register as register_coupon_commands
 from .cli_import import register as register_import_commands
@@ -180,6 +181,7 @@ register_catalogue_commands(hq)
 register_coupon_commands(hq)
 register_import_commands(hq)
 hq.add_command(users_group)
+hq.add_command(batch)
 
 
 @customers.command("add-card")

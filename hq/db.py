@@ -87,6 +87,39 @@ def m002_coupon_redemption(db: sqlite_utils.Database) -> None:
                "other_ticket TEXT NOT NULL, flagged_at TEXT NOT NULL, PRIMARY KEY (coupon_id, ticket))")
 
 
+@hq_migrations()
+def m003_batches(db: sqlite_utils.Database) -> None:
+    # Batches (hq/batches.py) are HQ-local: reviewed here, their effects replicate as normal changes.
+    db.execute(
+        "CREATE TABLE batches (id INTEGER PRIMARY KEY, "
+        "kind TEXT NOT NULL CHECK (kind IN ('new_customers', 'customer_updates')), "
+        "status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'executed', 'cancelled')), "
+        "description TEXT NOT NULL DEFAULT '', action TEXT NOT NULL DEFAULT '', value TEXT NOT NULL DEFAULT '', "
+        "created_at TEXT NOT NULL, created_by TEXT NOT NULL, executed_at TEXT, executed_by TEXT, "
+        "cancelled_at TEXT, cancelled_by TEXT, summary TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute(
+        "CREATE TABLE batch_rows (batch_id INTEGER NOT NULL REFERENCES batches (id), row_no INTEGER NOT NULL, "
+        "fields TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'new', errors TEXT NOT NULL DEFAULT '{}', "
+        "duplicates TEXT NOT NULL DEFAULT '[]', preview TEXT NOT NULL DEFAULT '{}', keep INTEGER NOT NULL DEFAULT 0, "
+        "dropped INTEGER NOT NULL DEFAULT 0, result TEXT NOT NULL DEFAULT '', PRIMARY KEY (batch_id, row_no))"
+    )
+    # An executed or cancelled batch is an audit trail: the database itself refuses
+    # to change it, whatever code path tries.
+    closed = "'this batch is closed (executed or cancelled) and cannot change'"
+    row_closed = "(SELECT status FROM batches WHERE id = {}.batch_id) != 'open'"
+    db.execute(f"CREATE TRIGGER batch_rows_closed_insert BEFORE INSERT ON batch_rows "
+               f"WHEN {row_closed.format('NEW')} BEGIN SELECT RAISE(ABORT, {closed}); END")
+    db.execute(f"CREATE TRIGGER batch_rows_closed_update BEFORE UPDATE ON batch_rows "
+               f"WHEN {row_closed.format('OLD')} OR {row_closed.format('NEW')} BEGIN SELECT RAISE(ABORT, {closed}); END")
+    db.execute(f"CREATE TRIGGER batch_rows_closed_delete BEFORE DELETE ON batch_rows "
+               f"WHEN {row_closed.format('OLD')} BEGIN SELECT RAISE(ABORT, {closed}); END")
+    db.execute(f"CREATE TRIGGER batches_closed_update BEFORE UPDATE ON batches "
+               f"WHEN OLD.status != 'open' BEGIN SELECT RAISE(ABORT, {closed}); END")
+    db.execute(f"CREATE TRIGGER batches_closed_delete BEFORE DELETE ON batches "
+               f"WHEN OLD.status != 'open' BEGIN SELECT RAISE(ABORT, {closed}); END")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
