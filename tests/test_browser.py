@@ -176,3 +176,67 @@ def test_the_store_customer_page_shows_hqs_change_history(browser, web_chain):
     web_chain.hq.kill()
     page.goto(f"{store}/customers/{code}")
     assert "cannot be reached right now" in page.content()
+
+
+def test_a_new_customers_batch_is_uploaded_fixed_and_executed_in_the_browser(browser, web_chain, tmp_path):
+    import json
+
+    existing = json.loads(web_chain.hq_cli("customers", "add", "--first-name", "Olga", "--last-name", "Twin",
+                                           "--email", "olga@example.com").stdout)
+    csv = tmp_path / "new.csv"
+    csv.write_text("first_name,last_name,email\nAna,Lee,ana@example.com\nOlga,Twin,olga@example.com\n"
+                   "Bad,Mail,not-an-email\n")
+    hq, store = web_chain.urls["hq"], web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, hq, "alice")
+    page.goto(hq + "/batches/")
+    page.fill("form[enctype] input[name=description]", "Sign-up sheets, week 48")
+    page.set_input_files("input[type=file]", str(csv))
+    page.click("form[enctype] button:has-text('Start the batch')")
+    page.wait_for_selector("h1:has-text('Batch')")
+    assert f"Possible duplicate of {existing['code']}" in " ".join(page.inner_text("#row-2").split())
+    assert "email is not a valid e-mail address" in page.inner_text("#row-3")
+    page.click("button:has-text('Execute batch')")
+    assert "row 3" in page.inner_text("#problem") and "row 2" in page.inner_text("#problem")
+    page.click("#row-3 summary:has-text('Fix')")
+    page.fill("#row-3 input[name=email]", "bad.mail@example.com")
+    page.click("#row-3 button:has-text('Save row 3')")
+    page.wait_for_selector("#row-3 .badge:has-text('ok')")
+    page.click("#row-2 button:has-text('Drop')")
+    page.wait_for_selector("#row-2 button:has-text('Take back')")
+    page.click("button:has-text('Execute batch')")
+    page.wait_for_selector("text=Read-only.")
+    codes = [page.inner_text(f"#row-{n} a[href*='/customers/']") for n in (1, 3)]
+    assert all(code.startswith("CUST-") for code in codes)
+    assert page.locator("button:has-text('Execute batch')").count() == 0  # closed for good
+    other = browser.new_page()
+    login(other, store, "alice")
+    until_page_shows(other, f"{store}/customers/?q=Mail", codes[1])
+
+
+def test_fields_a_pos_owns_are_read_only_on_the_store_page(browser, web_chain, tmp_path):
+    from core.config import dump_toml
+    from core.procs import run_lanehub
+
+    config = tmp_path / "hq-import.toml"
+    config.write_text(dump_toml(web_chain.hq_config() | {"import": {"customers": {
+        "source": "pos", "columns": {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name", "CITY": "city"},
+        "owned": ["first_name", "last_name", "city"]}}}))
+    csv = tmp_path / "pos.csv"
+    csv.write_text("NUM;NAME;SURNAME;CITY\n4711;Pia;Posada;Toledo\n")
+    run_lanehub("hq", "import", "customers", str(csv), "-c", str(config))
+    store = web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, store, "alice")
+    until_page_shows(page, f"{store}/customers/?q=Posada", "Pia")
+    from conftest import customer_by, edge_db
+
+    code = customer_by(edge_db(web_chain, "S001"), "external_id", "4711")["code"]
+    page.goto(f"{store}/customers/{code}/edit")
+    city = page.locator("label:has-text('City') input")
+    assert city.get_attribute("readonly") is not None and city.input_value() == "Toledo"
+    assert "From pos: change it there." in page.content() and "number 4711" in page.content()
+    page.fill("textarea[name=notes]", "prefers e-mail receipts")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("text=saved")
+    assert "prefers e-mail receipts" in page.content() and "Toledo" in page.content()
