@@ -8,6 +8,7 @@ from datetime import date
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from core.model import ValidationError
+from core.ownership import owned_fields
 from core.web import requires
 
 from .catalogue import HQCatalogue
@@ -71,7 +72,9 @@ def rates_blueprint() -> Blueprint:
             action = request.form.get("action")
             try:
                 if action == "header":
-                    values = {k: request.form.get(k, "").strip() for k in ("name", "start", "end", "status")}
+                    # Fields an external system owns are shown, not posted (a forged one is refused).
+                    values = {k: request.form.get(k, "").strip() for k in ("name", "start", "end", "status")
+                              if k in request.form}
                     catalogue.put_rate(code, values, g.user["username"])
                     flash(f"Rate {rate['code']} saved.")
                 elif action == "line":
@@ -86,6 +89,7 @@ def rates_blueprint() -> Blueprint:
             else:
                 return redirect(url_for("rates.detail", code=rate["code"]))
         return render_template("rates/detail.html", rate=catalogue.rate(code), lines=catalogue.rate_lines(code),
-                               values=values, errors=errors), (422 if errors else 200)
+                               values=values, errors=errors, owned=owned_fields(g.db.conn, "rate", rate)), \
+            (422 if errors else 200)
 
     return bp

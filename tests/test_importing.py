@@ -389,3 +389,22 @@ def test_rate_fields_owned_by_the_source_are_refused_in_the_rates_pages_path(hq,
     with pytest.raises(ValidationError, match="name comes from erp"):
         HQCatalogue(hq).put_rate("VIP", {"name": "Gold"}, "clerk")
     assert HQCatalogue(hq).put_rate("VIP", {"start": "2026-02-01"}, "clerk")["start"] == "2026-02-01"
+
+
+def test_the_rate_page_shows_owned_fields_read_only_and_refuses_a_forged_one(sites, tmp_path):  # noqa: F811
+    apps, hq, _ = sites
+    config = load_config(write_config(tmp_path, {"rates": {"source": "erp", "owned": ["name"]}}))
+    rates = TARGETS["rates"](hq)
+    spec = ImportSpec.from_config(config, "rates", rates)
+    run_import(rates, spec, CsvSource(write_csv(tmp_path / "r.csv", [{"code": "VIP", "name": "VIP"}], ",")), "import:erp")
+    sync_field_rules(hq, spec, rates, "t")
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    page = client.get("/rates/VIP").get_data(as_text=True)
+    assert "From erp: change it there." in page and 'name="name"' not in page and 'name="end"' in page
+    token = csrf(client, "/rates/VIP")
+    saved = client.post("/rates/VIP", data={"csrf_token": token, "action": "header", "start": "2026-01-01", "end": "",
+                                            "status": "active"})
+    assert saved.status_code == 302
+    forged = client.post("/rates/VIP", data={"csrf_token": token, "action": "header", "name": "Gold"})
+    assert forged.status_code == 422 and "name comes from erp" in forged.get_data(as_text=True).replace("Name ", "name ")
