@@ -33,6 +33,7 @@ SCHEMA = {
         "query": Key(str, ""),
         "deactivate_missing": Key(bool, False),
         "export_to": Key(str, "", path=True),
+        "export_interval": Key(float, 60.0, minimum=1),
         "export_table": Key(str, "lanehub_exports", pattern=re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"),
                             help="a table name (letters, digits, '_')"),
     }, name_pattern=re.compile(r"^(customers|products|rates)$"),

@@ -48,6 +48,7 @@ class ImportSpec:
     deactivate_missing: bool = False
     export_to: str = ""  # a directory (CSV drop) or a SQLAlchemy URL
     export_table: str = "lanehub_exports"
+    export_interval: float = 60.0  # seconds between the HQ service's exports
 
     @classmethod
     def from_config(cls, config, kind: str, target: Target) -> "ImportSpec":
@@ -55,7 +56,7 @@ class ImportSpec:
         where = f"{getattr(config, 'path', 'hq.toml')}: [import.{kind}]"
         if values is None:
             values = {"source": "csv", "columns": {}, "owned": [], "export": [], "query": "", "deactivate_missing": False,
-                      "export_to": "", "export_table": "lanehub_exports"}
+                      "export_to": "", "export_table": "lanehub_exports", "export_interval": 60.0}
         for column, name in values["columns"].items():
             if name not in target.importable:
                 raise ConfigError(f"{where} columns: {column} -> {name!r} is not an importable {target.entity} field "
@@ -73,7 +74,7 @@ class ImportSpec:
         if values["columns"] and target.key_field not in values["columns"].values():
             raise ConfigError(f"{where} columns: no column maps to the key field {target.key_field}")
         return cls(kind, values["source"], dict(values["columns"]), owned, tuple(values["export"]), values["query"],
-                   values["deactivate_missing"], values["export_to"], values["export_table"])
+                   values["deactivate_missing"], values["export_to"], values["export_table"], values["export_interval"])
 
     def map_row(self, row: dict[str, Any]) -> dict[str, Any]:
         if not self.columns:

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
-EXPORT_INTERVAL = 60.0  # seconds between writes of exported fields to an external system
 POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
 SNAPSHOT_PAGE_MAX = 20000
 
@@ -83,13 +82,14 @@ class HQService:
             specs.append(spec)
         return specs
 
-    def _export(self) -> None:
-        for spec in self.imports:
-            if spec.export and spec.export_to:
-                try:
-                    log.info("%s", export_changes(self.db, spec))
-                except Exception:  # a POS drop that is away must not stop HQ; the cursor waits
-                    log.exception("export to %s failed; retried in %ss", spec.source, EXPORT_INTERVAL)
+    def _export(self, spec: ImportSpec) -> None:
+        try:
+            result = export_changes(self.db, spec)
+        except Exception:  # a POS drop that is away must not stop HQ; the cursor waits
+            log.exception("export to %s failed; retried in %ss", spec.source, spec.export_interval)
+            return
+        if " exported 0 " not in result:
+            log.info("%s", result)
 
     def _open_reader(self) -> None:
         self.reader = HQDatabase(self.db_path, self.codes, self.block_size)
@@ -100,8 +100,9 @@ class HQService:
         self.apply_worker.call(lambda: None)
         # hq.toml's [import.*] say which fields external systems own: every store learns it.
         self.imports = self.apply_worker.call(self._import_rules)
-        if any(spec.export and spec.export_to for spec in self.imports):
-            self.apply_worker.every(EXPORT_INTERVAL, self._export)
+        for spec in self.imports:
+            if spec.export and spec.export_to:
+                self.apply_worker.every(spec.export_interval, lambda spec=spec: self._export(spec))
         self.serve_worker.start()
         self.client.subscribe(topics.SYNC_UP_ALL, lambda m: self.apply_worker.submit(self._on_up, m))
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))

@@ -206,8 +206,17 @@ def test_a_postgresql_database_is_a_source(hq, tmp_path):
             plan = run_import(target, spec, open_source(url, "", table), "import:crm")
             assert plan.summary() == "crm -> lanehub: added 3; updated 0; deactivated 0"
             assert hq.conn.execute("SELECT city FROM customers WHERE external_id = '1003'").fetchone()[0] == "León"
+            # Export back into the same database.
+            eva = hq.conn.execute("SELECT id, code FROM customers WHERE external_id = '1003'").fetchone()
+            hq.update_customer(eva["id"], {"email": "eva@till.example"}, "clerk")
+            out = ImportSpec("customers", "crm", spec.columns, spec.owned, ("email",), export_to=url,
+                             export_table=table + "_out")
+            assert export_changes(hq, out).endswith(f"exported 1 customers to table {table}_out")
+            rows = pg.execute(f"SELECT code, external_id, email, changed_fields FROM {table}_out").fetchall()
+            assert rows == [(eva["code"], "1003", "eva@till.example", "email")]
         finally:
             pg.execute(f"DROP TABLE {table}")
+            pg.execute(f"DROP TABLE IF EXISTS {table}_out")
 
 
 def test_products_and_rates_import_through_the_same_engine(hq, tmp_path):
@@ -408,3 +417,22 @@ def test_the_rate_page_shows_owned_fields_read_only_and_refuses_a_forged_one(sit
     assert saved.status_code == 302
     forged = client.post("/rates/VIP", data={"csrf_token": token, "action": "header", "name": "Gold"})
     assert forged.status_code == 422 and "name comes from erp" in forged.get_data(as_text=True).replace("Name ", "name ")
+
+
+def test_a_store_edit_of_an_exported_field_reaches_the_pos_drop(make_chain, tmp_path):
+    from conftest import customer_by, edge_db, wait_until
+
+    drop = tmp_path / "pos-drop"
+    chain = make_chain(stores=("S001",), hq_settings={"import": {"customers": dict(
+        POS_CONFIG, export_to=str(drop), export_interval=1.0)}})
+    chain.hq_cli("import", "customers", str(write_csv(tmp_path / "pos.csv", POS_ROWS)))
+    ana = wait_until(lambda: customer_by(edge_db(chain, "S001"), "external_id", "1001"), message="Ana at the store")
+    chain.edge_cli("S001", "customers", "edit", ana["code"], "--email", "ana@till.example")
+
+    def exported():
+        rows = [row for path in sorted(drop.glob("customers-*.csv")) for row in csv.DictReader(path.open())]
+        return rows or None
+
+    rows = wait_until(exported, 30, 0.2, message="the store's edit in the POS drop")
+    assert [(r["code"], r["external_id"], r["email"], r["changed_fields"]) for r in rows] == [
+        (ana["code"], "1001", "ana@till.example", "email")]
