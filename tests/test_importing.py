@@ -280,6 +280,12 @@ def test_owned_fields_are_refused_on_every_write_path_and_lanehub_fields_stay_ed
     with pytest.raises(ValidationError, match="city comes from pos"):
         edge.update_customer(ana["id"], {"city": "Toledo"}, "till")
     assert edge.update_customer(ana["id"], {"phone": "+34 600 000 000"}, "till")["phone"]
+    from core.messages import CustomerRequest
+    from edge.register import register_op
+
+    at_lane = register_op(edge, CustomerRequest(op="update", ref=ana["code"], customer={"city": "Toledo"}), "L1",
+                          lambda *_: None)
+    assert not at_lane.ok and at_lane.errors == {"city": "comes from pos; change it there"}
     # And HQ refuses a store's change that slipped through (an old edge, a hand-made message).
     hq.add_store("S001")
     change = {"id": str(uuid.uuid4()), "entity": "customer", "key": ana["id"], "origin": "S001", "hlc": hq.clock.now(),
