@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -19,8 +20,10 @@ from playwright.sync_api import sync_playwright
 
 from core import topics
 from core.chain import Chain
+from core.config import dump_toml
 from core.demo import _load_catalogue
 from core.mqtt import BrokerSettings, MqttClient
+from core.procs import run_lanehub
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "demo password 1"
@@ -50,6 +53,30 @@ def sell(chain: Chain, customer_code: str) -> None:
     lane.stop()
 
 
+def _import_and_batch(chain: Chain, workdir: Path) -> str:
+    """A POS import that owns some fields, a declared extra field, and an open
+    new-customers batch with a duplicate and an invalid row; returns an imported code."""
+    config = workdir / "hq-import.toml"
+    config.write_text(dump_toml(chain.hq_config() | {"import": {"customers": {
+        "source": "pos", "columns": {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name",
+                                     "CITY": "city", "TIER": "extra.loyalty_tier"},
+        "owned": ["first_name", "last_name", "city", "extra.loyalty_tier"]}}}))
+    chain.hq_cli("extra-fields", "add", "loyalty_tier", "Loyalty tier")
+    chain.hq_cli("extra-fields", "add", "birthday", "Birthday")
+    pos = workdir / "pos.csv"
+    pos.write_text("NUM;NAME;SURNAME;CITY;TIER\n4711;Pia;Posada;Toledo;gold\n4712;Íñigo;Ortiz;Bilbao;silver\n")
+    run_lanehub("hq", "import", "customers", str(pos), "-c", str(config))
+    sheet = workdir / "signups.csv"
+    sheet.write_text("first_name,last_name,email,phone\nMarta,Gil,marta@example.com,+34 611 000 111\n"
+                     "Lucía,Moreno Vidal,lucia@example.com,\nJon,Ugarte,jon-at-example,\n")
+    chain.hq_cli("batch", "new-customers", str(sheet), "--description", "Sign-up sheets, week 48")
+    hq = sqlite3.connect(workdir / "hq.db")
+    code = hq.execute("SELECT code FROM customers WHERE external_id = '4711'").fetchone()[0]
+    hq.close()
+    wait(lambda: chain.edge_cli("S001", "customers", "show", code, check=False).returncode == 0)
+    return code
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="lanehub-screenshots-"))
     chain = Chain(workdir, ("S001",))
@@ -68,6 +95,7 @@ def main() -> None:
         chain.edge_cli("S001", "customers", "add", "--first-name", "Pedro", "--last-name", "Nuevo", "--city", "Madrid")
         wait(lambda: chain.edge_cli("S001", "customers", "show", codes[0], check=False).returncode == 0)
         sell(chain, codes[0])
+        pos_code = _import_and_batch(chain, workdir)
         lane = MqttClient(BrokerSettings(port=chain.store_brokers["S001"].port), "screenshots-devices")
         lane.start()
         lane.wait_connected(10)
@@ -98,10 +126,12 @@ def main() -> None:
                            ("hq-duplicates", "/duplicates/"), ("hq-rates", "/rates/?sku=MILK-1L&customer=CUST-00001"),
                            ("hq-rate-detail", "/rates/VIP"), ("hq-stores", "/stores/"),
                            ("hq-products", "/products/"), ("hq-users", "/users/"),
+                           ("hq-batches", "/batches/"), ("hq-batch-review", "/batches/1"),
                            ("hq-customer-form-errors", None)],
                     "S001": [("store-customers", "/customers/?q=Nuevo"), ("store-customer-detail", f"/customers/{codes[0]}"),
                              ("store-lanes-devices", "/lanes/"), ("store-sales", "/sales/"),
-                             ("store-settings", "/settings/"), ("store-sync", "/sync/")],
+                             ("store-settings", "/settings/"), ("store-sync", "/sync/"),
+                             ("store-customer-owned-fields", f"/customers/{pos_code}/edit")],
                 }[site]
                 for name, path in shots:
                     if path is None:  # a form sent with errors: the messages beside the fields
