@@ -136,8 +136,8 @@ class CustomerTarget(Target):
 
     def current(self) -> dict[str, dict[str, Any]]:
         spec = ENTITIES["customer"]
-        rows = self.conn.execute("SELECT * FROM customers WHERE coalesce(external_id, '') != '' "
-                                 "AND coalesce(merged_into, '') = ''")
+        # Merged-away duplicates too: their key is known (a new record would bring the duplicate back).
+        rows = self.conn.execute("SELECT * FROM customers WHERE coalesce(external_id, '') != ''")
         records = {record["id"]: record for record in (decode_row(spec, row) for row in rows)}
         for customer_id, name, value in self.conn.execute("SELECT customer_id, name, value FROM customer_extras"):
             if customer_id in records:

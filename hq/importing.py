@@ -168,8 +168,12 @@ def plan_import(target: Target, spec: ImportSpec, rows: Iterator[SourceRow], *, 
             if key in seen:
                 raise ValidationError({target.key_field: f"{key} appears twice in the source (also {seen[key]})"})
             seen[key] = where
-            fields = target.normalize(mapped)
             record = current.get(key)
+            if record is not None:
+                # Only what the source owns is read for an existing record: a bad value
+                # in a column that merely seeds new records must not block the import.
+                mapped = {k: v for k, v in mapped.items() if k in spec.owned or k == target.key_field}
+            fields = target.normalize(mapped)
             if record is None:
                 target.check_new(fields)
                 plan.changes.append(RecordChange("create", key, "", {n: (None, v) for n, v in fields.items()

@@ -442,3 +442,16 @@ def test_a_store_edit_of_an_exported_field_reaches_the_pos_drop(make_chain, tmp_
     rows = wait_until(exported, 30, 0.2, message="the store's edit in the POS drop")
     assert [(r["code"], r["external_id"], r["email"], r["changed_fields"]) for r in rows] == [
         (ana["code"], "1001", "ana@till.example", "email")]
+
+
+def test_existing_records_read_only_the_owned_columns_and_merged_ones_are_not_recreated(hq, tmp_path):
+    from hq.merge import merge_customers
+
+    customers_import(hq, tmp_path)
+    # The POS now has a bad e-mail for Ana: e-mail only seeds new customers here, so it is not read.
+    plan, _, _ = customers_import(hq, tmp_path, [dict(POS_ROWS[0], MAIL="not-mail"), *POS_ROWS[1:]])
+    assert plan.summary() == "pos -> lanehub: added 0; updated 0; deactivated 0" and not plan.invalid
+    ids = {r["external_id"]: r["id"] for r in hq.conn.execute("SELECT id, external_id FROM customers")}
+    merge_customers(hq, ids["1002"], ids["1003"], "clerk")  # a person decided 1003 is 1002
+    again, _, _ = customers_import(hq, tmp_path)
+    assert again.count("create") == 0 and hq.replica.count("customer") == 3
