@@ -1,14 +1,16 @@
 """Merging a possible duplicate into a survivor (issue 5).
 
 The other record is deactivated and points to the survivor (``merged_into``),
-so its code still resolves, to the survivor; its active cards, its sales and
-its household move to the survivor. Every step is an HQ change, so every
+so its code still resolves, to the survivor; its active cards, its sales,
+its unredeemed coupons, its household (and headship) and the extra field
+values the survivor lacks move to the survivor. Every step is an HQ change, so every
 store sees the merge. Consent history stays on the record where it was given.
 """
 
 from __future__ import annotations
 
 from core.db import transaction
+from core.extra_fields import extras_of, write_extras
 from core.model import ValidationError
 
 from .db import HQDatabase, now_iso
@@ -29,6 +31,16 @@ def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) ->
             db._write("card", card, {"customer_id": survivor_id}, by)
         for (sale,) in db.conn.execute("SELECT id FROM sales WHERE customer_id = ?", (other_id,)).fetchall():
             db._write("sale", sale, {"customer_id": survivor_id}, by)
+        # Coupons not yet redeemed were given to the person, who is the survivor now.
+        for (coupon,) in db.conn.execute("SELECT id FROM coupons WHERE customer_id = ? AND status = 'active'",
+                                         (other_id,)).fetchall():
+            db._write("coupon", coupon, {"customer_id": survivor_id}, by)
+        for (household,) in db.conn.execute("SELECT id FROM households WHERE head_customer_id = ?", (other_id,)).fetchall():
+            db._write("household", household, {"head_customer_id": survivor_id}, by)
+        # Extra field values the survivor lacks are taken from the other record.
+        kept = extras_of(db.conn, survivor_id)
+        write_extras(db, survivor, {name: value for name, value in extras_of(db.conn, other_id).items()
+                                    if value and not kept.get(name)}, by)
         if other["household_id"] and not survivor["household_id"]:
             db._write("customer", survivor_id, {"household_id": other["household_id"], "updated_at": stamp,
                                                 "updated_by": by}, by)

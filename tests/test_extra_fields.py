@@ -156,3 +156,19 @@ def test_a_gdpr_erasure_blanks_extra_fields_and_an_import_does_not_bring_the_cus
     with pytest.raises(ImportAborted) as caught:
         run_import(target, spec, source, "import:pos")
     assert caught.value.plan.invalid[0][2] == {"external_id": "7 was erased in lanehub (GDPR); erase it in the source too"}
+
+
+def test_a_merge_moves_coupons_headship_and_missing_extra_values_to_the_survivor(hq):
+    from hq.coupons import HQCoupons
+    from hq.merge import merge_customers
+
+    keep = hq.create_customer({"first_name": "Ann", "last_name": "Lee"}, "t", extra={"loyalty_tier": "gold"})
+    other = hq.create_customer({"first_name": "Ann", "last_name": "Lee"}, "t",
+                               extra={"loyalty_tier": "silver", "birthday": "1990-05-01"})
+    coupons = HQCoupons(hq)
+    coupon = coupons.issue("amount", "5", "t", customer=other["code"])
+    household = coupons.create_household("Lee family", other["code"], "t")
+    merge_customers(hq, keep["id"], other["id"], "clerk")
+    assert hq.replica.get("coupon", coupon["id"])["customer_id"] == keep["id"]
+    assert hq.replica.get("household", household["id"])["head_customer_id"] == keep["id"]
+    assert extras(hq, keep["id"]) == {"loyalty_tier": "gold", "birthday": "1990-05-01"}  # the survivor's own value wins
