@@ -17,6 +17,7 @@ from core.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, ValidationErr
 from core.model import checked_customer_write, display_name
 
 from .db import HQDatabase
+from .import_sources import sniff_delimiter
 
 # The customer fields a new-customers batch takes (CSV columns, keyed-in rows).
 NEW_CUSTOMER_COLUMNS = (
@@ -49,7 +50,7 @@ def read_text(source: str | Path | bytes) -> str:
 def csv_rows(text: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows of a CSV whose header names only ``columns``; an unknown column or a
     line with more cells than the header refuses the whole file, naming them."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text), delimiter=sniff_delimiter(text.split("\n", 1)[0]))
     header = [name.strip() for name in reader.fieldnames or ()]
     unknown = [name for name in header if name not in columns]
     if not header or unknown:

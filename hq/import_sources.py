@@ -58,8 +58,12 @@ class CsvSource:
     def _reader(handle) -> csv.DictReader:
         header = handle.readline()
         handle.seek(0)
-        delimiter = max((",", ";", "\t"), key=header.count)
-        return csv.DictReader(handle, delimiter=delimiter)
+        return csv.DictReader(handle, delimiter=sniff_delimiter(header))
+
+
+def sniff_delimiter(header: str) -> str:
+    """',' ';' or tab: whichever the header line has most of (POS exports vary)."""
+    return max((",", ";", "\t"), key=header.count)
 
 
 @dataclass

@@ -72,15 +72,18 @@ class HQService:
         # Edges catch up from HQ's log, so HQ starts publishing at the head.
         self.published = self.db.head()
 
-    def _import_rules(self) -> list[ImportSpec]:
-        specs = []
-        for kind in self.config.get("import", {}):
-            target = TARGETS[kind](self.db)
-            spec = ImportSpec.from_config(self.config, kind, target)
+    def _import_specs(self) -> list[ImportSpec]:
+        db = HQDatabase(self.db_path, self.codes, self.block_size)
+        try:
+            return [ImportSpec.from_config(self.config, kind, TARGETS[kind](db)) for kind in self.config.get("import", {})]
+        finally:
+            db.close()
+
+    def _sync_field_rules(self) -> None:
+        for spec in self.imports:
+            target = TARGETS[spec.kind](self.db)
             if sync_field_rules(self.db, spec, target, "hq:config"):
-                log.info("field rules of %s updated from [import.%s]", target.entity, kind)
-            specs.append(spec)
-        return specs
+                log.info("field rules of %s updated from [import.%s]", target.entity, spec.kind)
 
     def _export(self, spec: ImportSpec) -> None:
         try:
@@ -99,7 +102,9 @@ class HQService:
         self.apply_worker.start()
         self.apply_worker.call(lambda: None)
         # hq.toml's [import.*] say which fields external systems own: every store learns it.
-        self.imports = self.apply_worker.call(self._import_rules)
+        # Checked before anything runs, so a bad section stops HQ with one line.
+        self.imports = self._import_specs()
+        self.apply_worker.call(self._sync_field_rules)
         for spec in self.imports:
             if spec.export and spec.export_to:
                 self.apply_worker.every(spec.export_interval, lambda spec=spec: self._export(spec))

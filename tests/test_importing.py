@@ -455,3 +455,24 @@ def test_existing_records_read_only_the_owned_columns_and_merged_ones_are_not_re
     merge_customers(hq, ids["1002"], ids["1003"], "clerk")  # a person decided 1003 is 1002
     again, _, _ = customers_import(hq, tmp_path)
     assert again.count("create") == 0 and hq.replica.count("customer") == 3
+
+
+@pytest.mark.parametrize("source, query, message", [
+    ("sqlite:///{tmp}/pos.db", "SELECT * FROM no_such_table", "cannot read the source: sqlite:///"),
+    ("nosuchdriver://user:secret@host/db", "", "cannot use nosuchdriver://user:***@host/db"),
+])
+def test_a_source_that_cannot_be_read_is_one_clear_line_and_no_password(tmp_path, source, query, message):
+    sqlite3.connect(tmp_path / "pos.db").close()
+    config = write_config(tmp_path, {"customers": POS_CONFIG})
+    result = run_lanehub("hq", "import", "customers", source.format(tmp=tmp_path), *(["--query", query] if query else []),
+                         "-c", str(config), check=False)
+    assert result.returncode == 1 and message in result.stderr and "secret" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_hq_refuses_to_start_with_a_bad_import_section(tmp_path):
+    config = write_config(tmp_path, {"customers": dict(POS_CONFIG, owned=["rate"])})
+    result = run_lanehub("hq", "run", "-c", str(config), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"lanehub: config error: {config}: [import.customers] owned: rate stays "
+                                      "lanehub's own (edited in lanehub, never imported)")
