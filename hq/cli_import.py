@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -15,7 +16,7 @@ from .config import load_config
 from .import_sources import SourceError, open_source
 from .import_targets import TARGETS
 from .fields import declare_extra_field, sync_field_rules
-from .importing import Caps, ImportAborted, ImportPlan, ImportSpec, run_import
+from .importing import Caps, ImportAborted, ImportPlan, ImportSpec, checked_plan, write_plan
 
 
 def register(hq: click.Group) -> None:
@@ -71,17 +72,18 @@ def import_command(kind, source, query, dry_run, max_create, max_update, max_dea
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     show_bar = progress if progress is not None else sys.stderr.isatty()
-    caps = Caps(max_create, max_update, max_deactivate)
+    options = {"caps": Caps(max_create, max_update, max_deactivate), "skip_invalid": skip_invalid,
+               "deactivate_missing": deactivate_missing}
     try:
-        if show_bar:
-            with click.progressbar(length=reader.count(), label=f"Reading {kind}", file=sys.stderr) as bar:
-                plan = run_import(target, spec, reader, by, dry_run=dry_run, caps=caps, skip_invalid=skip_invalid,
-                                  deactivate_missing=deactivate_missing, progress=bar.update)
-        else:
-            plan = run_import(target, spec, reader, by, dry_run=dry_run, caps=caps, skip_invalid=skip_invalid,
-                              deactivate_missing=deactivate_missing)
+        with _bar(show_bar, reader.count, f"Reading {kind}") as update:
+            plan = checked_plan(target, spec, reader, progress=update, **options)
         if not dry_run:
+            with _bar(show_bar and plan.changes, lambda: len(plan.changes), f"Writing {len(plan.changes)} changes") as update:
+                write_plan(target, plan, by, progress=update)
             sync_field_rules(db, spec, target, by)
+    except SourceError as exc:  # counting the rows for the bar
+        click.echo(f"error: cannot read the source: {exc}", err=True)
+        sys.exit(1)
     except ImportAborted as exc:
         if exc.plan:
             _report(exc.plan, changes=False)
@@ -91,6 +93,16 @@ def import_command(kind, source, query, dry_run, max_create, max_update, max_dea
         db.close()
     _report(plan, changes=dry_run or verbose)
     click.echo(("dry run: " if dry_run else "") + plan.summary() + f" ({plan.unchanged} unchanged)")
+
+
+@contextmanager
+def _bar(show, length, label: str):
+    """A progress bar on stderr, or nothing; yields its update function (or None)."""
+    if not show:
+        yield None
+        return
+    with click.progressbar(length=length(), label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def _report(plan: ImportPlan, changes: bool) -> None:

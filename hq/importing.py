@@ -198,6 +198,16 @@ def run_import(target: Target, spec: ImportSpec, source: Source, by: str, *, dry
                caps: Caps = Caps(), skip_invalid: bool = False, deactivate_missing: bool | None = None,
                progress: Progress | None = None) -> ImportPlan:
     """Plan, check, and (unless ``dry_run``) write the plan in one transaction."""
+    plan = checked_plan(target, spec, source, caps=caps, skip_invalid=skip_invalid,
+                        deactivate_missing=deactivate_missing, progress=progress)
+    if not dry_run:
+        write_plan(target, plan, by)
+    return plan
+
+
+def checked_plan(target: Target, spec: ImportSpec, source: Source, *, caps: Caps = Caps(), skip_invalid: bool = False,
+                 deactivate_missing: bool | None = None, progress: Progress | None = None) -> ImportPlan:
+    """The plan, or ``ImportAborted`` (an unreadable source, invalid rows, a cap exceeded)."""
     if deactivate_missing is None:
         deactivate_missing = spec.deactivate_missing
     try:
@@ -210,12 +220,18 @@ def run_import(target: Target, spec: ImportSpec, source: Source, by: str, *, dry
     over = caps.exceeded(plan)
     if over:
         raise ImportAborted("; ".join(over) + "; nothing imported", plan)
-    if dry_run or not plan.changes:
-        return plan
+    return plan
+
+
+def write_plan(target: Target, plan: ImportPlan, by: str, progress: Progress | None = None) -> None:
+    """Every change of ``plan``, in one transaction."""
+    if not plan.changes:
+        return
     with transaction(target.conn):
         for change in plan.changes:
             target.apply(change, by)
-    return plan
+            if progress:
+                progress(1)
 
 
 def import_file(db, kind: str, path, by: str, *, dry_run: bool = False, config=None) -> ImportPlan:

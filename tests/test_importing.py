@@ -359,7 +359,7 @@ def test_the_cli_prints_each_change_on_a_dry_run_and_the_summary_line(tmp_path):
     assert dry.stdout.strip().endswith("dry run: pos -> lanehub: added 3; updated 0; deactivated 0 (0 unchanged)")
     real = run_lanehub("hq", "import", "customers", str(source), "--progress", "-c", str(config))
     assert real.stdout.strip() == "pos -> lanehub: added 3; updated 0; deactivated 0 (0 unchanged)"
-    assert "Reading customers" in real.stderr
+    assert "Reading customers" in real.stderr and "Writing 3 changes" in real.stderr
     capped = run_lanehub("hq", "import", "customers", str(write_csv(tmp_path / "pos.csv", POS_ROWS[:1])),
                          "--max-deactivate", "1", "-c", str(config), check=False)
     assert capped.returncode == 1 and "would deactivate 2 record(s), more than --max-deactivate 1" in capped.stderr
