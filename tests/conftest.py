@@ -132,6 +132,13 @@ def db_query(path: str | Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         conn.close()
 
 
+def db_value(path: str | Path, sql: str, args: tuple = ()):
+    """The first column of the first row, or None while there is no row yet
+    (for ``wait_until``: a record that has not arrived is not an error)."""
+    rows = db_query(path, sql, args)
+    return rows[0][0] if rows else None
+
+
 def hq_db(chain: Chain) -> Path:
     return chain.workdir / "hq.db"
 

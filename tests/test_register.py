@@ -10,7 +10,7 @@ import queue
 
 import pytest
 
-from conftest import db_query, edge_db, hq_db, lane_request, wait_converged, wait_until
+from conftest import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
 from shop import LANES, Lane, lane, shop  # noqa: F401  (fixtures)
 
 
@@ -37,7 +37,7 @@ def test_contact_details_are_updated_at_the_register_and_reach_hq(shop, register
     customer = new_customer(register, "Una")
     reply = register("update", ref=customer["code"], customer={"phone": "+34 600 111 222", "city": "Sevilla"})
     assert reply["ok"] and reply["customer"]["phone"] == "+34 600 111 222"
-    wait_until(lambda: db_query(hq_db(shop), "SELECT city FROM customers WHERE id = ?", (customer["id"],))[0]["city"]
+    wait_until(lambda: db_value(hq_db(shop), "SELECT city FROM customers WHERE id = ?", (customer["id"],))
                == "Sevilla", 15, message="the update at HQ")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import db_query, edge_db, wait_until
+from conftest import db_query, db_value, edge_db, wait_until
 from core import topics
 from core.db import transaction
 from core.sales import sale_key
@@ -98,7 +98,7 @@ def test_the_sync_page_shows_the_hq_link_and_the_lanes_page_the_last_read(make_c
     wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT 1 FROM device_status"), 15)
     client.publish(topics.scan("S001", "L1"), json.dumps({"v": 1, "id": str(uuid.uuid4()), "code": "X1",
                                                           "device": "SC1"}).encode())
-    wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT last_read FROM device_status")[0][0], 15,
+    wait_until(lambda: db_value(edge_db(chain, "S001"), "SELECT last_read FROM device_status"), 15,
                message="the scanner's last read recorded")
     wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT value FROM meta WHERE key = 'hq_link'"), 15)
     config = load(chain.edges["S001"].config_path, SCHEMA)

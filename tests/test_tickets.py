@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import db_query, edge_db, hq_db, wait_until
+from conftest import db_query, db_value, edge_db, hq_db, wait_until
 from core import topics
 from shop import LANES, Lane, lane, shop  # noqa: F401  (fixtures)
 
@@ -135,7 +135,7 @@ def test_closing_sends_the_receipt_keeps_it_until_printed_and_the_sale_reaches_h
     assert again["job"] == job["job"]
     lane.client.publish(topics.printer_result("S001", lane.lane, "printer"),
                         json.dumps({"v": 1, "job": job["job"], "ok": True, "error": None, "status": "ok"}).encode())
-    wait_until(lambda: db_query(edge_db(shop, "S001"), "SELECT status FROM print_jobs WHERE job = ?", (job["job"],))[0][0]
+    wait_until(lambda: db_value(edge_db(shop, "S001"), "SELECT status FROM print_jobs WHERE job = ?", (job["job"],))
                == "printed", 10, message="the job marked printed")
 
     sale = wait_until(lambda: db_query(hq_db(shop), "SELECT * FROM sales WHERE ticket = ?", (f"S001-{lane.lane}-1",)), 15,
