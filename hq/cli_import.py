@@ -60,7 +60,8 @@ def import_command(kind, source, query, dry_run, max_create, max_update, max_dea
     database URL (sqlite:///pos.db, postgresql+psycopg://user@host/db).
 
     Each row is normalized, keyed ([import.KIND] columns say which source column
-    is the key: external_id for customers, sku, code) and compared with lanehub:
+    is the key: external_id for customers, or tax_id/email with [import.customers]
+    key; sku; code) and compared with lanehub:
     new records are added, changed fields of the fields the source owns are
     updated, and with --deactivate-missing records it no longer has are
     deactivated (never deleted). Running the same import again changes nothing."""

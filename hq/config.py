@@ -27,6 +27,7 @@ SCHEMA = {
     "import": Tables({
         "source": Key(str, "pos", pattern=re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
                       help="the source's name must be 1-32 letters, digits, '_' or '-'"),
+        "key": Key(str, "", choices=("", "external_id", "tax_id", "email", "sku", "code")),
         "columns": Key(dict, {}),
         "owned": Key(list, []),
         "export": Key(list, []),

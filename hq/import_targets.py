@@ -47,7 +47,8 @@ def flag(value: Any, name: str) -> bool:
 
 class Target(ABC):
     entity: str
-    key_field: str
+    key_field: str  # the default key
+    keys: tuple[str, ...] = ()  # the fields an import may key by (default: key_field only)
     importable: tuple[str, ...]
     bools: tuple[str, ...] = ()
     # Fields lanehub keeps as its own: never owned by an import (they may seed a new record).
@@ -57,16 +58,16 @@ class Target(ABC):
         self.db = db
         self.conn = db.conn
 
-    def key_of(self, mapped: dict[str, Any]) -> str:
-        return text(mapped.get(self.key_field))
+    def key_of(self, mapped: dict[str, Any], key: str) -> str:
+        return text(mapped.get(key))
 
-    def current(self) -> dict[str, dict[str, Any]]:
+    def current(self, key: str) -> dict[str, dict[str, Any]]:
         """lanehub's records that the source's keys can match, by key value."""
         spec = ENTITIES[self.entity]
-        return {record[self.key_field]: record for record in
+        return {record[key]: record for record in
                 (decode_row(spec, row) for row in self.conn.execute(f"SELECT * FROM [{spec.table}]"))}
 
-    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+    def normalize(self, mapped: dict[str, Any], key: str) -> dict[str, Any]:
         errors = {name: "is not a field here" for name in mapped if name not in self.importable}
         if errors:
             raise ValidationError(errors)
@@ -121,11 +122,13 @@ class Target(ABC):
 
 
 class CustomerTarget(Target):
-    """Customers keyed by the external system's number (``external_id``); new
-    ones get a permanent lanehub code at once."""
+    """Customers keyed by the external system's number (``external_id``), or by
+    tax id or e-mail to link customers lanehub already has on a first import;
+    new ones get a permanent lanehub code at once."""
 
     entity = "customer"
     key_field = "external_id"
+    keys = ("external_id", "tax_id", "email")
     bools = ("no_paper", "active")
     lanehub_own = ("notes", "rate")
 
@@ -134,19 +137,30 @@ class CustomerTarget(Target):
         # Declared extra fields import as extra.NAME, and may be owned like any field.
         self.importable = ("external_id", *CUSTOMER_EDITABLE, "active", *(PREFIX + n for n in declared(db.conn)))
 
-    def current(self) -> dict[str, dict[str, Any]]:
+    def key_of(self, mapped: dict[str, Any], key: str) -> str:
+        value = text(mapped.get(key))
+        if key == "tax_id":  # 'B-1234 567' and 'b1234567' are one company
+            return "".join(ch for ch in value.upper() if ch.isalnum())
+        return value.casefold() if key == "email" else value
+
+    def current(self, key: str) -> dict[str, dict[str, Any]]:
         spec = ENTITIES["customer"]
         # Merged-away duplicates too: their key is known (a new record would bring the duplicate back).
-        rows = self.conn.execute("SELECT * FROM customers WHERE coalesce(external_id, '') != ''")
+        rows = self.conn.execute(f"SELECT * FROM customers WHERE coalesce([{key}], '') != '' ORDER BY rid")
         records = {record["id"]: record for record in (decode_row(spec, row) for row in rows)}
         for customer_id, name, value in self.conn.execute("SELECT customer_id, name, value FROM customer_extras"):
             if customer_id in records:
                 records[customer_id][PREFIX + name] = value or ""
-        return {record["external_id"]: record for record in records.values()}
+        out: dict[str, dict[str, Any]] = {}
+        for record in records.values():  # the oldest record of a key wins; a later one is a duplicate to merge
+            out.setdefault(self.key_of(record, key), record)
+        return out
 
-    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+    def normalize(self, mapped: dict[str, Any], key: str) -> dict[str, Any]:
         fields, extra = split_extras(mapped)
-        fields = super().normalize(normalize_customer(fields))
+        if key != "external_id" and not text(fields.get("external_id")):
+            fields["external_id"] = text(fields.get(key))  # the source's key is the customer's number there
+        fields = super().normalize(normalize_customer(fields), key)
         if fields.get("rate") and not self.conn.execute("SELECT 1 FROM rates WHERE code = ?", (fields["rate"],)).fetchone():
             raise ValidationError({"rate": f"no rate {fields['rate']}"})
         extra = checked_extras(self.conn, {name: text(value) for name, value in extra.items()})
@@ -156,11 +170,17 @@ class CustomerTarget(Target):
         changes = {name: (record.get(name, "" if name.startswith(PREFIX) else None), value)
                    for name, value in fields.items()
                    if name in owned and record.get(name, "" if name.startswith(PREFIX) else None) != value}
+        if not record["external_id"] and fields.get("external_id"):
+            # Keyed by tax id or e-mail: a customer lanehub made is linked to the source's record.
+            changes["external_id"] = ("", fields["external_id"])
         if changes and record["first_name"] == ERASED_NAME and not record["active"]:
             # Re-importing would bring back what the customer asked lanehub to forget.
             raise ValidationError({"external_id": f"{record['external_id']} was erased in lanehub (GDPR); "
                                                   "erase it in the source too"})
         return changes
+
+    def is_active(self, record: dict[str, Any]) -> bool:
+        return bool(record["active"]) and bool(record["external_id"])  # lanehub's own customers are not the source's
 
     def check_new(self, fields: dict[str, Any]) -> None:
         missing = {name: "is required" for name in ("first_name", "last_name") if not fields.get(name)}
@@ -197,8 +217,8 @@ class ProductTarget(Target):
         super().__init__(db)
         self.catalogue = HQCatalogue(db)
 
-    def current(self) -> dict[str, dict[str, Any]]:
-        records = super().current()
+    def current(self, key: str) -> dict[str, dict[str, Any]]:
+        records = super().current(key)
         codes: dict[str, list[str]] = {}
         for code, product_id in self.conn.execute("SELECT code, product_id FROM barcodes WHERE active = 1 ORDER BY code"):
             codes.setdefault(product_id, []).append(code)
@@ -206,12 +226,12 @@ class ProductTarget(Target):
             record["barcodes"] = "|".join(codes.get(record["id"], []))
         return records
 
-    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
+    def normalize(self, mapped: dict[str, Any], key: str) -> dict[str, Any]:
         mapped = dict(mapped)
         barcodes = "|".join(c.strip() for c in text(mapped.pop("barcodes", "")).split("|") if c.strip())
         if "tax_rate" in mapped and text(mapped["tax_rate"]) == "":
             mapped.pop("tax_rate")
-        fields = super().normalize(mapped)
+        fields = super().normalize(mapped, key)
         errors = {}
         for code in barcodes.split("|") if barcodes else []:
             errors |= {"barcodes": message for message in
@@ -256,11 +276,11 @@ class RateTarget(Target):
     key_field = "code"
     importable = ("code", "name", "start", "end", "status")
 
-    def key_of(self, mapped: dict[str, Any]) -> str:
+    def key_of(self, mapped: dict[str, Any], key: str) -> str:
         return text(mapped.get("code")).upper()
 
-    def normalize(self, mapped: dict[str, Any]) -> dict[str, Any]:
-        return super().normalize(dict(mapped) | ({"code": self.key_of(mapped)} if "code" in mapped else {}))
+    def normalize(self, mapped: dict[str, Any], key: str) -> dict[str, Any]:
+        return super().normalize(dict(mapped) | ({"code": self.key_of(mapped, key)} if "code" in mapped else {}), key)
 
     def check_new(self, fields: dict[str, Any]) -> None:
         pass  # a new rate starts today unless the source says when

@@ -49,6 +49,7 @@ class ImportSpec:
     export_to: str = ""  # a directory (CSV drop) or a SQLAlchemy URL
     export_table: str = "lanehub_exports"
     export_interval: float = 60.0  # seconds between the HQ service's exports
+    key: str = ""  # the lanehub field records are matched by ("" : the target's default)
 
     @classmethod
     def from_config(cls, config, kind: str, target: Target) -> "ImportSpec":
@@ -56,25 +57,30 @@ class ImportSpec:
         where = f"{getattr(config, 'path', 'hq.toml')}: [import.{kind}]"
         if values is None:
             values = {"source": "csv", "columns": {}, "owned": [], "export": [], "query": "", "deactivate_missing": False,
-                      "export_to": "", "export_table": "lanehub_exports", "export_interval": 60.0}
+                      "export_to": "", "export_table": "lanehub_exports", "export_interval": 60.0, "key": ""}
+        key = values["key"] or target.key_field
+        if key not in (target.keys or (target.key_field,)):
+            raise ConfigError(f"{where} key: {key!r} is not a key for {target.entity} records "
+                              f"({', '.join(target.keys or (target.key_field,))})")
         for column, name in values["columns"].items():
             if name not in target.importable:
                 raise ConfigError(f"{where} columns: {column} -> {name!r} is not an importable {target.entity} field "
                                   f"({', '.join(target.importable)})")
         mapped = set(values["columns"].values()) or set(target.importable)
-        owned = tuple(values["owned"]) or tuple(sorted(mapped - {target.key_field} - set(target.lanehub_own)))
+        owned = tuple(values["owned"]) or tuple(sorted(mapped - {key, "external_id"} - set(target.lanehub_own)))
         for name in owned:
             if name in target.lanehub_own:
                 raise ConfigError(f"{where} owned: {name} stays lanehub's own (edited in lanehub, never imported)")
-            if name not in target.importable or name == target.key_field:
+            if name not in target.importable or name in (key, "external_id"):
                 raise ConfigError(f"{where} owned: {name!r} is not an importable {target.entity} field")
         for name in values["export"]:
-            if name in owned or name not in target.importable or name == target.key_field:
+            if name in owned or name not in target.importable or name in (key, "external_id"):
                 raise ConfigError(f"{where} export: {name!r} must be a {target.entity} field lanehub owns")
-        if values["columns"] and target.key_field not in values["columns"].values():
-            raise ConfigError(f"{where} columns: no column maps to the key field {target.key_field}")
+        if values["columns"] and key not in values["columns"].values():
+            raise ConfigError(f"{where} columns: no column maps to the key field {key}")
         return cls(kind, values["source"], dict(values["columns"]), owned, tuple(values["export"]), values["query"],
-                   values["deactivate_missing"], values["export_to"], values["export_table"], values["export_interval"])
+                   values["deactivate_missing"], values["export_to"], values["export_table"], values["export_interval"],
+                   key)
 
     def map_row(self, row: dict[str, Any]) -> dict[str, Any]:
         if not self.columns:
@@ -92,8 +98,8 @@ class ImportSpec:
         unknown = sorted(columns - set(target.importable))
         if unknown:
             raise ImportAborted(f"unknown column(s) {', '.join(unknown)} (map them with [import.{self.kind}] columns)")
-        if target.key_field not in columns:
-            raise ImportAborted(f"the source has no {target.key_field} column (the key)")
+        if self.key not in columns:
+            raise ImportAborted(f"the source has no {self.key} column (the key)")
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ def plan_import(target: Target, spec: ImportSpec, rows: Iterator[SourceRow], *, 
                 progress: Progress | None = None) -> ImportPlan:
     """Every change the source asks for, without writing anything."""
     plan = ImportPlan(spec.source, spec.kind)
-    current = target.current()
+    current = target.current(spec.key)
     seen: dict[str, str] = {}
     for where, raw in rows:
         plan.rows += 1
@@ -159,21 +165,21 @@ def plan_import(target: Target, spec: ImportSpec, rows: Iterator[SourceRow], *, 
             progress(1)
         extra = raw.pop("__extra__", None)
         mapped = spec.map_row(raw)
-        key = target.key_of(mapped)
+        key = target.key_of(mapped, spec.key)
         try:
             if extra is not None:
                 raise ValidationError({"row": f"has {len(extra)} more cell(s) than the header"})
             if not key:
-                raise ValidationError({target.key_field: "is required (the key)"})
+                raise ValidationError({spec.key: "is required (the key)"})
             if key in seen:
-                raise ValidationError({target.key_field: f"{key} appears twice in the source (also {seen[key]})"})
+                raise ValidationError({spec.key: f"{key} appears twice in the source (also {seen[key]})"})
             seen[key] = where
             record = current.get(key)
             if record is not None:
                 # Only what the source owns is read for an existing record: a bad value
                 # in a column that merely seeds new records must not block the import.
-                mapped = {k: v for k, v in mapped.items() if k in spec.owned or k == target.key_field}
-            fields = target.normalize(mapped)
+                mapped = {k: v for k, v in mapped.items() if k in spec.owned or k in (spec.key, "external_id")}
+            fields = target.normalize(mapped, spec.key)
             if record is None:
                 target.check_new(fields)
                 plan.changes.append(RecordChange("create", key, "", {n: (None, v) for n, v in fields.items()

@@ -476,3 +476,34 @@ def test_hq_refuses_to_start_with_a_bad_import_section(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (f"lanehub: config error: {config}: [import.customers] owned: rate stays "
                                       "lanehub's own (edited in lanehub, never imported)")
+
+
+def test_keyed_by_tax_id_a_first_import_links_the_customers_lanehub_already_has(hq, tmp_path):
+    signed_up = hq.create_customer({"first_name": "Ana", "last_name": "García", "tax_id": "x-1 23"}, "till")
+    lanehub_only = hq.create_customer({"first_name": "Own", "last_name": "Customer", "tax_id": "Z9"}, "till")
+    config = load_config(write_config(tmp_path, {"customers": {
+        "source": "crm", "key": "tax_id", "columns": {"NIF": "tax_id", "NAME": "first_name", "SURNAME": "last_name",
+                                                       "CITY": "city"},
+        "owned": ["first_name", "last_name", "city"], "deactivate_missing": True}}))
+    target = TARGETS["customers"](hq)
+    spec = ImportSpec.from_config(config, "customers", target)
+    rows = [{"NIF": "X123", "NAME": "Ana", "SURNAME": "García", "CITY": "Madrid"},
+            {"NIF": "Y456", "NAME": "Luis", "SURNAME": "Pérez", "CITY": "Vigo"}]
+    plan = run_import(target, spec, CsvSource(write_csv(tmp_path / "crm.csv", rows)), "import:crm")
+    assert [c.describe() for c in plan.changes] == [
+        "update X123: city: '' -> 'Madrid'; external_id: '' -> 'X123'",
+        "create Y456: tax_id: '' -> 'Y456'; first_name: '' -> 'Luis'; last_name: '' -> 'Pérez'; city: '' -> 'Vigo'; "
+        "external_id: '' -> 'Y456'"]
+    linked = hq.replica.get("customer", signed_up["id"])
+    assert (linked["external_id"], linked["city"], linked["code"]) == ("X123", "Madrid", signed_up["code"])
+    # lanehub's own customer (no external number) is never deactivated by the source's absence.
+    assert hq.replica.get("customer", lanehub_only["id"])["active"] is True
+    assert run_import(target, spec, CsvSource(write_csv(tmp_path / "crm.csv", rows)), "import:crm").changes == []
+    gone = run_import(target, spec, CsvSource(write_csv(tmp_path / "crm.csv", rows[1:])), "import:crm")
+    assert [c.describe() for c in gone.changes] == ["deactivate X123: active: yes -> no"]
+
+
+def test_a_key_that_cannot_match_records_is_a_config_error(hq, tmp_path):
+    config = load_config(write_config(tmp_path, {"customers": {"key": "sku"}}))
+    with pytest.raises(ConfigError, match="key: 'sku' is not a key for customer records"):
+        ImportSpec.from_config(config, "customers", TARGETS["customers"](hq))
