@@ -125,6 +125,12 @@ def write_extras(db, customer: dict[str, Any], values: dict[str, str], by: str) 
     return changed
 
 
+def split_extras(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(customer fields, {extra name: value}) of fields where extras are named extra.NAME."""
+    plain = {k: v for k, v in fields.items() if not k.startswith(PREFIX)}
+    return plain, {k[len(PREFIX):]: v for k, v in fields.items() if k.startswith(PREFIX)}
+
+
 def with_extras(conn: sqlite3.Connection, record: dict[str, Any]) -> dict[str, Any]:
     """A customer record with its extra values as ``extra.NAME`` keys (owned-field checks, diffs)."""
     return record | {PREFIX + name: value for name, value in extras_of(conn, record["id"]).items()}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, ValidationError, digits, normalize_text
+from core.extra_fields import PREFIX, checked_extras, declared, split_extras
 from core.model import checked_customer_write, display_name
 
 from .db import HQDatabase
@@ -29,9 +30,12 @@ ACTIONS = {"set_rate": "rate", "set_payment_status": "payment_status", "deactiva
 UPDATE_COLUMNS = ("code",)
 
 
-def columns_of(kind: str) -> tuple[str, ...]:
-    """The fields a row of a batch of ``kind`` has."""
-    return NEW_CUSTOMER_COLUMNS if kind == "new_customers" else UPDATE_COLUMNS
+def columns_of(kind: str, conn: sqlite3.Connection) -> tuple[str, ...]:
+    """The fields a row of a batch of ``kind`` has (new customers: with the
+    declared extra fields, as extra.NAME)."""
+    if kind != "new_customers":
+        return UPDATE_COLUMNS
+    return NEW_CUSTOMER_COLUMNS + tuple(PREFIX + name for name in declared(conn))
 
 
 # --- reading rows ---------------------------------------------------------------------
@@ -101,12 +105,17 @@ def rate_exists(conn: sqlite3.Connection, code: str) -> bool:
 
 def check_new_customer(db: HQDatabase, raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """(the normalized fields, {field: error}) of one new-customers row."""
-    fields = customer_fields(raw)
+    fields, extra = split_extras(customer_fields(raw))
+    errors = {}
+    try:
+        extra = checked_extras(db.conn, extra)
+    except ValidationError as exc:
+        errors |= exc.errors
     try:
         fields = checked_customer_write(fields, db.codes, new=True)
-        errors = {}
     except ValidationError as exc:
-        errors = dict(exc.errors)
+        errors |= exc.errors
+    fields |= {PREFIX + name: value for name, value in extra.items()}
     if fields.get("rate") and "rate" not in errors and not rate_exists(db.conn, fields["rate"]):
         errors["rate"] = f"no rate {fields['rate'].upper()}"
     return fields, errors

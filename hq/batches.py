@@ -20,8 +20,9 @@ from typing import Any
 
 from core.db import transaction
 from core.entity import MAX_TEXT, ValidationError
+from core.extra_fields import split_extras
 
-from .batch_checks import (NEW_CUSTOMER_COLUMNS, check_new_customer, check_update, checked_target, code_rows,
+from .batch_checks import (check_new_customer, check_update, checked_target, code_rows,
                            columns_of, csv_rows, customer_fields, in_batch_duplicates, read_text, similar_customers,
                            unknown_fields, update_fields)
 from .db import HQDatabase, now_iso
@@ -50,12 +51,12 @@ class NotReady(BatchError):
         super().__init__(f"batch {batch_id} was not executed: " + "; ".join(problems))
 
 
-def read_rows(kind: str, source: str | Path | bytes) -> list[dict[str, str]]:
+def read_rows(kind: str, source: str | Path | bytes, conn: sqlite3.Connection) -> list[dict[str, str]]:
     """The rows of a CSV for a batch of ``kind`` (a path, its bytes or its text).
     New customers: columns named like customer fields; an unknown column refuses
     the file. Updates: a ``code`` column, or one code per line."""
     text = read_text(source)
-    rows = csv_rows(text, NEW_CUSTOMER_COLUMNS) if kind == "new_customers" else code_rows(text)
+    rows = csv_rows(text, columns_of(kind, conn)) if kind == "new_customers" else code_rows(text)
     if not rows:
         raise ValidationError({"file": "has no rows"})
     return rows
@@ -119,14 +120,14 @@ class Batches:
 
     def load_csv(self, batch_id: int, source: str | Path | bytes) -> list[int]:
         """Add the rows of a CSV (``read_rows``); returns their numbers."""
-        return self.add_rows(batch_id, read_rows(self.get(batch_id)["kind"], source))
+        return self.add_rows(batch_id, read_rows(self.get(batch_id)["kind"], source, self.conn))
 
     def add_rows(self, batch_id: int, rows: list[dict[str, Any]]) -> list[int]:
         """Add rows (field -> text); all or none. Returns their numbers."""
         with transaction(self.conn):
             batch = self._open(batch_id)
             for fields in rows:
-                unknown_fields(fields, columns_of(batch["kind"]))
+                unknown_fields(fields, columns_of(batch["kind"], self.conn))
             first = self.conn.execute("SELECT coalesce(max(row_no), 0) + 1 FROM batch_rows WHERE batch_id = ?",
                                       (batch_id,)).fetchone()[0]
             numbers = [first + n for n in range(len(rows))]
@@ -142,7 +143,7 @@ class Batches:
         is cleared: it was decided on the old fields."""
         with transaction(self.conn):
             batch = self._open(batch_id)
-            unknown_fields(fields, columns_of(batch["kind"]))
+            unknown_fields(fields, columns_of(batch["kind"], self.conn))
             row = self._row(batch_id, row_no)
             merged = {k: v for k, v in (row["fields"] | {k: str(v).strip() for k, v in fields.items()}).items() if v != ""}
             self.conn.execute("UPDATE batch_rows SET fields = ?, keep = 0 WHERE batch_id = ? AND row_no = ?",
@@ -218,7 +219,8 @@ class Batches:
             raise NotReady(batch["id"], [f"row {row['row_no']}: refused by the database ({exc})"]) from None
 
     def _create(self, row: dict, by: str, made: dict[int, str]) -> str:
-        record = self.db.create_customer(check_new_customer(self.db, row["fields"])[0], by)
+        fields, extra = split_extras(check_new_customer(self.db, row["fields"])[0])
+        record = self.db.create_customer(fields, by, extra=extra)
         made[row["row_no"]] = record["id"]
         if row["keep"]:  # a person decided these are different people: not for the duplicates review again
             for flag in row["duplicates"]:

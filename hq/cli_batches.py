@@ -55,7 +55,7 @@ def new_customers(csv_file, description, config_path, by):
     """Start a new-customers batch, loading CSV_FILE if given; prints its id and review."""
     batches = batches_for(config_path)
     with refusals():
-        rows = read_rows("new_customers", csv_file) if csv_file else []  # a bad file starts no batch
+        rows = read_rows("new_customers", csv_file, batches.conn) if csv_file else []  # a bad file starts no batch
         batch_id = batches.new("new_customers", by, description)
         if rows:
             batches.add_rows(batch_id, rows)
@@ -81,7 +81,7 @@ def customer_updates(codes, rate, payment_status, deactivate, code_file, descrip
         raise click.ClickException("give exactly one of --set-rate, --set-payment-status, --deactivate")
     batches = batches_for(config_path)
     with refusals():
-        rows = [{"code": code} for code in codes] + (read_rows("customer_updates", code_file) if code_file else [])
+        rows = [{"code": code} for code in codes] + (read_rows("customer_updates", code_file, batches.conn) if code_file else [])
         batch_id = batches.new("customer_updates", by, description, *chosen[0])
         if rows:
             batches.add_rows(batch_id, rows)

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.catalogue import barcode_key, product_key, rate_key
 from core.entity import FALSE_WORDS, TRUE_WORDS
-from core.extra_fields import PREFIX, checked_extras, declared, write_extras
+from core.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
 from core.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
 from core.replica import decode_row
 
@@ -198,11 +198,6 @@ class CustomerTarget(Target):
         self.db._write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
         flag_duplicates(self.conn, record_id)
 
-
-def split_extras(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(customer fields, {extra name: value}) of fields where extras are named extra.NAME."""
-    plain = {k: v for k, v in fields.items() if not k.startswith(PREFIX)}
-    return plain, {k[len(PREFIX):]: v for k, v in fields.items() if k.startswith(PREFIX)}
 
 
 class ProductTarget(Target):

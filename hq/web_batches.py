@@ -34,7 +34,7 @@ def batches_blueprint() -> Blueprint:
         values = {"description": request.form.get("description", "").strip()}
         upload = request.files.get("file")
         try:
-            rows = read_rows("new_customers", upload.read()) if upload and upload.filename else []
+            rows = read_rows("new_customers", upload.read(), g.db.conn) if upload and upload.filename else []
             batch_id = Batches(g.db).new("new_customers", g.user["username"], values["description"])
             if rows:
                 Batches(g.db).add_rows(batch_id, rows)
@@ -50,7 +50,7 @@ def batches_blueprint() -> Blueprint:
         values = {k: request.form.get(k, "").strip() for k in ("description", "action", "rate", "payment_status", "codes")}
         value = {"set_rate": values["rate"], "set_payment_status": values["payment_status"]}.get(values["action"], "")
         try:
-            rows = read_rows("customer_updates", values["codes"] + "\n") if values["codes"] else []
+            rows = read_rows("customer_updates", values["codes"] + "\n", g.db.conn) if values["codes"] else []
             batch_id = Batches(g.db).new("customer_updates", g.user["username"], values["description"],
                                          values["action"], value)
             if rows:
@@ -64,7 +64,7 @@ def batches_blueprint() -> Blueprint:
         batches = Batches(g.db)
         header = batches.get(batch_id)
         return render_template("batches/review.html", batch=header, rows=batches.review(batch_id),
-                               columns=columns_of(header["kind"]),
+                               columns=columns_of(header["kind"], g.db.conn),
                                kinds=KIND_NAMES, actions=ACTION_NAMES, problem=problem), status
 
     # <ref> is the batch number; the placeholder is named like the other pages' so
@@ -83,7 +83,7 @@ def batches_blueprint() -> Blueprint:
         action = request.form.get("action", "")
         row_no = request.form.get("row_no", type=int)
         batches, by = Batches(g.db), g.user["username"]
-        fields = {name: request.form.get(name, "") for name in columns_of(batches.get(batch_id)["kind"])
+        fields = {name: request.form.get(name, "") for name in columns_of(batches.get(batch_id)["kind"], g.db.conn)
                   if name in request.form}
         verbs = {
             "add_row": lambda: batches.add_row(batch_id, fields),

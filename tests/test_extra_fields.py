@@ -172,3 +172,20 @@ def test_a_merge_moves_coupons_headship_and_missing_extra_values_to_the_survivor
     assert hq.replica.get("coupon", coupon["id"])["customer_id"] == keep["id"]
     assert hq.replica.get("household", household["id"])["head_customer_id"] == keep["id"]
     assert extras(hq, keep["id"]) == {"loyalty_tier": "gold", "birthday": "1990-05-01"}  # the survivor's own value wins
+
+
+def test_a_new_customers_batch_carries_declared_extra_fields(hq, tmp_path):
+    from hq.batches import Batches
+
+    batches = Batches(hq)
+    batch = batches.new("new_customers", "t")
+    batches.load_csv(batch, "first_name;last_name;extra.loyalty_tier\nAnn;Lee;gold\nBo;Ek;" + "x" * 501 + "\n")
+    rows = batches.review(batch)
+    assert rows[1]["errors"] == {"extra.loyalty_tier": "is too long (max 500 characters)"}
+    batches.fix(batch, 2, {"extra.loyalty_tier": "silver"})
+    batches.execute(batch, "t")
+    codes = [row["result"] for row in batches.review(batch)]
+    assert [extras(hq, hq.find_customer(code)["id"]) for code in codes] == [{"loyalty_tier": "gold"},
+                                                                              {"loyalty_tier": "silver"}]
+    with pytest.raises(ValidationError, match="unknown column"):
+        batches.load_csv(batches.new("new_customers", "t"), "first_name,last_name,extra.shoe_size\nA,B,42\n")
