@@ -63,9 +63,10 @@ def read_rows(kind: str, source: str | Path | bytes, conn: sqlite3.Connection) -
 
 
 class Batches:
-    def __init__(self, db: HQDatabase):
+    def __init__(self, db: HQDatabase, by: str = ""):
         self.db = db
         self.conn = db.conn
+        self.by = by  # who adds, fixes, drops and keeps rows (the batch's history says so)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -135,6 +136,8 @@ class Batches:
                 "INSERT INTO batch_rows (batch_id, row_no, fields) VALUES (?, ?, ?)",
                 [(batch_id, row_no, _json({k: str(v).strip() for k, v in fields.items() if str(v).strip()}))
                  for row_no, fields in zip(numbers, rows)])
+            self._event(batch_id, "added", None, f"{plural(len(rows), 'row')}: {numbers[0]}-{numbers[-1]}"
+                        if len(rows) > 1 else f"row {numbers[0]}" if rows else "no rows")
             self._recheck(batch)
         return numbers
 
@@ -148,6 +151,8 @@ class Batches:
             merged = {k: v for k, v in (row["fields"] | {k: str(v).strip() for k, v in fields.items()}).items() if v != ""}
             self.conn.execute("UPDATE batch_rows SET fields = ?, keep = 0 WHERE batch_id = ? AND row_no = ?",
                               (_json(merged), batch_id, row_no))
+            changed = {k: v for k, v in fields.items() if str(row["fields"].get(k, "")) != str(v).strip()}
+            self._event(batch_id, "fixed", row_no, "; ".join(f"{k} = {str(v).strip()!r}" for k, v in sorted(changed.items())))
             self._recheck(batch)
 
     def drop(self, batch_id: int, row_no: int, dropped: bool = True) -> None:
@@ -157,6 +162,7 @@ class Batches:
             self._row(batch_id, row_no)
             self.conn.execute("UPDATE batch_rows SET dropped = ? WHERE batch_id = ? AND row_no = ?",
                               (int(dropped), batch_id, row_no))
+            self._event(batch_id, "dropped" if dropped else "taken back", row_no)
             self._recheck(batch)
 
     def keep(self, batch_id: int, row_no: int, keep: bool = True) -> None:
@@ -170,6 +176,7 @@ class Batches:
                 raise BatchError(f"row {row_no} is not flagged as a possible duplicate: there is nothing to keep")
             self.conn.execute("UPDATE batch_rows SET keep = ? WHERE batch_id = ? AND row_no = ?",
                               (int(keep), batch_id, row_no))
+            self._event(batch_id, "kept (not the same person)" if keep else "keep undone", row_no)
             self._recheck(batch)
 
     def cancel(self, batch_id: int, by: str) -> dict[str, Any]:
@@ -226,6 +233,15 @@ class Batches:
             for flag in row["duplicates"]:
                 dismiss_duplicate(self.db, record["id"], flag.get("customer_id") or made[flag["row"]])
         return record["code"]
+
+    def history(self, batch_id: int) -> list[dict[str, Any]]:
+        """Who did what to the rows, oldest first (creation and execution are on the batch)."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT at, by, action, row_no, detail FROM batch_events WHERE batch_id = ? ORDER BY id", (batch_id,))]
+
+    def _event(self, batch_id: int, action: str, row_no: int | None, detail: str = "") -> None:
+        self.conn.execute("INSERT INTO batch_events (batch_id, at, by, action, row_no, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                          (batch_id, now_iso(), self.by, action, row_no, detail))
 
     # --- rows --------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from core.entity import PAYMENT_STATUSES, ValidationError
 from .batches import ACTION_NAMES, KIND_NAMES, STATUSES, BatchError, Batches, plural, read_rows
 
 
-def batches_for(config_path) -> Batches:
+def batches_for(config_path, by: str = "") -> Batches:
     from .cli import open_db
 
-    return Batches(open_db(config_path))
+    return Batches(open_db(config_path), by)
 
 
 @contextmanager
@@ -53,7 +53,7 @@ def batch():
 @by_option
 def new_customers(csv_file, description, config_path, by):
     """Start a new-customers batch, loading CSV_FILE if given; prints its id and review."""
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         rows = read_rows("new_customers", csv_file, batches.conn) if csv_file else []  # a bad file starts no batch
         batch_id = batches.new("new_customers", by, description)
@@ -79,7 +79,7 @@ def customer_updates(codes, rate, payment_status, deactivate, code_file, descrip
         ("deactivate", "", deactivate)) if given]
     if len(chosen) != 1:
         raise click.ClickException("give exactly one of --set-rate, --set-payment-status, --deactivate")
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         rows = [{"code": code} for code in codes] + (read_rows("customer_updates", code_file, batches.conn) if code_file else [])
         batch_id = batches.new("customer_updates", by, description, *chosen[0])
@@ -105,10 +105,15 @@ def list_batches(status, config_path):
 @click.argument("batch_id", type=int)
 @config_option("hq.toml")
 def show(batch_id, config_path):
-    """Review batch BATCH_ID: every row with its status, errors, duplicate flags and preview."""
+    """Review batch BATCH_ID: every row with its status, errors, duplicate flags and preview,
+    then who added, fixed, dropped or kept rows, and when."""
     batches = batches_for(config_path)
     with refusals():
         print_review(batches, batch_id)
+        for event in batches.history(batch_id):
+            row = f" row {event['row_no']}" if event["row_no"] else ""
+            detail = f": {event['detail']}" if event["detail"] else ""
+            click.echo(f"  {event['at']} {event['by'] or '?'}: {event['action']}{row}{detail}")
 
 
 @batch.command("add-row")
@@ -118,7 +123,7 @@ def show(batch_id, config_path):
 @by_option
 def add_row(batch_id, fields, config_path, by):
     """Key in one row: FIELDS as field=value (first_name=Ann ...; code=CUST-00042 for updates)."""
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         row_no = batches.add_row(batch_id, assignments(fields))
     click.echo(f"batch {batch_id}: row {row_no} added")
@@ -133,7 +138,7 @@ def add_row(batch_id, fields, config_path, by):
 @by_option
 def fix(batch_id, row_no, fields, config_path, by):
     """Change fields of row ROW_NO (field=value; field= clears it); the row is checked again."""
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         batches.fix(batch_id, row_no, assignments(fields))
     print_review(batches, batch_id)
@@ -147,7 +152,7 @@ def fix(batch_id, row_no, fields, config_path, by):
 @by_option
 def drop(batch_id, row_no, undo, config_path, by):
     """Leave row ROW_NO out of the execution (it stays in the batch)."""
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         batches.drop(batch_id, row_no, dropped=not undo)
     print_review(batches, batch_id)
@@ -161,7 +166,7 @@ def drop(batch_id, row_no, undo, config_path, by):
 @by_option
 def keep(batch_id, row_no, undo, config_path, by):
     """Create flagged possible duplicate ROW_NO anyway: it is someone else."""
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         batches.keep(batch_id, row_no, keep=not undo)
     print_review(batches, batch_id)
@@ -173,7 +178,7 @@ def keep(batch_id, row_no, undo, config_path, by):
 @by_option
 def execute(batch_id, config_path, by):
     """Do every row that is not dropped, all or nothing; the batch is then read-only."""
-    batches = batches_for(config_path)
+    batches = batches_for(config_path, by)
     with refusals():
         done = batches.execute(batch_id, by)
     click.echo(f"batch {batch_id} executed: {done['summary']}")
@@ -187,7 +192,7 @@ def execute(batch_id, config_path, by):
 def cancel(batch_id, config_path, by):
     """Close open batch BATCH_ID without doing anything (it stays, read-only)."""
     with refusals():
-        batches_for(config_path).cancel(batch_id, by)
+        batches_for(config_path, by).cancel(batch_id, by)
     click.echo(f"batch {batch_id} cancelled")
 
 

@@ -120,6 +120,20 @@ def m003_batches(db: sqlite_utils.Database) -> None:
                f"WHEN OLD.status != 'open' BEGIN SELECT RAISE(ABORT, {closed}); END")
 
 
+@hq_migrations()
+def m004_batch_events(db: sqlite_utils.Database) -> None:
+    # Who added, fixed, dropped or kept which row of a batch, and when: append-only.
+    db.execute("CREATE TABLE batch_events (id INTEGER PRIMARY KEY, batch_id INTEGER NOT NULL REFERENCES batches (id), "
+               "at TEXT NOT NULL, by TEXT NOT NULL, action TEXT NOT NULL, row_no INTEGER, detail TEXT NOT NULL DEFAULT '')")
+    db.execute("CREATE INDEX idx_batch_events_batch ON batch_events (batch_id, id)")
+    db.execute("CREATE TRIGGER batch_events_closed_insert BEFORE INSERT ON batch_events "
+               "WHEN (SELECT status FROM batches WHERE id = NEW.batch_id) != 'open' "
+               "BEGIN SELECT RAISE(ABORT, 'this batch is closed (executed or cancelled) and cannot change'); END")
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER batch_events_no_{verb.lower()} BEFORE {verb} ON batch_events "
+                   "BEGIN SELECT RAISE(ABORT, 'the batch history is never rewritten'); END")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -18,7 +18,7 @@ def batches_blueprint() -> Blueprint:
     def list_page(errors=None, values=None, status=200):
         wanted = request.args.get("status") if request.args.get("status") in STATUSES else None
         rates = [row[0] for row in g.db.conn.execute("SELECT code FROM rates WHERE status = 'active' ORDER BY code")]
-        return render_template("batches/list.html", batches=Batches(g.db).list(wanted), wanted=wanted,
+        return render_template("batches/list.html", batches=Batches(g.db, g.user["username"]).list(wanted), wanted=wanted,
                                statuses=STATUSES, kinds=KIND_NAMES, actions=ACTION_NAMES, rates=rates,
                                payment_statuses=PAYMENT_STATUSES, errors=errors or {}, values=values or {}), status
 
@@ -35,9 +35,9 @@ def batches_blueprint() -> Blueprint:
         upload = request.files.get("file")
         try:
             rows = read_rows("new_customers", upload.read(), g.db.conn) if upload and upload.filename else []
-            batch_id = Batches(g.db).new("new_customers", g.user["username"], values["description"])
+            batch_id = Batches(g.db, g.user["username"]).new("new_customers", g.user["username"], values["description"])
             if rows:
-                Batches(g.db).add_rows(batch_id, rows)
+                Batches(g.db, g.user["username"]).add_rows(batch_id, rows)
         except (ValidationError, UnicodeDecodeError) as exc:
             return list_page(_errors(exc), values, 422)
         flash(f"Batch {batch_id} started with {plural(len(rows), 'row')}: review them, then execute.")
@@ -51,19 +51,20 @@ def batches_blueprint() -> Blueprint:
         value = {"set_rate": values["rate"], "set_payment_status": values["payment_status"]}.get(values["action"], "")
         try:
             rows = read_rows("customer_updates", values["codes"] + "\n", g.db.conn) if values["codes"] else []
-            batch_id = Batches(g.db).new("customer_updates", g.user["username"], values["description"],
+            batch_id = Batches(g.db, g.user["username"]).new("customer_updates", g.user["username"], values["description"],
                                          values["action"], value)
             if rows:
-                Batches(g.db).add_rows(batch_id, rows)
+                Batches(g.db, g.user["username"]).add_rows(batch_id, rows)
         except ValidationError as exc:
             return list_page(_errors(exc), values, 422)
         flash(f"Batch {batch_id} started with {plural(len(rows), 'customer')}: review them, then execute.")
         return redirect(url_for("batches.review", ref=batch_id))
 
     def review_page(batch_id, status=200, problem=None):
-        batches = Batches(g.db)
+        batches = Batches(g.db, g.user["username"])
         header = batches.get(batch_id)
         return render_template("batches/review.html", batch=header, rows=batches.review(batch_id),
+                               history=batches.history(batch_id),
                                columns=columns_of(header["kind"], g.db.conn),
                                kinds=KIND_NAMES, actions=ACTION_NAMES, problem=problem), status
 
@@ -82,7 +83,7 @@ def batches_blueprint() -> Blueprint:
         batch_id = _batch_id(ref)
         action = request.form.get("action", "")
         row_no = request.form.get("row_no", type=int)
-        batches, by = Batches(g.db), g.user["username"]
+        batches, by = Batches(g.db, g.user["username"]), g.user["username"]
         fields = {name: request.form.get(name, "") for name in columns_of(batches.get(batch_id)["kind"], g.db.conn)
                   if name in request.form}
         verbs = {

@@ -395,3 +395,26 @@ def test_only_customers_import_may_change_batches(sites):  # noqa: F811
         text = viewer.get(path).get_data(as_text=True)
         title = re.search(r"<title>(.*?)</title>", text, re.S).group(1)
         assert "<" not in title and text.count("<main>") == 1
+
+
+def test_the_batch_history_says_who_changed_which_row_and_cannot_be_rewritten(tmp_path):
+    import sqlite3 as _sqlite3
+
+    from core.codes import CodeFormat
+    from hq.batches import Batches
+    from hq.db import HQDatabase
+
+    db = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    batches = Batches(db, "alice")
+    batch = batches.new("new_customers", "alice")
+    batches.load_csv(batch, "first_name,last_name,email\nAnn,Lee,bad-mail\nBo,Ek,\n")
+    batches.fix(batch, 1, {"email": "ann@example.com"})
+    Batches(db, "bob").drop(batch, 2)
+    assert [(e["by"], e["action"], e["row_no"], e["detail"]) for e in batches.history(batch)] == [
+        ("alice", "added", None, "2 rows: 1-2"), ("alice", "fixed", 1, "email = 'ann@example.com'"),
+        ("bob", "dropped", 2, "")]
+    with pytest.raises(_sqlite3.IntegrityError, match="never rewritten"):
+        db.conn.execute("UPDATE batch_events SET by = 'mallory'")
+    batches.execute(batch, "alice")
+    with pytest.raises(_sqlite3.IntegrityError, match="closed"):
+        db.conn.execute("INSERT INTO batch_events (batch_id, at, by, action) VALUES (?, 'now', 'x', 'fixed')", (batch,))
