@@ -136,6 +136,10 @@ def test_the_rendered_lanehub_configs_load(rendered):
     assert devices["broker"]["password"] == "devices-secret-1"
     hq = load(out / "etc" / "hq.toml", HQ, environ={})
     assert hq["broker"]["acl_file"].endswith("hq-broker/acl") and hq["codes"]["prefix"] == "CUST-"
+    pos = hq["import"]["customers"]
+    assert pos["columns"] == {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name", "C/P": "postcode"}
+    assert (pos["owned"], pos["export_interval"], pos["deactivate_missing"]) == (["first_name", "last_name", "postcode"],
+                                                                                30.0, True)
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
