@@ -14,7 +14,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from .entity import MAX_TEXT, UUID_RE, EntitySpec, text_checks
+from .entity import MAX_TEXT, UUID_RE, EntitySpec, check_bools, check_unknown, text_checks
 
 NAMESPACE = uuid.UUID("6f1c3f36-6a0e-4c53-9d67-0f7a3f9e2b10")
 CENT = Decimal("0.01")
@@ -96,17 +96,6 @@ def _check_ids(fields: dict, names: tuple[str, ...], errors: dict, optional: tup
             errors[name] = "must be a record id"
 
 
-def _check_bools(fields: dict, names: tuple[str, ...], errors: dict) -> None:
-    for name in names:
-        if name in fields and not isinstance(fields[name], bool):
-            errors[name] = "must be true or false"
-
-
-def _unknown(fields: dict, allowed: tuple[str, ...], what: str, errors: dict) -> None:
-    for name in sorted(set(fields) - set(allowed)):
-        errors[name] = f"is not a {what} field"
-
-
 def _check_window(fields: dict, errors: dict) -> None:
     if fields.get("start") and fields.get("end") and "start" not in errors and "end" not in errors:
         if fields["end"] < fields["start"]:
@@ -120,14 +109,14 @@ PRODUCT_FIELDS = ("sku", "description", "brand", "size", "retail_price", "tax_ra
 
 def check_product_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {name: MAX_TEXT for name in ("sku", "description", "brand", "size", "retail_price", "tax_rate")})
-    _unknown(fields, PRODUCT_FIELDS, "product", errors)
+    check_unknown(fields, PRODUCT_FIELDS, "product", errors)
     if "sku" in fields and "sku" not in errors and not SKU_RE.match(fields["sku"]):
         errors["sku"] = "must be 1-40 letters, digits, '_', '.' or '-'"
     if "description" in fields and "description" not in errors and not fields["description"].strip():
         errors["description"] = "is required"
     _check_money(fields, "retail_price", errors)
     _check_money(fields, "tax_rate", errors, Decimal("100"))
-    _check_bools(fields, ("active",), errors)
+    check_bools(fields, ("active",), errors)
     return errors
 
 
@@ -165,11 +154,11 @@ PRODUCT = EntitySpec(
 
 def check_barcode_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"code": 64, "product_id": 36})
-    _unknown(fields, ("code", "product_id", "active"), "barcode", errors)
+    check_unknown(fields, ("code", "product_id", "active"), "barcode", errors)
     if "code" in fields and "code" not in errors and not BARCODE_RE.match(fields["code"]):
         errors["code"] = "must be 1-64 printable characters without spaces"
     _check_ids(fields, ("product_id",), errors)
-    _check_bools(fields, ("active",), errors)
+    check_bools(fields, ("active",), errors)
     return errors
 
 
@@ -193,7 +182,7 @@ RATE_FIELDS = ("code", "name", "start", "end", "status")
 
 def check_rate_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"code": 20, "name": MAX_TEXT, "start": 10, "end": 10, "status": 10})
-    _unknown(fields, RATE_FIELDS, "rate", errors)
+    check_unknown(fields, RATE_FIELDS, "rate", errors)
     if "code" in fields and "code" not in errors and not RATE_CODE_RE.match(fields["code"]):
         errors["code"] = "must be 1-20 upper-case letters, digits, '_' or '-'"
     if "name" in fields and "name" not in errors and not fields["name"].strip():
@@ -234,11 +223,11 @@ RATE = EntitySpec(
 
 def check_rate_line_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"rate_id": 36, "product_id": 36, "price": 20, "discount_pct": 20})
-    _unknown(fields, ("rate_id", "product_id", "price", "discount_pct", "active"), "rate line", errors)
+    check_unknown(fields, ("rate_id", "product_id", "price", "discount_pct", "active"), "rate line", errors)
     _check_ids(fields, ("rate_id", "product_id"), errors)
     _check_money(fields, "price", errors)
     _check_money(fields, "discount_pct", errors, Decimal("100"))
-    _check_bools(fields, ("active",), errors)
+    check_bools(fields, ("active",), errors)
     return errors
 
 
@@ -263,13 +252,13 @@ SPECIFIC_FIELDS = ("product_id", "customer_id", "store", "price", "start", "end"
 
 def check_specific_price_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"product_id": 36, "customer_id": 36, "store": 32, "price": 20, "start": 10, "end": 10})
-    _unknown(fields, SPECIFIC_FIELDS, "specific price", errors)
+    check_unknown(fields, SPECIFIC_FIELDS, "specific price", errors)
     _check_ids(fields, ("product_id", "customer_id"), errors, optional=("customer_id",))
     _check_money(fields, "price", errors)
     _check_day(fields, "start", errors)
     _check_day(fields, "end", errors)
     _check_window(fields, errors)
-    _check_bools(fields, ("active",), errors)
+    check_bools(fields, ("active",), errors)
     return errors
 
 

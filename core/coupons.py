@@ -15,8 +15,8 @@ import sqlite3
 from datetime import date
 from decimal import Decimal
 
-from .catalogue import _check_bools, _check_day, _check_ids, _check_money, _check_window, _unknown, money, natural_key
-from .entity import MAX_TEXT, EntitySpec, text_checks
+from .catalogue import _check_day, _check_ids, _check_money, _check_window, money, natural_key
+from .entity import MAX_TEXT, EntitySpec, check_bools, check_unknown, text_checks
 
 COUPON_KINDS = ("amount", "percent")
 COUPON_STATUSES = ("active", "disabled")
@@ -34,11 +34,11 @@ def coupon_use_key(coupon_id: str, ticket: str) -> str:
 
 def check_household_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"name": MAX_TEXT, "head_customer_id": 36})
-    _unknown(fields, ("name", "head_customer_id", "active"), "household", errors)
+    check_unknown(fields, ("name", "head_customer_id", "active"), "household", errors)
     if "name" in fields and "name" not in errors and not fields["name"].strip():
         errors["name"] = "is required"
     _check_ids(fields, ("head_customer_id",), errors)
-    _check_bools(fields, ("active",), errors)
+    check_bools(fields, ("active",), errors)
     return errors
 
 
@@ -57,7 +57,7 @@ COUPON_FIELDS = ("code", "kind", "value", "customer_id", "household_id", "start"
 
 def check_coupon_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {name: 40 for name in COUPON_FIELDS if name != "value"} | {"value": 20})
-    _unknown(fields, COUPON_FIELDS, "coupon", errors)
+    check_unknown(fields, COUPON_FIELDS, "coupon", errors)
     if "code" in fields and "code" not in errors and not COUPON_CODE_RE.match(fields["code"]):
         errors["code"] = "must be 3-32 upper-case letters, digits, '_' or '-'"
     if "kind" in fields and fields["kind"] not in COUPON_KINDS:
@@ -86,7 +86,7 @@ COUPON = EntitySpec(
 
 def check_coupon_use_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"coupon_id": 36, "ticket": 64, "store": 32, "at": 40, "mode": 8, "discount": 20})
-    _unknown(fields, ("coupon_id", "ticket", "store", "at", "mode", "discount"), "coupon use", errors)
+    check_unknown(fields, ("coupon_id", "ticket", "store", "at", "mode", "discount"), "coupon use", errors)
     _check_ids(fields, ("coupon_id",), errors)
     if "mode" in fields and fields["mode"] not in USE_MODES:
         errors["mode"] = f"must be one of {', '.join(USE_MODES)}"

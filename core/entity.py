@@ -89,6 +89,18 @@ def text_checks(fields: dict, limits: dict[str, int]) -> dict[str, str]:
     return errors
 
 
+def check_unknown(fields: dict, allowed, what: str, errors: dict) -> None:
+    """Every field of a change that the record type does not have, named."""
+    for name in sorted(set(fields) - set(allowed)):
+        errors[name] = f"is not a {what} field"
+
+
+def check_bools(fields: dict, names, errors: dict) -> None:
+    for name in names:
+        if name in fields and not isinstance(fields[name], bool):
+            errors[name] = "must be true or false"
+
+
 @dataclass
 class ValidationError(Exception):
     """Field errors of a write a person asked for; shown next to each field."""

@@ -15,7 +15,7 @@ import sqlite3
 import uuid
 from typing import Any
 
-from .entity import UUID_RE, EntitySpec, ValidationError, text_checks
+from .entity import UUID_RE, EntitySpec, ValidationError, check_bools, check_unknown, text_checks
 
 NAMESPACE = uuid.UUID("5b0c7f0e-2a43-4d0a-9f57-7c3c2b9d8e21")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -33,14 +33,12 @@ def value_key(customer_id: str, name: str) -> str:
 
 def check_declaration_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"name": 32, "label": 80})
-    for name in sorted(set(fields) - set(EXTRA_FIELD.fields)):
-        errors[name] = "is not an extra field declaration field"
+    check_unknown(fields, EXTRA_FIELD.fields, "extra field declaration", errors)
     if "name" in fields and "name" not in errors and not NAME_RE.match(fields["name"]):
         errors["name"] = "must be 1-32 lower-case letters, digits or '_', starting with a letter"
     if "label" in fields and "label" not in errors and not fields["label"].strip():
         errors["label"] = "is required"
-    if "active" in fields and not isinstance(fields["active"], bool):
-        errors["active"] = "must be true or false"
+    check_bools(fields, ("active",), errors)
     return errors
 
 
@@ -59,8 +57,7 @@ EXTRA_FIELD = EntitySpec(
 
 def check_value_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"customer_id": 36, "name": 32, "value": MAX_VALUE})
-    for name in sorted(set(fields) - set(CUSTOMER_EXTRA.fields)):
-        errors[name] = "is not a customer extra field"
+    check_unknown(fields, CUSTOMER_EXTRA.fields, "customer extra", errors)
     if "customer_id" in fields and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):
         errors["customer_id"] = "must be a customer id"
     if "name" in fields and "name" not in errors and not NAME_RE.match(fields["name"]):

@@ -17,8 +17,8 @@ from .ownership import FIELD_RULE
 from .sales import SALE
 from .users import USER_ENTITIES
 from .entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
-                     PAYMENT_STATUSES, PHONE_RE, UUID_RE, EntitySpec, ValidationError, digits, normalize_text,
-                     postcode_key, text_checks)
+                     PAYMENT_STATUSES, PHONE_RE, UUID_RE, EntitySpec, ValidationError, check_bools, check_unknown,
+                     digits, normalize_text, postcode_key, text_checks)
 
 # --- customers --------------------------------------------------------------
 
@@ -63,9 +63,7 @@ def normalize_customer(fields: dict) -> dict:
 def check_customer_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
     limits = {name: MAX_TEXT for name in CUSTOMER_TEXT} | {"notes": MAX_NOTES, "postcode": 16}
     errors = text_checks(fields, limits)
-    unknown = set(fields) - set(CUSTOMER_FIELDS)
-    for name in sorted(unknown):
-        errors[name] = "is not a customer field"
+    check_unknown(fields, CUSTOMER_FIELDS, "customer", errors)
     for name in ("first_name", "last_name"):
         if name in fields and name not in errors and not fields[name].strip():
             errors[name] = "is required"
@@ -86,9 +84,7 @@ def check_customer_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
         errors["payment_status"] = f"must be one of {', '.join(PAYMENT_STATUSES)}"
     if "status" in fields and fields["status"] not in CUSTOMER_STATUSES:
         errors["status"] = f"must be one of {', '.join(CUSTOMER_STATUSES)}"
-    for name in ("active", "no_paper"):
-        if name in fields and not isinstance(fields[name], bool):
-            errors[name] = "must be true or false"
+    check_bools(fields, ("active", "no_paper"), errors)
     return errors
 
 
@@ -147,10 +143,8 @@ def check_card_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
         errors["customer_id"] = "must be a customer id"
     if "kind" in fields and fields["kind"] not in CARD_KINDS:
         errors["kind"] = f"must be one of {', '.join(CARD_KINDS)}"
-    if "active" in fields and not isinstance(fields["active"], bool):
-        errors["active"] = "must be true or false"
-    for name in sorted(set(fields) - {"number", "customer_id", "kind", "active"}):
-        errors[name] = "is not a card field"
+    check_bools(fields, ("active",), errors)
+    check_unknown(fields, ("number", "customer_id", "kind", "active"), "card", errors)
     return errors
 
 
@@ -172,8 +166,7 @@ CARD = EntitySpec(
 
 def check_alias_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
     errors = text_checks(fields, {"alias": MAX_TEXT, "customer_id": 36})
-    for name in sorted(set(fields) - {"alias", "customer_id"}):
-        errors[name] = "is not a code alias field"
+    check_unknown(fields, ("alias", "customer_id"), "code alias", errors)
     return errors
 
 
@@ -197,14 +190,12 @@ CONSENT_FIELDS = ("customer_id", "channel", "granted", "at", "store", "lane", "u
 
 def check_consent_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
     errors = text_checks(fields, {"customer_id": 36, "channel": 8, "at": 40, "store": 32, "lane": 32, "user": MAX_TEXT})
-    for name in sorted(set(fields) - set(CONSENT_FIELDS)):
-        errors[name] = "is not a consent field"
+    check_unknown(fields, CONSENT_FIELDS, "consent", errors)
     if "customer_id" in fields and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):
         errors["customer_id"] = "must be a customer id"
     if "channel" in fields and fields["channel"] not in CONSENT_CHANNELS:
         errors["channel"] = f"must be one of {', '.join(CONSENT_CHANNELS)}"
-    if "granted" in fields and not isinstance(fields["granted"], bool):
-        errors["granted"] = "must be true or false"
+    check_bools(fields, ("granted",), errors)
     return errors
 
 

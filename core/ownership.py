@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .entity import EntitySpec, ValidationError, text_checks
+from .entity import EntitySpec, ValidationError, check_bools, check_unknown, text_checks
 
 NAMESPACE = uuid.UUID("8c3a5a0e-4d8e-4f4e-9a57-6f1f3b1f0c11")
 RULE_ENTITIES = ("customer", "product", "rate")
@@ -30,13 +30,10 @@ def rule_key(entity: str, field_name: str) -> str:
 
 def check_rule_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"entity": 16, "field": 64, "owner": 32})
-    for name in sorted(set(fields) - set(FIELD_RULE.fields)):
-        errors[name] = "is not a field rule field"
+    check_unknown(fields, FIELD_RULE.fields, "field rule", errors)
     if "entity" in fields and "entity" not in errors and fields["entity"] not in RULE_ENTITIES:
         errors["entity"] = f"must be one of {', '.join(RULE_ENTITIES)}"
-    for name in ("export", "active"):
-        if name in fields and not isinstance(fields[name], bool):
-            errors[name] = "must be true or false"
+    check_bools(fields, ("export", "active"), errors)
     return errors
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from .catalogue import natural_key
-from .entity import EntitySpec, UUID_RE, text_checks
+from .entity import UUID_RE, EntitySpec, check_unknown, text_checks
 
 SALE_FIELDS = ("ticket", "store", "lane", "customer_id", "closed_at", "total", "currency", "lines", "coupon", "by")
 
@@ -18,8 +18,7 @@ def sale_key(ticket: str) -> str:
 
 def check_sale_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {name: 64 for name in SALE_FIELDS if name != "lines"} | {"lines": 1_000_000})
-    for name in sorted(set(fields) - set(SALE_FIELDS)):
-        errors[name] = "is not a sale field"
+    check_unknown(fields, SALE_FIELDS, "sale", errors)
     value = fields.get("customer_id")
     if value and "customer_id" not in errors and not UUID_RE.match(value):
         errors["customer_id"] = "must be a customer id"

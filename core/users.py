@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .entity import MAX_TEXT, EntitySpec, text_checks
+from .entity import MAX_TEXT, EntitySpec, check_bools, check_unknown, text_checks
 
 PERMISSIONS = ("customers.view", "customers.create", "customers.edit", "rates.view", "rates.edit", "sales.track",
                "sync.view", "devices.view", "stores.manage", "users.manage", "customers.import")
@@ -33,16 +33,14 @@ def split(value: str) -> list[str]:
 def check_user_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"username": 32, "name": MAX_TEXT, "password_hash": 400, "roles": 400, "store": 32,
                                   "api_token_hash": 64})
-    for name in sorted(set(fields) - set(USER.fields)):
-        errors[name] = "is not a user field"
+    check_unknown(fields, USER.fields, "user", errors)
     if "username" in fields and "username" not in errors and not USERNAME_RE.match(fields["username"]):
         errors["username"] = "must be 2-32 lower-case letters, digits, '.', '_' or '-'"
     if "roles" in fields and "roles" not in errors:
         bad = [r for r in split(fields["roles"]) if not ROLE_RE.match(r)]
         if bad or not split(fields["roles"]):
             errors["roles"] = "must name at least one role"
-    if "active" in fields and not isinstance(fields["active"], bool):
-        errors["active"] = "must be true or false"
+    check_bools(fields, ("active",), errors)
     return errors
 
 
@@ -62,8 +60,7 @@ USER = EntitySpec(
 
 def check_role_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"name": 32, "permissions": 1000})
-    for name in sorted(set(fields) - {"name", "permissions"}):
-        errors[name] = "is not a role field"
+    check_unknown(fields, ("name", "permissions"), "role", errors)
     if "name" in fields and "name" not in errors and (not ROLE_RE.match(fields["name"]) or fields["name"] in BUILTIN_ROLES):
         errors["name"] = "must be a new lower-case name (letters, digits, '_')"
     if "permissions" in fields and "permissions" not in errors:
