@@ -11,6 +11,7 @@ from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
 from .audit import change_history
+from .web_fields import fields_blueprint
 from .web_admin import products_blueprint, users_blueprint
 from .web_batches import batches_blueprint
 from .web_rates import rates_blueprint
@@ -38,6 +39,7 @@ def create_app(config, open_db=None):
     app.register_blueprint(gdpr_blueprint())
     app.register_blueprint(users_blueprint())
     app.register_blueprint(products_blueprint())
+    app.register_blueprint(fields_blueprint())
     app.register_blueprint(batches_blueprint())
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app

@@ -189,3 +189,23 @@ def test_a_new_customers_batch_carries_declared_extra_fields(hq, tmp_path):
                                                                               {"loyalty_tier": "silver"}]
     with pytest.raises(ValidationError, match="unknown column"):
         batches.load_csv(batches.new("new_customers", "t"), "first_name,last_name,extra.shoe_size\nA,B,42\n")
+
+
+def test_extra_fields_are_declared_and_withdrawn_on_the_fields_page(sites):  # noqa: F811
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/fields/")
+    bad = client.post("/fields/", data={"csrf_token": token, "name": "Shoe Size", "label": "Shoe size"})
+    assert bad.status_code == 422 and 'id="err-name"' in bad.get_data(as_text=True)
+    assert 'value="Shoe Size"' in bad.get_data(as_text=True)  # nothing typed is lost
+    done = client.post("/fields/", data={"csrf_token": token, "name": "shoe_size", "label": "Shoe size"},
+                       follow_redirects=True)
+    assert "Extra field shoe_size (Shoe size) is shown on every customer page." in done.get_data(as_text=True)
+    assert tuple(hq.conn.execute("SELECT label, active FROM extra_fields WHERE name = 'shoe_size'").fetchone()) == ("Shoe size", 1)
+    client.post("/fields/", data={"csrf_token": token, "name": "shoe_size", "action": "withdraw"})
+    assert tuple(hq.conn.execute("SELECT label, active FROM extra_fields WHERE name = 'shoe_size'").fetchone()) == ("Shoe size", 0)
+    viewer = apps["hq"].test_client()
+    login(viewer, "viewer")
+    assert "Show again</button>" not in viewer.get("/fields/").get_data(as_text=True)
+    assert viewer.post("/fields/", data={"csrf_token": csrf(viewer, "/fields/"), "name": "x", "label": "X"}).status_code == 403
