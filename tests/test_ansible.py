@@ -143,16 +143,29 @@ def test_the_rendered_lanehub_configs_load(rendered):
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("unit", ["lanehub-edge.service", "lanehub-devices.service", "lanehub-hq.service"])
+@pytest.mark.parametrize("unit", ["lanehub-edge.service", "lanehub-devices.service", "lanehub-hq.service",
+                                  "lanehub-import-customers.service", "lanehub-import-customers.timer"])
 def test_the_rendered_units_pass_systemd_analyze_verify(rendered, unit):
     out, _ = rendered
     path = out / "units" / unit
     text = path.read_text()
-    assert "NoNewPrivileges=" in text and "ProtectSystem=strict" in text and "Restart=on-failure" in text
+    if unit.endswith(".service"):
+        assert "NoNewPrivileges=" in text and "ProtectSystem=strict" in text
+        assert "Restart=on-failure" in text or "Type=oneshot" in text
     result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if unit in line and "mosquitto.service" not in line]
     assert result.returncode == 0 or not problems, result.stdout + result.stderr
+
+
+def test_a_scheduled_import_keeps_its_source_out_of_the_unit(rendered):
+    out, _ = rendered
+    unit = (out / "units" / "lanehub-import-customers.service").read_text()
+    assert "pos-secret" not in unit and "${LANEHUB_IMPORT_SOURCE}" in unit
+    assert '"--max-deactivate" "50" "--query" "SELECT * FROM clients WHERE deleted = 0 AND name NOT LIKE \'x%%\'"' in unit
+    env = (out / "etc" / "import-customers.env").read_text()
+    assert "LANEHUB_IMPORT_SOURCE=postgresql+psycopg://lanehub:pos-secret@pos-db/pos" in env
+    assert "OnCalendar=*-*-* 03:00:00" in (out / "units" / "lanehub-import-customers.timer").read_text()
 
 
 def test_a_check_mode_run_of_edge_yml_against_this_machine_completes():
