@@ -166,6 +166,9 @@ def test_a_scheduled_import_keeps_its_source_out_of_the_unit(rendered):
     env = (out / "etc" / "import-customers.env").read_text()
     assert "LANEHUB_IMPORT_SOURCE=postgresql+psycopg://lanehub:pos-secret@pos-db/pos" in env
     assert "OnCalendar=*-*-* 03:00:00" in (out / "units" / "lanehub-import-customers.timer").read_text()
+    # The HQ service writes the export drop: its sandbox lets it.
+    assert "ReadWritePaths=" in (hq := (out / "units" / "lanehub-hq.service").read_text())
+    assert " /var/spool/lanehub/pos" in hq.split("ReadWritePaths=")[1].splitlines()[0]
 
 
 def test_a_check_mode_run_of_edge_yml_against_this_machine_completes():
