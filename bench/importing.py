@@ -50,7 +50,7 @@ def _timed(label: str, target, spec, source) -> dict:
     plan = run_import(target, spec, source, "import:pos")
     seconds = time.perf_counter() - started
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    return {"run": label, "rows": plan.rows, "summary": plan.summary(), "seconds": round(seconds, 2),
+    return {"run": label, "rows": plan.rows, "summary": plan.summary(), "seconds": round(seconds, 3),
             "rows_per_s": round(plan.rows / seconds) if seconds else 0, "peak_rss_growth_mb": round(grown / 1024, 1)}
 
 

@@ -16,7 +16,6 @@ from core.catalogue import barcode_key, product_key, rate_key
 from core.entity import FALSE_WORDS, TRUE_WORDS
 from core.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
 from core.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
-from core.replica import decode_row
 
 from .catalogue import HQCatalogue
 from .db import HQDatabase, now_iso
@@ -53,6 +52,9 @@ class Target(ABC):
     bools: tuple[str, ...] = ()
     # Fields lanehub keeps as its own: never owned by an import (they may seed a new record).
     lanehub_own: tuple[str, ...] = ()
+    # Columns the diff needs besides the key and the owned fields (records are read
+    # slim: a million customers' whole rows would not fit a small HQ's memory).
+    always: tuple[str, ...] = ("active",)
 
     def __init__(self, db: HQDatabase):
         self.db = db
@@ -61,11 +63,16 @@ class Target(ABC):
     def key_of(self, mapped: dict[str, Any], key: str) -> str:
         return text(mapped.get(key))
 
-    def current(self, key: str) -> dict[str, dict[str, Any]]:
-        """lanehub's records that the source's keys can match, by key value."""
+    def current(self, key: str, owned: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """lanehub's records that the source's keys can match, by key value: the
+        columns the diff reads (id, key, ``always``, the owned fields)."""
+        return {self.key_of(record, key): record for record in self._slim_rows(key, owned)}
+
+    def _slim_rows(self, key: str, owned: tuple[str, ...], where: str = "") -> list[dict[str, Any]]:
         spec = ENTITIES[self.entity]
-        return {record[key]: record for record in
-                (decode_row(spec, row) for row in self.conn.execute(f"SELECT * FROM [{spec.table}]"))}
+        columns = list(dict.fromkeys(["id", key, *self.always, *(n for n in owned if n in spec.fields)]))
+        rows = self.conn.execute(f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{spec.table}] {where} ORDER BY rid")
+        return [{c: (bool(v) if c in spec.bools else ("" if v is None else v)) for c, v in zip(columns, row)} for row in rows]
 
     def normalize(self, mapped: dict[str, Any], key: str) -> dict[str, Any]:
         errors = {name: "is not a field here" for name in mapped if name not in self.importable}
@@ -129,6 +136,7 @@ class CustomerTarget(Target):
     entity = "customer"
     key_field = "external_id"
     keys = ("external_id", "tax_id", "email")
+    always = ("external_id", "active", "first_name")
     bools = ("no_paper", "active")
     lanehub_own = ("notes", "rate")
 
@@ -143,14 +151,16 @@ class CustomerTarget(Target):
             return "".join(ch for ch in value.upper() if ch.isalnum())
         return value.casefold() if key == "email" else value
 
-    def current(self, key: str) -> dict[str, dict[str, Any]]:
-        spec = ENTITIES["customer"]
+    def current(self, key: str, owned: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         # Merged-away duplicates too: their key is known (a new record would bring the duplicate back).
-        rows = self.conn.execute(f"SELECT * FROM customers WHERE coalesce([{key}], '') != '' ORDER BY rid")
-        records = {record["id"]: record for record in (decode_row(spec, row) for row in rows)}
-        for customer_id, name, value in self.conn.execute("SELECT customer_id, name, value FROM customer_extras"):
-            if customer_id in records:
-                records[customer_id][PREFIX + name] = value or ""
+        records = {record["id"]: record for record in self._slim_rows(key, owned, f"WHERE coalesce([{key}], '') != ''")}
+        extras = [name[len(PREFIX):] for name in owned if name.startswith(PREFIX)]
+        if extras:
+            rows = self.conn.execute(f"SELECT customer_id, name, value FROM customer_extras WHERE name IN "
+                                     f"({', '.join('?' * len(extras))})", extras)
+            for customer_id, name, value in rows:
+                if customer_id in records:
+                    records[customer_id][PREFIX + name] = value or ""
         out: dict[str, dict[str, Any]] = {}
         for record in records.values():  # the oldest record of a key wins; a later one is a duplicate to merge
             out.setdefault(self.key_of(record, key), record)
@@ -212,8 +222,10 @@ class ProductTarget(Target):
         super().__init__(db)
         self.catalogue = HQCatalogue(db)
 
-    def current(self, key: str) -> dict[str, dict[str, Any]]:
-        records = super().current(key)
+    def current(self, key: str, owned: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        records = super().current(key, owned)
+        if "barcodes" not in owned:
+            return records
         codes: dict[str, list[str]] = {}
         for code, product_id in self.conn.execute("SELECT code, product_id FROM barcodes WHERE active = 1 ORDER BY code"):
             codes.setdefault(product_id, []).append(code)
@@ -269,6 +281,7 @@ class RateTarget(Target):
 
     entity = "rate"
     key_field = "code"
+    always = ("status",)
     importable = ("code", "name", "start", "end", "status")
 
     def key_of(self, mapped: dict[str, Any], key: str) -> str:

@@ -157,7 +157,7 @@ def plan_import(target: Target, spec: ImportSpec, rows: Iterator[SourceRow], *, 
                 progress: Progress | None = None) -> ImportPlan:
     """Every change the source asks for, without writing anything."""
     plan = ImportPlan(spec.source, spec.kind)
-    current = target.current(spec.key)
+    current = target.current(spec.key, spec.owned)
     seen: dict[str, str] = {}
     for where, raw in rows:
         plan.rows += 1
