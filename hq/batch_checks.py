@@ -16,6 +16,7 @@ from typing import Any
 from core.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, ValidationError, digits, normalize_text
 from core.extra_fields import PREFIX, checked_extras, declared, split_extras
 from core.model import checked_customer_write, display_name
+from core.ownership import refuse_owned
 
 from .db import HQDatabase
 from .import_sources import sniff_delimiter
@@ -197,16 +198,6 @@ def update_fields(action: str, value: str) -> dict[str, Any]:
     return {ACTIONS[action]: False if action == "deactivate" else value}
 
 
-def refuse_owned(conn: sqlite3.Connection, record: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Fields owned by an external system cannot be changed here (core.ownership,
-    when this installation has it): raises ValidationError naming them."""
-    try:
-        from core.ownership import refuse_owned as refuse
-    except ImportError:
-        return
-    refuse(conn, "customer", record, fields)
-
-
 def shown(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -225,7 +216,7 @@ def check_update(db: HQDatabase, action: str, value: str, raw: dict[str, str]) -
                "current": shown(record.get(field)), "new": shown(update_fields(action, value)[field])}
     try:
         fields = checked_customer_write(update_fields(action, value), db.codes, new=False)
-        refuse_owned(db.conn, record, fields)
+        refuse_owned(db.conn, "customer", record, fields)  # an external system's fields: a row error
     except ValidationError as exc:
         return record, preview, dict(exc.errors)
     if fields.get("rate") and not rate_exists(db.conn, fields["rate"]):
