@@ -13,10 +13,11 @@ from .db import HQDatabase
 
 
 def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:
-    """Make the replicated field rules say what ``spec`` says; returns how many changed.
-    A field no longer owned or exported gets its rule deactivated (rules are never deleted)."""
-    wanted = {name: {"owner": spec.source, "export": False} for name in spec.owned}
-    wanted |= {name: {"owner": "", "export": True} for name in spec.export}
+    """Make the replicated field rules say what ``spec`` says (None: no import of
+    that kind any more, every field is lanehub's); returns how many changed. A field
+    no longer owned or exported gets its rule deactivated (rules are never deleted)."""
+    wanted = {name: {"owner": spec.source, "export": False} for name in spec.owned} if spec else {}
+    wanted |= {name: {"owner": "", "export": True} for name in spec.export} if spec else {}
     changed = 0
     with transaction(db.conn):
         rows = db.conn.execute("SELECT id, field FROM field_rules WHERE entity = ? AND active = 1", (target.entity,))

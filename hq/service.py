@@ -80,10 +80,12 @@ class HQService:
             db.close()
 
     def _sync_field_rules(self) -> None:
-        for spec in self.imports:
-            target = TARGETS[spec.kind](self.db)
-            if sync_field_rules(self.db, spec, target, "hq:config"):
-                log.info("field rules of %s updated from [import.%s]", target.entity, spec.kind)
+        """hq.toml is the truth: a section removed gives its fields back to lanehub."""
+        configured = {spec.kind: spec for spec in self.imports}
+        for kind, target_class in TARGETS.items():
+            target = target_class(self.db)
+            if sync_field_rules(self.db, configured.get(kind), target, "hq:config"):
+                log.info("field rules of %s updated from [import.%s]", target.entity, kind)
 
     def _export(self, spec: ImportSpec) -> None:
         try:

@@ -507,3 +507,16 @@ def test_a_key_that_cannot_match_records_is_a_config_error(hq, tmp_path):
     config = load_config(write_config(tmp_path, {"customers": {"key": "sku"}}))
     with pytest.raises(ConfigError, match="key: 'sku' is not a key for customer records"):
         ImportSpec.from_config(config, "customers", TARGETS["customers"](hq))
+
+
+def test_hq_gives_the_fields_back_when_the_import_section_is_removed(make_chain, tmp_path):
+    from conftest import db_query, edge_db, wait_until
+
+    chain = make_chain(stores=("S001",), hq_settings={"import": {"customers": POS_CONFIG}})
+    owned = "SELECT field FROM field_rules WHERE active = 1 AND owner != '' ORDER BY field"
+    wait_until(lambda: len(db_query(edge_db(chain, "S001"), owned)) == 4, message="the rules at the store")
+    chain.hq.stop()
+    chain.hq_settings = {}
+    chain.hq.config = chain.hq_config()
+    chain.hq.start()
+    wait_until(lambda: db_query(edge_db(chain, "S001"), owned) == [], message="the rules released at the store")
