@@ -83,7 +83,7 @@ def _export_csv(db: HQDatabase, spec: ImportSpec) -> str:
         _save_cursor(db, spec, last)
         return f"lanehub -> {spec.source}: exported 0 customers"
     folder = Path(spec.export_to)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"{spec.kind}-{stamp}-{last}.csv"
     buffer = io.StringIO()
@@ -91,7 +91,10 @@ def _export_csv(db: HQDatabase, spec: ImportSpec) -> str:
     writer.writeheader()
     writer.writerows(rows)
     temporary = path.with_name("." + path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+    # Personal data (e-mails, phones): readable by lanehub's group (the POS's pickup), not by everyone.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    os.fchmod(descriptor, 0o640)  # whatever the umask
+    with open(descriptor, "w", encoding="utf-8", newline="") as handle:
         handle.write(buffer.getvalue())
         handle.flush()
         os.fsync(handle.fileno())

@@ -338,6 +338,7 @@ def test_exported_fields_are_written_back_as_a_csv_drop_and_to_a_sql_table(hq, t
                      "changed_fields": "email,phone", "last_seq": str(hq.head())}]
     assert export_changes(hq, spec) == "lanehub -> pos: exported 0 customers"
     assert not list(drop.glob(".*.tmp"))
+    assert files[0].stat().st_mode & 0o777 == 0o640  # personal data: not world-readable
 
     url = f"sqlite:///{tmp_path / 'pos.db'}"
     sql_spec = ImportSpec.from_config(load_config(write_config(tmp_path, {"customers": dict(
