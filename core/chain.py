@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .broker import Mosquitto, free_port, hq_acl_file, new_password
 from .procs import ServiceProcess, run_lanehub
@@ -96,11 +96,14 @@ class Chain:
                 self.store_passwords[store] = PASSWORD_RE.search(out).group(1)
             self.edges[store] = ServiceProcess("edge", store, self.edge_config(store), self.workdir / store)
 
-    def start(self, demo_customers: int = 0) -> "Chain":
+    def start(self, demo_customers: int = 0, prepare: Callable[["Chain"], None] | None = None) -> "Chain":
+        """``prepare(chain)`` runs HQ commands before HQ starts (what its config refers to)."""
         self.start_brokers()
         self.register_stores()
         if demo_customers:
             self.hq_cli("customers", "load-demo", str(demo_customers))
+        if prepare:
+            prepare(self)
         self.hq.start()
         # Edges that ask before HQ subscribes wait a request timeout for nothing.
         self.hq.wait_for_log("lanehub-hq: connected", 20)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .chain import Chain
-from .demo_data import DEMO_PRODUCTS, demo_products_csv
+from .demo_data import DEMO_IMPORTS, DEMO_POS_CSV, DEMO_PRODUCTS, DEMO_SIGNUPS_CSV, demo_products_csv
 
 
 @click.command()
@@ -21,11 +21,12 @@ from .demo_data import DEMO_PRODUCTS, demo_products_csv
 def demo(workdir, customers):
     """Run HQ, two stores and their brokers on free loopback ports."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lanehub-demo-"))
-    chain = Chain(workdir, ("S001", "S002"))
+    chain = Chain(workdir, ("S001", "S002"), hq_settings=DEMO_IMPORTS)
     click.echo(f"Starting the lanehub demo in {workdir} ...")
     try:
-        chain.start(demo_customers=customers)
+        chain.start(demo_customers=customers, prepare=declare_demo_fields)
         _load_catalogue(chain, workdir)
+        load_pos_demo(chain, workdir)
         _wait_ready(chain)
     except Exception as exc:
         chain.stop()
@@ -58,6 +59,24 @@ def _load_catalogue(chain: Chain, workdir: Path) -> None:
         chain.hq_cli("rates", "assign", "VIP", "CUST-00001", "--by", "demo")
 
 
+def declare_demo_fields(chain: Chain) -> None:
+    """The extra fields ``DEMO_IMPORTS`` refers to, declared before HQ starts (HQ checks them)."""
+    chain.hq_cli("extra-fields", "add", "loyalty_tier", "Loyalty tier", "--by", "demo")
+    chain.hq_cli("extra-fields", "add", "birthday", "Birthday", "--by", "demo")
+
+
+def load_pos_demo(chain: Chain, workdir: Path) -> None:
+    """Customers imported from a sample POS export (fields the POS owns are read-only)
+    and a new-customers batch waiting for review. ``chain`` runs HQ with ``DEMO_IMPORTS``
+    and was started with ``prepare=declare_demo_fields``."""
+    pos = workdir / "demo-pos-customers.csv"
+    pos.write_text(DEMO_POS_CSV, encoding="utf-8")
+    chain.hq_cli("import", "customers", str(pos), "--by", "demo")
+    signups = workdir / "demo-signups.csv"
+    signups.write_text(DEMO_SIGNUPS_CSV, encoding="utf-8")
+    chain.hq_cli("batch", "new-customers", str(signups), "--description", "Sign-up sheets, week 48", "--by", "demo")
+
+
 def _wait_ready(chain: Chain, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     for store, edge in chain.edges.items():
@@ -79,6 +98,8 @@ def _print_summary(chain: Chain, customers: int) -> None:
     lines += [
         f"  {customers} demo customers and {len(DEMO_PRODUCTS)} products loaded at HQ and replicated to both stores;",
         "  CUST-00001 has the VIP rate (10 % off milk and oil).",
+        "  4 customers imported from a sample POS export (the fields the POS owns are read-only on the pages);",
+        "  batch 1 (new customers, with a possible duplicate and a bad e-mail) waits for review under Batches.",
         "",
         "Try:",
         f"  lanehub hq customers add --first-name Ada --last-name Lovelace -c {hq}",

@@ -53,3 +53,24 @@ def demo_products_csv() -> str:
     lines = ["sku,description,brand,size,retail_price,tax_rate,active,barcodes"]
     lines += [f"{sku},{desc},{brand},{size},{price},{tax},yes,{code}" for sku, desc, brand, size, price, tax, code in DEMO_PRODUCTS]
     return "\n".join(lines) + "\n"
+
+
+# A POS that keeps its customers' names, postcode and loyalty tier (docs/importing.md).
+DEMO_IMPORTS = {"import": {"customers": {
+    "source": "pos", "columns": {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name", "CITY": "city",
+                                 "ZIP": "postcode", "MAIL": "email", "TIER": "extra.loyalty_tier"},
+    "owned": ["first_name", "last_name", "city", "postcode", "extra.loyalty_tier"],
+    "export": ["email", "phone", "mobile"],
+}}}
+DEMO_POS_CSV = """NUM;NAME;SURNAME;CITY;ZIP;MAIL;TIER
+4711;Pia;Posada;Toledo;45001;pia@example.com;gold
+4712;Íñigo;Ortiz;Bilbao;48001;;silver
+4713;Marta;Soler;Girona;17001;marta.soler@example.com;
+4714;Tomás;Ibáñez;Zaragoza;50001;;gold
+"""
+# A sign-up sheet with a possible duplicate of an imported customer and a bad e-mail.
+DEMO_SIGNUPS_CSV = """first_name,last_name,email,phone
+Rosa,Vidal,rosa@example.com,+34 611 000 111
+Marta,Soler,marta.soler@example.com,
+Jon,Ugarte,jon-at-example,
+"""

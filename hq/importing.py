@@ -63,6 +63,9 @@ class ImportSpec:
             raise ConfigError(f"{where} key: {key!r} is not a key for {target.entity} records "
                               f"({', '.join(target.keys or (target.key_field,))})")
         for column, name in values["columns"].items():
+            if name.startswith("extra.") and name not in target.importable:
+                raise ConfigError(f"{where} columns: {column} -> {name!r} is not a declared extra field "
+                                  f"(lanehub hq extra-fields add {name[len('extra.'):]} LABEL)")
             if name not in target.importable:
                 raise ConfigError(f"{where} columns: {column} -> {name!r} is not an importable {target.entity} field "
                                   f"({', '.join(target.importable)})")

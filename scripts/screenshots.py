@@ -20,10 +20,9 @@ from playwright.sync_api import sync_playwright
 
 from core import topics
 from core.chain import Chain
-from core.config import dump_toml
-from core.demo import _load_catalogue
+from core.demo import _load_catalogue, declare_demo_fields, load_pos_demo
+from core.demo_data import DEMO_IMPORTS
 from core.mqtt import BrokerSettings, MqttClient
-from core.procs import run_lanehub
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "demo password 1"
@@ -53,23 +52,9 @@ def sell(chain: Chain, customer_code: str) -> None:
     lane.stop()
 
 
-def _import_and_batch(chain: Chain, workdir: Path) -> str:
-    """A POS import that owns some fields, a declared extra field, and an open
-    new-customers batch with a duplicate and an invalid row; returns an imported code."""
-    config = workdir / "hq-import.toml"
-    config.write_text(dump_toml(chain.hq_config() | {"import": {"customers": {
-        "source": "pos", "columns": {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name",
-                                     "CITY": "city", "TIER": "extra.loyalty_tier"},
-        "owned": ["first_name", "last_name", "city", "extra.loyalty_tier"]}}}))
-    chain.hq_cli("extra-fields", "add", "loyalty_tier", "Loyalty tier")
-    chain.hq_cli("extra-fields", "add", "birthday", "Birthday")
-    pos = workdir / "pos.csv"
-    pos.write_text("NUM;NAME;SURNAME;CITY;TIER\n4711;Pia;Posada;Toledo;gold\n4712;Íñigo;Ortiz;Bilbao;silver\n")
-    run_lanehub("hq", "import", "customers", str(pos), "-c", str(config))
-    sheet = workdir / "signups.csv"
-    sheet.write_text("first_name,last_name,email,phone\nMarta,Gil,marta@example.com,+34 611 000 111\n"
-                     "Lucía,Moreno Vidal,lucia@example.com,\nJon,Ugarte,jon-at-example,\n")
-    chain.hq_cli("batch", "new-customers", str(sheet), "--description", "Sign-up sheets, week 48")
+def _pos_customer(chain: Chain, workdir: Path) -> str:
+    """The demo's POS import and batch (core.demo); returns an imported customer's code."""
+    load_pos_demo(chain, workdir)
     hq = sqlite3.connect(workdir / "hq.db")
     code = hq.execute("SELECT code FROM customers WHERE external_id = '4711'").fetchone()[0]
     hq.close()
@@ -79,9 +64,9 @@ def _import_and_batch(chain: Chain, workdir: Path) -> str:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="lanehub-screenshots-"))
-    chain = Chain(workdir, ("S001",))
+    chain = Chain(workdir, ("S001",), hq_settings=DEMO_IMPORTS)
     try:
-        chain.start(demo_customers=120)
+        chain.start(demo_customers=120, prepare=declare_demo_fields)
         chain.edges["S001"].wait_for_log("snapshot of", 60)
         _load_catalogue(chain, workdir)
         chain.hq_cli("users", "add", "admin", "--role", "admin", "--name", "Ada Admin", "--password-stdin",
@@ -95,7 +80,7 @@ def main() -> None:
         chain.edge_cli("S001", "customers", "add", "--first-name", "Pedro", "--last-name", "Nuevo", "--city", "Madrid")
         wait(lambda: chain.edge_cli("S001", "customers", "show", codes[0], check=False).returncode == 0)
         sell(chain, codes[0])
-        pos_code = _import_and_batch(chain, workdir)
+        pos_code = _pos_customer(chain, workdir)
         lane = MqttClient(BrokerSettings(port=chain.store_brokers["S001"].port), "screenshots-devices")
         lane.start()
         lane.wait_connected(10)

@@ -33,10 +33,15 @@ def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path):
         ports = [int(p) for p in re.findall(r"mqtt://127\.0\.0\.1:(\d+)", text)]
         assert len(ports) == 3 and all(port_open(p) for p in ports)
         for store in ("S001", "S002"):
-            count = db_query(workdir / f"{store}.db", "SELECT count(*) FROM customers")[0][0]
+            count = db_query(workdir / f"{store}.db", "SELECT count(*) FROM customers WHERE coalesce(external_id, '') = ''")[0][0]
             assert count == 40, f"{store} has {count} customers"
+            wait_until(lambda s=store: db_query(workdir / f"{s}.db", "SELECT count(*) FROM customers "
+                                                "WHERE external_id != ''")[0][0] == 4, 15,
+                       message=f"the sample POS customers at {store}")
             wait_until(lambda s=store: db_query(workdir / f"{s}.db", "SELECT count(*) FROM products")[0][0] == 10, 15,
                        message=f"the demo catalogue at {store}")
+        assert [tuple(r) for r in db_query(workdir / "hq.db", "SELECT status, description FROM batches")] == [
+            ("open", "Sign-up sheets, week 48")]
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 5  # 3 brokers, HQ, 2 edges
         proc.send_signal(signal.SIGINT)

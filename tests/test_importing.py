@@ -253,6 +253,8 @@ def test_products_and_rates_import_through_the_same_engine(hq, tmp_path):
     ({"customers": dict(POS_CONFIG, columns={"NUM": "external_id", "X": "code"})}, "X -> 'code' is not an importable"),
     ({"customers": dict(POS_CONFIG, columns={"NAME": "first_name"})}, "no column maps to the key field external_id"),
     ({"customers": dict(POS_CONFIG, export=["city"])}, "export: 'city' must be a customer field lanehub owns"),
+    ({"customers": dict(POS_CONFIG, columns={"NUM": "external_id", "T": "extra.tier"})},
+     "T -> 'extra.tier' is not a declared extra field \\(lanehub hq extra-fields add tier LABEL\\)"),
 ])
 def test_a_bad_import_config_names_file_and_key(tmp_path, hq, imports, message):
     config = load_config(write_config(tmp_path, imports))
