@@ -16,6 +16,8 @@ def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:
     """Make the replicated field rules say what ``spec`` says (None: no import of
     that kind any more, every field is lanehub's); returns how many changed. A field
     no longer owned or exported gets its rule deactivated (rules are never deleted)."""
+    if spec is not None and not spec.configured:
+        spec = None  # an ad-hoc import (no [import.KIND]) owns nothing
     wanted = {name: {"owner": spec.source, "export": False} for name in spec.owned} if spec else {}
     wanted |= {name: {"owner": "", "export": True} for name in spec.export} if spec else {}
     changed = 0

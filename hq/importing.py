@@ -50,11 +50,15 @@ class ImportSpec:
     export_table: str = "lanehub_exports"
     export_interval: float = 60.0  # seconds between the HQ service's exports
     key: str = ""  # the lanehub field records are matched by ("" : the target's default)
+    # From an [import.KIND] section: the source owns its fields (read-only in lanehub).
+    # An ad-hoc CSV without one updates the columns it has and owns nothing.
+    configured: bool = True
 
     @classmethod
     def from_config(cls, config, kind: str, target: Target) -> "ImportSpec":
         values = config.get("import", {}).get(kind)
         where = f"{getattr(config, 'path', 'hq.toml')}: [import.{kind}]"
+        configured = values is not None
         if values is None:
             values = {"source": "csv", "columns": {}, "owned": [], "export": [], "query": "", "deactivate_missing": False,
                       "export_to": "", "export_table": "lanehub_exports", "export_interval": 60.0, "key": ""}
@@ -83,7 +87,7 @@ class ImportSpec:
             raise ConfigError(f"{where} columns: no column maps to the key field {key}")
         return cls(kind, values["source"], dict(values["columns"]), owned, tuple(values["export"]), values["query"],
                    values["deactivate_missing"], values["export_to"], values["export_table"], values["export_interval"],
-                   key)
+                   key, configured)
 
     def map_row(self, row: dict[str, Any]) -> dict[str, Any]:
         if not self.columns:

@@ -12,6 +12,7 @@ from core.web_customers import customers_blueprint
 
 from .audit import change_history
 from .web_fields import fields_blueprint
+from .web_imports import imports_blueprint
 from .web_admin import products_blueprint, users_blueprint
 from .web_batches import batches_blueprint
 from .web_rates import rates_blueprint
@@ -40,6 +41,7 @@ def create_app(config, open_db=None):
     app.register_blueprint(users_blueprint())
     app.register_blueprint(products_blueprint())
     app.register_blueprint(fields_blueprint())
+    app.register_blueprint(imports_blueprint())
     app.register_blueprint(batches_blueprint())
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app

@@ -111,7 +111,7 @@ def main() -> None:
                            ("hq-duplicates", "/duplicates/"), ("hq-rates", "/rates/?sku=MILK-1L&customer=CUST-00001"),
                            ("hq-rate-detail", "/rates/VIP"), ("hq-stores", "/stores/"),
                            ("hq-products", "/products/"), ("hq-users", "/users/"),
-                           ("hq-batches", "/batches/"), ("hq-batch-review", "/batches/1"), ("hq-fields", "/fields/"),
+                           ("hq-batches", "/batches/"), ("hq-batch-review", "/batches/1"), ("hq-fields", "/fields/"), ("hq-imports", "/imports/"),
                            ("hq-customer-form-errors", None)],
                     "S001": [("store-customers", "/customers/?q=Nuevo"), ("store-customer-detail", f"/customers/{codes[0]}"),
                              ("store-lanes-devices", "/lanes/"), ("store-sales", "/sales/"),

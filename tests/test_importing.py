@@ -523,3 +523,51 @@ def test_hq_gives_the_fields_back_when_the_import_section_is_removed(make_chain,
     chain.hq.config = chain.hq_config()
     chain.hq.start()
     wait_until(lambda: db_query(edge_db(chain, "S001"), owned) == [], message="the rules released at the store")
+
+
+def test_a_csv_import_is_previewed_then_done_on_the_imports_page(sites):  # noqa: F811
+    import io
+
+    apps, hq, _ = sites
+    client = apps["hq"].test_client()
+    login(client, "admin")
+    token = csrf(client, "/imports/")
+    good = b"external_id,first_name,last_name,city\n7,Ann,Lee,Vigo\n8,Bo,Ek,Lugo\n"
+
+    def upload(data: bytes, **form):
+        return client.post("/imports/customers", data={"csrf_token": token, "file": (io.BytesIO(data), "pos.csv"), **form},
+                           content_type="multipart/form-data")
+
+    preview = upload(good)
+    page = preview.get_data(as_text=True)
+    assert preview.status_code == 200 and "csv -&gt; lanehub: added 2; updated 0; deactivated 0" in page
+    assert "first_name: — → Ann" in page
+    assert hq.conn.execute("SELECT count(*) FROM customers WHERE external_id != ''").fetchone()[0] == 0
+    bad = upload(b"external_id,first_name,last_name\n9,Cy,\n", confirm="1")
+    assert bad.status_code == 422 and "pos.csv line 2 (9): last_name is required" in bad.get_data(as_text=True)
+    assert "Nothing was imported" in bad.get_data(as_text=True)
+    assert upload(good, max_deactivate="-1").status_code == 422
+    done = client.post("/imports/customers", data={"csrf_token": token, "confirm": "1",
+                                                   "file": (io.BytesIO(good), "pos.csv")},
+                       content_type="multipart/form-data", follow_redirects=True)
+    assert "csv -&gt; lanehub: added 2; updated 0; deactivated 0 (0 unchanged)." in done.get_data(as_text=True)
+    made = hq.conn.execute("SELECT created_by FROM customers WHERE external_id = '7'").fetchone()[0]
+    assert made == "import:csv:admin"  # who ran it stays in the audit trail
+    capped = upload(b"external_id,first_name,last_name,city\n7,Ann,Lee,Vigo\n", deactivate_missing="1",
+                    max_deactivate="0", confirm="1")
+    assert capped.status_code == 422 and "more than --max-deactivate 0" in capped.get_data(as_text=True)
+    viewer = apps["hq"].test_client()
+    login(viewer, "viewer")
+    assert "Upload customers" not in viewer.get("/imports/").get_data(as_text=True)
+    assert viewer.post("/imports/customers", data={"csrf_token": csrf(viewer, "/imports/")}).status_code == 403
+
+
+def test_an_ad_hoc_import_without_a_section_owns_nothing(hq, tmp_path):
+    from hq.catalogue import HQCatalogue
+
+    config = load_config(write_config(tmp_path, {}))
+    rates = TARGETS["rates"](hq)
+    spec = ImportSpec.from_config(config, "rates", rates)
+    run_import(rates, spec, CsvSource(write_csv(tmp_path / "r.csv", [{"code": "VIP", "name": "VIP"}], ",")), "import:csv")
+    assert sync_field_rules(hq, spec, rates, "t") == 0
+    assert HQCatalogue(hq).put_rate("VIP", {"name": "Gold"}, "clerk")["name"] == "Gold"  # still editable
