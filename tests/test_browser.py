@@ -240,3 +240,24 @@ def test_fields_a_pos_owns_are_read_only_on_the_store_page(browser, web_chain, t
     page.click("button:has-text('Save')")
     page.wait_for_selector("text=saved")
     assert "prefers e-mail receipts" in page.content() and "Toledo" in page.content()
+
+
+def test_a_pos_export_is_previewed_and_imported_in_the_browser(browser, web_chain, tmp_path):
+    csv = tmp_path / "pos.csv"
+    csv.write_text("external_id,first_name,last_name,city\n5001,Nora,Navarro,Soria\n5002,Iker,Ibarra,Irun\n")
+    hq, store = web_chain.urls["hq"], web_chain.urls["S001"]
+    page = browser.new_page()
+    login(page, hq, "alice")
+    page.click("nav >> text=Imports")
+    page.set_input_files("#import-customers input[type=file]", str(csv))
+    page.click("#import-customers button:has-text('Upload customers')")
+    page.wait_for_selector("#plan")
+    assert "added 2; updated 0; deactivated 0" in page.inner_text("#plan")
+    assert "Nora" in page.inner_text("table")
+    page.set_input_files("#import-customers input[type=file]", str(csv))
+    page.check("#import-customers input[name=confirm]")
+    page.click("#import-customers button:has-text('Upload customers')")
+    page.wait_for_selector("text=csv -> lanehub: added 2; updated 0; deactivated 0 (0 unchanged).")
+    other = browser.new_page()
+    login(other, store, "alice")
+    until_page_shows(other, f"{store}/customers/?q=Navarro", "Nora")
