@@ -153,22 +153,28 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
             continue
         out = {}
         for name, key in keys.items():
-            where = f"{path}: [{section}] {name}"
             env_name = f"LANEHUB_{section.upper()}_{name.upper()}"
             if env_name in environ:
-                value, where = environ[env_name], f"{path}: [{section}] {name} (from ${env_name})"
-            elif name in raw.get(section, {}):
-                value = raw[section][name]
-            elif key.required:
-                raise ConfigError(f"{where}: required key is missing")
+                out[name] = _value(key, {name: environ[env_name]}, name,
+                                   f"{path}: [{section}] {name} (from ${env_name})", base)
             else:
-                value = key.default
-            value = _convert(key, value, where)
-            if key.path and _relative_path(value):
-                value = str(base / value)
-            out[name] = value
+                out[name] = _value(key, raw.get(section, {}), name, f"{path}: [{section}] {name}", base)
         config[section] = out
     return config
+
+
+def _value(key: Key, values: dict, name: str, where: str, base: Path) -> Any:
+    """One key's value: given, or its default; converted; a relative path resolved."""
+    if name in values:
+        value = values[name]
+    elif key.required:
+        raise ConfigError(f"{where}: required key is missing")
+    else:
+        value = key.default
+    value = _convert(key, value, where)
+    if key.path and _relative_path(value):
+        value = str(base / value)
+    return value
 
 
 def _relative_path(value: str) -> bool:
@@ -186,20 +192,8 @@ def _load_tables(path: Path, base: Path, section: str, tables: Tables, raw: dict
         for name in values:
             if name not in tables.keys:
                 raise ConfigError(f"{path}: [{section}.{table}] {name}: unknown key")
-        entry = {}
-        for name, key in tables.keys.items():
-            where = f"{path}: [{section}.{table}] {name}"
-            if name in values:
-                value = values[name]
-            elif key.required:
-                raise ConfigError(f"{where}: required key is missing")
-            else:
-                value = key.default
-            value = _convert(key, value, where)
-            if key.path and _relative_path(value):
-                value = str(base / value)
-            entry[name] = value
-        out[table] = entry
+        out[table] = {name: _value(key, values, name, f"{path}: [{section}.{table}] {name}", base)
+                      for name, key in tables.keys.items()}
     return out
 
 
