@@ -78,10 +78,20 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o640) -> None:
     os.replace(tmp, path)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, never one this process handed out before:
+    a chain picks its brokers' and pages' ports before any of them binds, and the
+    kernel may offer a just-released port twice."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -52,3 +52,10 @@ def test_unknown_or_wrong_credentials_are_refused_at_connect(chain):
             assert not client.wait_connected(2), (username, password)
         finally:
             client.stop()
+
+
+def test_free_ports_are_never_handed_out_twice_in_one_process():
+    from core.broker import free_port
+
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
