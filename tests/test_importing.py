@@ -571,3 +571,35 @@ def test_an_ad_hoc_import_without_a_section_owns_nothing(hq, tmp_path):
     run_import(rates, spec, CsvSource(write_csv(tmp_path / "r.csv", [{"code": "VIP", "name": "VIP"}], ",")), "import:csv")
     assert sync_field_rules(hq, spec, rates, "t") == 0
     assert HQCatalogue(hq).put_rate("VIP", {"name": "Gold"}, "clerk")["name"] == "Gold"  # still editable
+
+
+def test_an_import_killed_while_writing_leaves_nothing_half_done(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from core.procs import lanehub_command
+
+    config = write_config(tmp_path, {"customers": POS_CONFIG})
+    rows = [{"NUM": str(10_000 + i), "NAME": f"Name{i}", "SURNAME": f"Surname{i}", "MAIL": "", "CITY": "Vigo", "TAXID": ""}
+            for i in range(30_000)]
+    source = write_csv(tmp_path / "pos.csv", rows)
+    proc = subprocess.Popen(lanehub_command("hq", "import", "customers", str(source), "--progress", "-c", str(config)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = b""
+    while b"Writing" not in seen:  # the bar is on stderr; kill once the plan is being written
+        chunk = proc.stderr.read1(4096)
+        assert chunk, f"the import ended before writing: {seen[-500:]!r}"
+        seen += chunk
+    time.sleep(0.5)  # 30,000 creates take seconds: this is inside the write transaction
+    assert proc.poll() is None, "the import finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    try:
+        assert hq.conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 0
+        assert hq.head() == 0 and hq.meta.get_int("next_code", 1) == 1  # no change, no code number used
+    finally:
+        hq.close()
+    again = run_lanehub("hq", "import", "customers", str(source), "-c", str(config))
+    assert again.stdout.strip() == "pos -> lanehub: added 30000; updated 0; deactivated 0 (0 unchanged)"
