@@ -58,6 +58,11 @@ class HQService:
         self.published = 0
         self.apply_worker = Worker("hq-apply", setup=self._open_writer, teardown=lambda: self.db and self.db.close())
         self.serve_worker = Worker("hq-serve", setup=self._open_reader, teardown=lambda: self.reader and self.reader.close())
+        # Exports to an external system (a network share, a POS database) run on their own
+        # worker and connection, so a slow target never holds up the stores' changes.
+        self.exporter: HQDatabase | None = None
+        self.export_worker = Worker("hq-export", setup=self._open_exporter,
+                                    teardown=lambda: self.exporter and self.exporter.close())
         self.client = MqttClient(
             config.broker("broker"), "lanehub-hq", clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             on_connect=lambda: self.apply_worker.submit(self._announce_head),
@@ -87,9 +92,12 @@ class HQService:
             if sync_field_rules(self.db, configured.get(kind), target, "hq:config"):
                 log.info("field rules of %s updated from [import.%s]", target.entity, kind)
 
+    def _open_exporter(self) -> None:
+        self.exporter = HQDatabase(self.db_path, self.codes, self.block_size)
+
     def _export(self, spec: ImportSpec) -> None:
         try:
-            result = export_changes(self.db, spec)
+            result = export_changes(self.exporter, spec)
         except Exception:  # a POS drop that is away must not stop HQ; the cursor waits
             log.exception("export to %s failed; retried in %ss", spec.source, spec.export_interval)
             return
@@ -107,9 +115,11 @@ class HQService:
         # Checked before anything runs, so a bad section stops HQ with one line.
         self.imports = self._import_specs()
         self.apply_worker.call(self._sync_field_rules)
-        for spec in self.imports:
-            if spec.export and spec.export_to:
-                self.apply_worker.every(spec.export_interval, lambda spec=spec: self._export(spec))
+        exports = [spec for spec in self.imports if spec.export and spec.export_to]
+        if exports:
+            self.export_worker.start()
+            for spec in exports:
+                self.export_worker.every(spec.export_interval, lambda spec=spec: self._export(spec))
         self.serve_worker.start()
         self.client.subscribe(topics.SYNC_UP_ALL, lambda m: self.apply_worker.submit(self._on_up, m))
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
@@ -124,6 +134,7 @@ class HQService:
         self.client.stop()
         self.apply_worker.stop()
         self.serve_worker.stop()
+        self.export_worker.stop()
         self.stopped.set()
 
     # --- errors --------------------------------------------------------------------------
