@@ -603,3 +603,12 @@ def test_an_import_killed_while_writing_leaves_nothing_half_done(tmp_path):
         hq.close()
     again = run_lanehub("hq", "import", "customers", str(source), "-c", str(config))
     assert again.stdout.strip() == "pos -> lanehub: added 30000; updated 0; deactivated 0 (0 unchanged)"
+
+
+def test_the_documented_import_configuration_loads(hq, tmp_path):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "importing.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    path = tmp_path / "hq.toml"
+    path.write_text(f'[hq]\ndb = "{tmp_path / "hq.db"}"\n' + example)
+    spec = ImportSpec.from_config(load_config(path), "customers", TARGETS["customers"](hq))
+    assert spec.columns["NUM"] == "external_id" and "payment_status" in spec.owned and spec.export == ("email", "phone", "mobile")
