@@ -166,6 +166,9 @@ port = {printer.port}
     box.next_on = next_on
     wait_until(lambda: all(status.get(d, {}).get("state") == "online" for d in ("SC1", "CR1")), 15,
                message="the readers online")
+    # The printer bridge subscribes to its jobs before it first publishes its status:
+    # a job sent before that would reach nobody (the edge resends; this test sends once).
+    wait_until(lambda: "P1" in status, 15, message="the printer bridge connected")
     yield box
     proc.kill()
     printer.close()
