@@ -21,7 +21,7 @@ from hq.db import HQDatabase
 from hq.exporting import export_changes
 from hq.import_sources import CsvSource, SqlSource, open_source
 from hq.import_targets import TARGETS
-from hq.fields import declare_extra_field, sync_field_rules
+from hq.fields import sync_field_rules
 from hq.importing import Caps, ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
 from test_api import call

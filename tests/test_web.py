@@ -222,7 +222,6 @@ def test_the_hq_customer_page_shows_who_changed_what(sites):
 
 def test_rates_are_edited_with_errors_by_field_and_the_price_check_uses_the_lane_function(sites, tmp_path):
     apps, hq, _ = sites
-    from hq.catalogue import HQCatalogue
 
     csv = tmp_path / "p.csv"
     csv.write_text("sku,description,retail_price,barcodes\nMILK,Milk,1.20,8410000000011\n")
@@ -367,7 +366,6 @@ def test_the_customer_list_filters_by_origin_and_possible_duplicates_and_shows_h
 
 def test_a_product_page_sets_specific_prices_that_the_price_check_uses(sites, tmp_path):
     apps, hq, _ = sites
-    from hq.catalogue import HQCatalogue
 
     csv = tmp_path / "p.csv"
     csv.write_text("sku,description,retail_price,barcodes\nSOAP,Hand soap,2.49,8714789734319\n")
