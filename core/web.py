@@ -9,8 +9,10 @@ which records the permission on the view, so a test can walk every route.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
+import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -19,6 +21,7 @@ from typing import Callable
 
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.utils import secure_filename
 
 from .users import find_user, find_user_by_token, permissions_of
 
@@ -239,6 +242,16 @@ def _ext() -> dict:
     from flask import current_app
 
     return current_app.extensions["lanehub"]
+
+
+@contextlib.contextmanager
+def saved_upload(upload, default_name: str):
+    """An uploaded file saved under its (made safe) name in a temporary directory,
+    removed afterwards: importers read paths, and their messages name the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (secure_filename(upload.filename or "") or default_name)
+        upload.save(path)
+        yield path
 
 
 def page_args(default_size: int = 50) -> tuple[int, int]:

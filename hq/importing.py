@@ -21,7 +21,8 @@ from core.db import transaction
 from core.model import ValidationError
 
 from .import_sources import CsvSource, SourceError, SourceRow, SqlSource
-from .import_targets import Target
+from .fields import sync_field_rules
+from .import_targets import TARGETS, Target
 
 Progress = Callable[[int], None]
 Source = CsvSource | SqlSource
@@ -247,12 +248,15 @@ def write_plan(target: Target, plan: ImportPlan, by: str, progress: Progress | N
                 progress(1)
 
 
-def import_file(db, kind: str, path, by: str, *, dry_run: bool = False, config=None) -> ImportPlan:
-    """An operator's upload (the products page, ``lanehub hq products import``):
-    the same engine, all or nothing, with ``[import.KIND]`` when configured."""
-    from .import_sources import CsvSource
-    from .import_targets import TARGETS
-
+def import_file(db, kind: str, path, by: str, *, dry_run: bool = False, config=None, caps: Caps = Caps(),
+                skip_invalid: bool = False, deactivate_missing: bool = False) -> ImportPlan:
+    """An operator's CSV (an upload on the Imports or products page, ``lanehub hq
+    products import``): the same engine, all or nothing, with ``[import.KIND]`` when
+    configured; a real run brings the field rules up to date, as ``lanehub hq import`` does."""
     target = TARGETS[kind](db)
     spec = ImportSpec.from_config(config or {}, kind, target)
-    return run_import(target, spec, CsvSource(Path(path)), by, dry_run=dry_run, deactivate_missing=False)
+    plan = run_import(target, spec, CsvSource(Path(path)), by, dry_run=dry_run, caps=caps, skip_invalid=skip_invalid,
+                      deactivate_missing=deactivate_missing)
+    if not dry_run:
+        sync_field_rules(db, spec, target, by)
+    return plan

@@ -3,15 +3,11 @@ with a preview of what would change (rates.edit)."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
-from werkzeug.utils import secure_filename
 
 from core.model import ValidationError
 from core.users import BUILTIN_ROLES, PERMISSIONS
-from core.web import requires
+from core.web import requires, saved_upload
 
 from .catalogue import HQCatalogue
 from .importing import ImportAborted, import_file
@@ -130,10 +126,8 @@ def products_blueprint() -> Blueprint:
         if upload is None or not upload.filename:
             flash("Choose a CSV file first.")
             return redirect(url_for("products.index"))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / (secure_filename(upload.filename) or "products.csv")
-            upload.save(path)
-            confirm = request.form.get("confirm") == "1"
+        confirm = request.form.get("confirm") == "1"
+        with saved_upload(upload, "products.csv") as path:
             try:
                 result = import_file(g.db, "products", path, g.user["username"], dry_run=not confirm,
                                      config=current_app.extensions["lanehub"]["config"])

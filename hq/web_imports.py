@@ -7,18 +7,12 @@ not for a browser form)."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
-from werkzeug.utils import secure_filename
 
-from core.web import requires
+from core.web import requires, saved_upload
 
-from .fields import sync_field_rules
-from .import_sources import CsvSource
 from .import_targets import TARGETS
-from .importing import Caps, ImportAborted, ImportSpec, run_import
+from .importing import Caps, ImportAborted, ImportSpec, import_file
 
 SHOWN_CHANGES = 500  # a preview lists this many changes; the counts cover them all
 
@@ -56,18 +50,14 @@ def imports_blueprint() -> Blueprint:
         except ValueError:
             return _page(kind, values, problem="At most … deactivated must be a whole number (or empty).", status=422)
         confirm = request.form.get("confirm") == "1"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / (secure_filename(upload.filename) or f"{kind}.csv")
-            upload.save(path)
-            target = TARGETS[kind](g.db)
+        with saved_upload(upload, f"{kind}.csv") as path:
             try:
-                plan = run_import(target, spec, CsvSource(path), f"import:{spec.source}:{g.user['username']}",
-                                  dry_run=not confirm, caps=Caps(deactivate=cap), skip_invalid=values["skip_invalid"],
-                                  deactivate_missing=values["deactivate_missing"])
+                plan = import_file(g.db, kind, path, f"import:{spec.source}:{g.user['username']}", dry_run=not confirm,
+                                   config=current_app.extensions["lanehub"]["config"], caps=Caps(deactivate=cap),
+                                   skip_invalid=values["skip_invalid"], deactivate_missing=values["deactivate_missing"])
             except ImportAborted as exc:
                 return _page(kind, values, plan=exc.plan, problem=f"Nothing was imported: {exc}.", status=422)
         if confirm:
-            sync_field_rules(g.db, spec, target, g.user["username"])
             flash(f"{plan.summary()} ({plan.unchanged} unchanged).")
             return redirect(url_for("imports.index"))
         return _page(kind, values, plan=plan)
