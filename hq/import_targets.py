@@ -210,17 +210,21 @@ class CustomerTarget(Target):
 
 
 
-class ProductTarget(Target):
+class CatalogueTarget(Target):
+    """Products and rates write through the catalogue's one write path (checks, natural keys)."""
+
+    def __init__(self, db: HQDatabase):
+        super().__init__(db)
+        self.catalogue = HQCatalogue(db)
+
+
+class ProductTarget(CatalogueTarget):
     """Products keyed by SKU; ``barcodes`` ('|'-separated) are added, never removed."""
 
     entity = "product"
     key_field = "sku"
     importable = ("sku", "description", "brand", "size", "retail_price", "tax_rate", "active", "barcodes")
     bools = ("active",)
-
-    def __init__(self, db: HQDatabase):
-        super().__init__(db)
-        self.catalogue = HQCatalogue(db)
 
     def current(self, key: str, owned: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         records = super().current(key, owned)
@@ -276,7 +280,7 @@ class ProductTarget(Target):
             self.catalogue.upsert("barcode", barcode_key(code), {"code": code, "product_id": record_id, "active": True}, by)
 
 
-class RateTarget(Target):
+class RateTarget(CatalogueTarget):
     """Rate headers keyed by code; a rate missing from the source is disabled."""
 
     entity = "rate"
@@ -301,10 +305,10 @@ class RateTarget(Target):
 
     def create(self, fields: dict[str, Any], by: str) -> None:
         fields = {"start": date.today().isoformat(), "status": "active"} | fields
-        HQCatalogue(self.db).upsert("rate", rate_key(fields["code"]), fields, by)
+        self.catalogue.upsert("rate", rate_key(fields["code"]), fields, by)
 
     def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
-        HQCatalogue(self.db).upsert("rate", record_id, fields, by)
+        self.catalogue.upsert("rate", record_id, fields, by)
 
 
 TARGETS: dict[str, type[Target]] = {"customers": CustomerTarget, "products": ProductTarget, "rates": RateTarget}
