@@ -83,6 +83,16 @@ def _export_csv(db: HQDatabase, spec: ImportSpec) -> str:
         _save_cursor(db, spec, last)
         return f"lanehub -> {spec.source}: exported 0 customers"
     folder = Path(spec.export_to)
+    try:
+        path = _write_drop(folder, spec, rows, last)
+    except OSError as exc:  # the drop is away or not writable: nothing moves, the next run tries again
+        raise ValueError(f"export to {folder}: {exc.strerror or exc}") from None
+    _save_cursor(db, spec, last)
+    return f"lanehub -> {spec.source}: exported {len(rows)} customers to {path}"
+
+
+def _write_drop(folder: Path, spec: ImportSpec, rows: list[dict], last: int) -> Path:
+    """A new CSV file in the drop, whole or not at all (temporary name, fsync, rename)."""
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"{spec.kind}-{stamp}-{last}.csv"
@@ -104,8 +114,7 @@ def _export_csv(db: HQDatabase, spec: ImportSpec) -> str:
         os.fsync(directory)
     finally:
         os.close(directory)
-    _save_cursor(db, spec, last)
-    return f"lanehub -> {spec.source}: exported {len(rows)} customers to {path}"
+    return path
 
 
 def _export_sql(db: HQDatabase, spec: ImportSpec) -> str:

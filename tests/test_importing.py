@@ -612,3 +612,21 @@ def test_the_documented_import_configuration_loads(hq, tmp_path):
     path.write_text(f'[hq]\ndb = "{tmp_path / "hq.db"}"\n' + example)
     spec = ImportSpec.from_config(load_config(path), "customers", TARGETS["customers"](hq))
     assert spec.columns["NUM"] == "external_id" and "payment_status" in spec.owned and spec.export == ("email", "phone", "mobile")
+
+
+@pytest.mark.parametrize("target", ["csv", "sql"])
+def test_an_export_target_that_is_away_fails_in_one_line_and_the_changes_wait(hq, tmp_path, target):
+    customers_import(hq, tmp_path)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the drop should be")
+    away = {"csv": str(blocker / "drop"), "sql": "postgresql+psycopg://nobody@127.0.0.1:1/pos?connect_timeout=2"}[target]
+    config = write_config(tmp_path, {"customers": dict(POS_CONFIG, export_to=away)})
+    ana = hq.conn.execute("SELECT id FROM customers WHERE external_id = '1001'").fetchone()[0]
+    hq.update_customer(ana, {"email": "ana@new.example"}, "clerk")
+    failed = run_lanehub("hq", "export", "customers", "-c", str(config), check=False)
+    assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1 and "error: export to" in failed.stderr
+    drop = tmp_path / "drop"
+    config.write_text(config.read_text().replace(away, str(drop)))
+    done = run_lanehub("hq", "export", "customers", "-c", str(config))
+    assert "exported 1 customers" in done.stdout  # the change waited for the target
+    assert "ana@new.example" in next(drop.glob("customers-*.csv")).read_text()
