@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from conftest import wait_until
 from core import topics
 from core.procs import ServiceProcess
 from devices.cards import lrc
+from fake_printer import FakePrinter
 
 PAN = "4111111111111111"
 
@@ -49,56 +49,6 @@ class Pty:
 
     def write(self, data: bytes):
         os.write(self.master, data)
-
-
-class FakePrinter:
-    """An ESC/POS network printer on loopback: records what it is sent and answers
-    DLE EOT n status queries with the bytes in ``answers[n]`` (None: silence)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.answers = {1: b"\x12", 2: b"\x12", 4: b"\x12"}
-        self.printed: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def paper(self, state: str):
-        self.answers[4] = {"ok": b"\x12", "out": b"\x72", "near_end": b"\x1e"}[state]
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
-
-    def _client(self, conn):
-        data = b""
-        with conn:
-            conn.settimeout(5)
-            while True:
-                try:
-                    chunk = conn.recv(65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-                while data.startswith(b"\x10\x04") and len(data) >= 3:
-                    answer = self.answers.get(data[2])
-                    if answer is not None:
-                        conn.sendall(answer)
-                    data = data[3:]
-        if data:
-            self.printed.append(data)
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import logging
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from devices.printer_io import FilePrinter, NetworkPrinter, PrinterStatus, query_status
 from devices.receipt import render_receipt, text_lines
 from devices.spool import Spool
+from fake_printer import FakePrinter
 
 LONG_DESCRIPTION = (
     "Queso manchego curado extra añejo de oveja pieza grande 500 g "
@@ -300,64 +300,6 @@ def test_spool_refuses_unsafe_job_ids(tmp_path, bad_id):
 
 
 # -- printer I/O against a real TCP server -----------------------------------
-
-
-class FakePrinter:
-    """A TCP server answering DLE EOT n with ``answers[n]`` (None: stay silent)."""
-
-    def __init__(self, answers: dict[int, bytes | None]):
-        self.answers = answers
-        self.received: list[bytes] = []  # one entry per closed connection
-        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen()
-        self.server.settimeout(0.1)
-        self.port = self.server.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
-        data = b""
-        pending = b""
-        with conn:
-            conn.settimeout(5)
-            while True:
-                try:
-                    chunk = conn.recv(4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-                pending += chunk
-                while len(pending) >= 3 and pending.startswith(b"\x10\x04"):
-                    answer = self.answers.get(pending[2])
-                    pending = pending[3:]
-                    if answer is not None:
-                        conn.sendall(answer)
-                if not pending.startswith(b"\x10\x04"[: len(pending)]):
-                    pending = b""
-            self.received.append(data)
-
-    def wait_for_connections(self, n: int):
-        deadline = time.monotonic() + 5
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.received
-
-    def close(self):
-        self.stopping.set()
-        self.thread.join()
-        self.server.close()
 
 
 @pytest.fixture
