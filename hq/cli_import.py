@@ -70,6 +70,7 @@ def import_command(kind, source, query, dry_run, max_create, max_update, max_dea
     try:
         reader = open_source(source, query or spec.query, kind)
     except SourceError as exc:
+        db.close()
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     show_bar = progress if progress is not None else sys.stderr.isatty()
