@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 
@@ -12,10 +13,17 @@ from .config import ConfigError
 from .model import CUSTOMER_EDITABLE, ValidationError
 
 
+def default_config(name: str) -> str:
+    """``name`` in $LANEHUB_CONFIG_DIR when that is set (the boxes' lanehub
+    command sets /etc/lanehub), else in the current directory."""
+    directory = os.environ.get("LANEHUB_CONFIG_DIR", "")
+    return os.path.join(directory, name) if directory else name
+
+
 def config_option(default: str):
     return click.option(
-        "-c", "--config", "config_path", default=default, show_default=True,
-        type=click.Path(dir_okay=False), help="TOML configuration file",
+        "-c", "--config", "config_path", default=lambda: default_config(default), show_default=default,
+        type=click.Path(dir_okay=False), help="TOML configuration file ($LANEHUB_CONFIG_DIR/NAME when set)",
     )
 
 

@@ -17,13 +17,13 @@ PAPER = {"ok": OK, "out": b"\x72", "near_end": b"\x1e"}
 
 
 class FakePrinter:
-    def __init__(self, answers: dict[int, bytes | None] | None = None):
+    def __init__(self, answers: dict[int, bytes | None] | None = None, host: str = "127.0.0.1"):
         self.answers = dict(answers) if answers is not None else {1: OK, 2: OK, 4: OK}
         self.received: list[bytes] = []  # one entry per closed connection
         self.printed: list[bytes] = []  # one entry per connection that carried a job
         self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
+        self.server.bind((host, 0))
         self.server.listen(8)
         self.server.settimeout(0.1)
         self.port = self.server.getsockname()[1]
