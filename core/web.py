@@ -5,21 +5,27 @@ every form, and a permission on every route (DESIGN section 9).
 Each site passes ``open_db`` (a database with ``.conn`` and ``.close()``) and
 registers its own blueprints. Every view is wrapped by ``requires(permission)``,
 which records the permission on the view, so a test can walk every route.
+
+``GET /healthz`` (``health_blueprint``) is for monitors: no login, no session,
+no database opened before it; it reports the service's broker links (which
+``WebService`` hands the app) and whether the database can be read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import secrets
 import tempfile
 import threading
 import time
 from collections import defaultdict, deque
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.utils import secure_filename
 
@@ -30,6 +36,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_FAILURES = 5  # failed logins per user and address...
 FAILURE_WINDOW = 600  # ...within this many seconds lock that pair out for the rest of it
 PUBLIC = "public"  # the "permission" of the login page and static files
+HEALTH_ENDPOINT = "health.healthz"  # answered without a session or the per-request database
+
+log = logging.getLogger(__name__)
 
 
 def web_secret(db) -> str:
@@ -45,11 +54,15 @@ def web_secret(db) -> str:
 
 
 class WebService:
-    """A service plus its web page, started and stopped together."""
+    """A service plus its web page, started and stopped together; the page's
+    /healthz reports the service's broker links (``service.broker_links()``)."""
 
     def __init__(self, service, app, host: str, port: int):
         self.service, self.app, self.host, self.port = service, app, host, port
         self.server = None
+        links = getattr(service, "broker_links", None)
+        if links is not None and app.extensions["lanehub"].get("links") is None:
+            app.extensions["lanehub"]["links"] = links
 
     def start(self) -> "WebService":
         if self.port:
@@ -121,10 +134,13 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
         PERMANENT_SESSION_LIFETIME=8 * 3600,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
-    app.extensions["lanehub"] = {"site": site, "store": store, "title": title, "throttle": LoginThrottle()}
+    app.extensions["lanehub"] = {"site": site, "store": store, "title": title, "throttle": LoginThrottle(),
+                                 "open_db": open_db, "links": None}
 
     @app.before_request
     def load_user():
+        if request.endpoint == HEALTH_ENDPOINT:
+            return  # a monitor's probe: it opens (and checks) the database itself
         g.db = open_db()
         g.user, g.permissions = None, frozenset()
         if is_api():  # integrators: a bearer token, no session, no CSRF (no cookie to ride on)
@@ -190,6 +206,84 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
     return app
 
 
+def health_blueprint(links: dict[str, bool], facts: Callable[[Any], dict],
+                     figures: tuple[str, ...] = ("last_seq",)) -> Blueprint:
+    """``GET /healthz``. ``links`` maps each broker link the site has to whether it
+    is required: a required link down (or an unreadable database) answers 503, a
+    link the site works without answers 200 with status "degraded". ``facts(db)``
+    adds the site's figures (``last_seq``, ``outbox``...) and may put keys under
+    ``"database"`` and a list under ``"problems"``. The links themselves come from
+    the running service (``app.extensions["lanehub"]["links"]``, set by
+    ``WebService``); without one they are reported as unknown. ``figures`` are
+    the keys ``facts`` gives, answered as null when the database cannot be read."""
+    bp = Blueprint("health", __name__)
+
+    @bp.route("/healthz")
+    @requires(PUBLIC)
+    def healthz():
+        ext = _ext()
+        problems: list[str] = []
+        body: dict[str, Any] = {"status": "ok", "site": ext["site"]}
+        if ext["store"]:
+            body["store"] = ext["store"]
+        current = ext.get("links")
+        states = None
+        if current is not None:
+            try:
+                states = current()
+            except Exception:  # never let the probe itself fail
+                log.exception("healthz: the service's link states could not be read")
+        body["service"] = states is not None
+        unknown = "no service runs in this process" if current is None else "the service's link states could not be read"
+        required_down = False
+        body["broker_links"] = {}
+        for name, required in links.items():
+            state = (states or {}).get(name)
+            if state is None:
+                body["broker_links"][name] = {"connected": None, "since": None, "required": required,
+                                              "reason": f"unknown: {unknown}"}
+                problems.append(f"{name}: unknown ({unknown})")
+                continue
+            body["broker_links"][name] = {"connected": state.connected, "since": _iso(state.since),
+                                          "reason": state.reason, "required": required, "failures": state.failures}
+            if not state.connected:
+                required_down = required_down or required
+                problems.append(f"{name} down since {_iso(state.since)}{'' if required else ' (not required)'}: "
+                                f"{state.reason}")
+        database: dict[str, Any] = {"ok": False}
+        try:
+            db = ext["open_db"]()
+            try:
+                extra = facts(db)
+            finally:
+                db.close()
+        except Exception as exc:
+            database["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            problems.append(f"database cannot be read: {database['error']}")
+            body.update(dict.fromkeys(figures))
+        else:
+            database = {"ok": True} | extra.pop("database", {})
+            problems += extra.pop("problems", [])
+            body.update(extra)
+        body["database"] = database
+        if required_down or not database["ok"]:
+            body["status"] = "down"
+        elif problems:
+            body["status"] = "degraded"
+        body["problems"] = problems
+        body["checked_at"] = _iso(time.time())
+        response = jsonify(body)
+        response.status_code = 503 if body["status"] == "down" else 200
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return bp
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
 def is_api() -> bool:
     return request.path.startswith("/api/")
 
@@ -239,8 +333,6 @@ def auth_blueprint() -> Blueprint:
 
 
 def _ext() -> dict:
-    from flask import current_app
-
     return current_app.extensions["lanehub"]
 
 

@@ -21,7 +21,7 @@ from core.db import transaction
 from core.messages import (CustomerReply, CustomerRequest, DownBatch, EdgeStatus, ErrorReport, PayloadError,
                            StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt)
 from core.model import ENTITIES, ValidationError
-from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient, RequestTimeout
+from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient, RequestTimeout
 from core.worker import Worker
 
 from .db import EdgeDatabase, NotReady
@@ -102,6 +102,7 @@ class EdgeService:
             will=(topics.edge_status(self.store), EdgeStatus(state="offline").to_json()),
             on_connect=self._local_connected,
             on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
+            name="store broker",
         )
         store_cfg = config["store"]
         self.tickets = TicketLanes(self.local, self.lane, LaneSettings(
@@ -116,6 +117,7 @@ class EdgeService:
             on_connect=lambda: self.sync.submit(self._hq_connected),
             on_disconnect=lambda: self.sync.submit(self.publish_status),
             on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
+            name="HQ broker",
         )
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -152,6 +154,10 @@ class EdgeService:
         self.local.stop(last=(topics.edge_status(self.store), EdgeStatus(state="offline", hq_link="down", pending_up=pending, last_seq=last).to_json()))
         self.sync.stop()
         self.lane.stop()
+
+    def broker_links(self) -> dict[str, LinkState]:
+        """The two links as they are now, for the store page's /healthz."""
+        return {"store_broker": self.local.link, "hq_broker": self.hq.link}
 
     def _local_connected(self) -> None:
         self.sync.submit(self.publish_status)

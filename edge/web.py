@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, url_for
 
-from core.web import make_app, requires, web_secret
+from core.web import health_blueprint, make_app, requires, web_secret
 from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
@@ -13,9 +13,16 @@ from .tickets import LaneSettings
 from .web_store import lanes_blueprint, sales_blueprint, settings_blueprint
 
 
-def create_app(config, open_db=None, hq_changes=None):
+# /healthz: the store broker is required (lanes and devices talk through it); the
+# HQ link is not: a store cut off from HQ keeps selling, so it answers 200 "degraded".
+LINKS = {"store_broker": True, "hq_broker": False}
+
+
+def create_app(config, open_db=None, hq_changes=None, links=None):
     """``hq_changes(customer_id)``: the customer's change history from HQ (the
-    running edge service asks over sync/req), None when HQ cannot answer."""
+    running edge service asks over sync/req), None when HQ cannot answer.
+    ``links()``: the service's broker links for /healthz (``WebService`` passes
+    the running service's; without it /healthz calls them unknown)."""
     store = config["store"]["id"]
     open_db = open_db or (lambda: EdgeDatabase(config["store"]["db"], store))
     db = open_db()
@@ -28,6 +35,8 @@ def create_app(config, open_db=None, hq_changes=None):
     audit = (lambda db, record: hq_changes(record["id"])) if hq_changes else None
     app.register_blueprint(customers_blueprint(marker=sync_marker, refusals=(NotReady,), audit=audit,
                                                audit_source="HQ's change log"))
+    app.extensions["lanehub"]["links"] = links
+    app.register_blueprint(health_blueprint(LINKS, health_facts, figures=("last_seq", "outbox")))
     app.register_blueprint(sync_blueprint())
     app.register_blueprint(lanes_blueprint())
     app.register_blueprint(sales_blueprint())
@@ -45,6 +54,14 @@ def lane_settings(config) -> LaneSettings:
     return LaneSettings(store=cfg["id"], block_defaulters=cfg.get("block_defaulters", False),
                         receipt_shows_customer=cfg.get("receipt_shows_customer", True),
                         coupon_offline=cfg.get("coupon_offline", "deny"))
+
+
+def health_facts(db: EdgeDatabase) -> dict:
+    """/healthz's figures: the last applied seq and the changes HQ has not acknowledged yet."""
+    facts = {"last_seq": db.last_seq, "outbox": db.pending_up(), "database": {"ready": db.ready}}
+    if not db.ready:
+        facts["problems"] = ["the replica is not loaded yet (waiting for HQ's snapshot)"]
+    return facts
 
 
 def sync_marker(db: EdgeDatabase, record: dict) -> str:

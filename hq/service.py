@@ -20,7 +20,7 @@ from core.config import Config, ConfigError
 from core.messages import DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt
 from core.model import ENTITIES
 from core.sales import purchase_history
-from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, MqttClient
+from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
 from core.worker import Worker
 
 from .audit import change_history
@@ -67,6 +67,7 @@ class HQService:
             config.broker("broker"), "lanehub-hq", clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             on_connect=lambda: self.apply_worker.submit(self._announce_head),
             on_handler_error=self._handler_failed,
+            name="HQ broker",
         )
         self.stopped = threading.Event()
 
@@ -129,6 +130,10 @@ class HQService:
         self.apply_worker.every(HEAD_INTERVAL, self._announce_head)
         log.info("HQ running: db %s, broker %s:%s", self.db_path, self.client.settings.host, self.client.settings.port)
         return self
+
+    def broker_links(self) -> dict[str, LinkState]:
+        """HQ's broker link as it is now, for the HQ Manager's /healthz."""
+        return {"hq_broker": self.client.link}
 
     def stop(self) -> None:
         self.client.stop()

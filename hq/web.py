@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, g, jsonify, redirect, render_template, url_for
 
-from core.web import make_app, requires, web_secret
+from core.web import health_blueprint, make_app, requires, web_secret
 from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
@@ -18,9 +18,12 @@ from .web_batches import batches_blueprint
 from .web_rates import rates_blueprint
 
 OFFLINE_AFTER = 15 * 60  # no contact for this long: a store shows as Offline
+LINKS = {"hq_broker": True}  # /healthz: HQ without its broker serves no store: 503
 
 
-def create_app(config, open_db=None):
+def create_app(config, open_db=None, links=None):
+    """``links()``: the service's broker links for /healthz (``WebService`` passes
+    the running service's; without it /healthz calls them unknown)."""
     from .cli import db_for
 
     open_db = open_db or (lambda: db_for(config))
@@ -32,6 +35,8 @@ def create_app(config, open_db=None):
     app = make_app(__name__, site="hq", open_db=open_db, secret_key=secret,
                    secure_cookies=config["web"]["secure_cookies"], title="lanehub HQ Manager")
     app.extensions["lanehub"]["config"] = config
+    app.extensions["lanehub"]["links"] = links
+    app.register_blueprint(health_blueprint(LINKS, lambda db: {"last_seq": db.head()}))
     app.register_blueprint(customers_blueprint(audit=customer_audit))
     app.register_blueprint(stores_blueprint())
     app.register_blueprint(duplicates_blueprint())
