@@ -6,6 +6,7 @@ import json
 
 import click
 
+from core.backup import Site, backup_commands
 from core.cli_util import config_option, customer_commands, fail_on_config_errors, sales_commands
 from core.model import display_name
 from core.process import run_until_signalled, setup_logging
@@ -70,6 +71,15 @@ def customers():
 
 customer_commands(customers, "edge.toml", open_db, refusals=(NotReady,))
 sales_commands(edge, "edge.toml", open_db)
+
+
+def backup_site(config_path):
+    with fail_on_config_errors():
+        config = load_config(config_path)
+    return config["store"]["db"], Site("edge", config["store"]["id"])
+
+
+backup_commands(edge, "edge.toml", backup_site)
 
 
 @customers.command("search")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from core.backup import Site, backup_commands
 from core.cli_util import by_option, config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
 from core.demo_data import demo_customers
 from core.model import ValidationError, display_name
@@ -182,6 +183,15 @@ register_coupon_commands(hq)
 register_import_commands(hq)
 hq.add_command(users_group)
 hq.add_command(batch)
+
+
+def backup_site(config_path):
+    with fail_on_config_errors():
+        config = load_config(config_path)
+    return config["hq"]["db"], Site("hq")
+
+
+backup_commands(hq, "hq.toml", backup_site)
 
 
 @customers.command("add-card")
