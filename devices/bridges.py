@@ -117,9 +117,24 @@ class SerialSource:
             self.port = None
 
 
+EVDEV_MISSING = "HID devices need evdev: install lanehub[devices]"
+
+
+def evdev_available() -> bool:
+    """evdev is an optional dependency (the ``devices`` extra: a C extension that
+    needs gcc and the kernel headers), so HQ and boxes without HID devices go
+    without it."""
+    try:
+        import evdev  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class EvdevSource:
     """A USB HID (keyboard-mode) scanner or reader, grabbed exclusively so its
-    keystrokes never reach a console, decoded with the profile's layout."""
+    keystrokes never reach a console, decoded with the profile's layout.
+    Needs evdev (``evdev_available()``; `lanehub devices run` checks first)."""
 
     def __init__(self, path: str, profile: DeviceProfile):
         self.path, self.profile = path, profile

@@ -25,7 +25,7 @@ class DeviceBridges:
     """Every bridge configured for this box, started and stopped together."""
 
     def __init__(self, config):
-        from .bridges import SOURCES, DeviceLink, ReaderBridge
+        from .bridges import EVDEV_MISSING, SOURCES, DeviceLink, ReaderBridge, evdev_available
         from .config import check_paths
         from .printer_bridge import PrinterBridge, printer_for
 
@@ -38,6 +38,10 @@ class DeviceBridges:
             if profile is None:
                 raise ConfigError(f"{config.path}: [device.{name}] profile: no profile {device['profile']!r} "
                                   f"(known: {', '.join(profiles)})")
+            if profile.connection == "evdev" and not evdev_available():
+                # Otherwise the reader's thread dies on `import evdev` with a traceback.
+                raise ConfigError(f"{config.path}: [device.{name}] profile: {profile.name} is a USB HID device; "
+                                  f"{EVDEV_MISSING}")
             link = DeviceLink(config.broker("broker"), config["store"]["id"], name, device["lane"], profile.kind)
             if profile.kind == "printer":
                 printer = printer_for(profile, device["path"], device["host"], device["port"])
@@ -88,7 +92,7 @@ def profiles_command(directory):
 @click.option("--group", default="lanehub", show_default=True, help="The group that may open the devices.")
 @click.option("--check", is_flag=True, help="Exit 1 if the rules file is not what the profiles generate.")
 def udev_command(directory, group, check):
-    """Write firmware-config/udev/99-lanehub.rules from the profiles."""
+    """Write devices/firmware-config/udev/99-lanehub.rules from the profiles."""
     with fail_on_config_errors():
         text = udev_rules(load_profiles(directory), group)
     problems = check_udev_rules(text)

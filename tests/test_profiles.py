@@ -1,4 +1,4 @@
-"""Device profiles in firmware-config/: every one is valid, the udev rules are
+"""Device profiles in devices/firmware-config/: every one is valid, the udev rules are
 generated from them (and the committed file is what they generate), and a
 bad profile stops with one line naming the file and the key."""
 
