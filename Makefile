@@ -11,9 +11,12 @@ PIP := $(VENV)/bin/python -m pip
 setup: system-deps $(VENV)/.installed
 
 # Debian packages: the Mosquitto broker (tests start their own on free ports)
-# Chromium (page flows are tested in a real headless browser), and systemd and
-# openssl (the Ansible roles' units and certificates are checked with them).
-DEBS := mosquitto mosquitto-clients chromium systemd openssl
+# Chromium (page flows are tested in a real headless browser), systemd and
+# openssl (the Ansible roles' units and certificates are checked with them), and
+# what boots real Debian boxes for the provisioning test: debootstrap,
+# systemd-nspawn, nftables (NAT for the boxes), iproute2 and the SSH client.
+DEBS := mosquitto mosquitto-clients chromium systemd openssl \
+	debootstrap systemd-container nftables iproute2 openssh-client
 
 system-deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -32,8 +35,18 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/lanehub demo
 
+# The provisioning test (booted Debian boxes, minutes of apt and Ansible) runs
+# beside the rest of the suite, in its own pytest with its own temp directory;
+# both must pass.
+PROVISIONING_LOG := .provisioning-test.log
+
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	@$(VENV)/bin/python -m pytest -q -m provisioning -p no:cacheprovider \
+		--basetemp=$(CURDIR)/.pytest-provisioning >$(PROVISIONING_LOG) 2>&1 & provisioning=$$!; \
+	$(VENV)/bin/python -m pytest -q -m "not provisioning"; rest=$$?; \
+	wait $$provisioning; prov=$$?; \
+	echo "----- provisioning test (tests/test_provisioning.py) -----"; cat $(PROVISIONING_LOG); \
+	[ $$rest -eq 0 ] && [ $$prov -eq 0 ]
 
 screenshots: setup
 	$(VENV)/bin/python scripts/screenshots.py
@@ -42,4 +55,4 @@ bench: setup
 	$(VENV)/bin/lanehub bench sync
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .pytest-provisioning $(PROVISIONING_LOG)

@@ -77,7 +77,7 @@ def store_add(store_id, config_path):
     broker = config["broker"]
     click.echo(f"Registered store {store_id}. Its HQ broker credentials (shown once, keep them safe):\n")
     click.echo("[hq]")
-    click.echo(f'host = "{broker["host"]}"')
+    click.echo(f'host = "{broker["public_host"] or broker["host"]}"')
     click.echo(f"port = {broker['port']}")
     click.echo(f'username = "{store_id}"')
     click.echo(f'password = "{password}"')

@@ -14,6 +14,9 @@ SCHEMA = {
         "passwd_file": Key(str, "", path=True),
         "acl_file": Key(str, "", path=True),
         "reload_command": Key(str, ""),
+        # The name stores reach this broker by, for the credentials `store add`
+        # prints (HQ itself may connect by another one, e.g. 127.0.0.1); empty: host.
+        "public_host": Key(str, ""),
     },
     "web": {"host": Key(str, "127.0.0.1"), "port": Key(int, 8800, minimum=0), "secure_cookies": Key(bool, False)},
     "codes": {

@@ -100,7 +100,7 @@ class Network:
         return self
 
     def attach(self, name: str, octet: int) -> str:
-        namespace, outside = f"lhtest-{name}", f"lh{self.subnet}x{octet}"
+        namespace, outside = f"lhtest{self.subnet}-{name}", f"lh{self.subnet}x{octet}"
         run("ip", "netns", "add", namespace)
         self.namespaces.append(namespace)
         run("ip", "link", "add", outside, "type", "veth", "peer", "name", "host0", "netns", namespace)

@@ -71,6 +71,24 @@ def test_store_add_prints_credentials_once_and_writes_the_broker_files(hq_config
     assert bad.exit_code != 0 and "invalid store id" in bad.output
 
 
+def test_store_add_prints_the_host_stores_reach_not_the_one_hq_connects_to(hq_config):
+    hq_config.write_text(hq_config.read_text().replace('username = "hq"', 'host = "127.0.0.1"\nport = 8883\n'
+                                                       'public_host = "hq.example.com"\nusername = "hq"'))
+    out = hq(CliRunner(), hq_config, "store", "add", "S001").output
+    assert 'host = "hq.example.com"\nport = 8883\n' in out and "127.0.0.1" not in out
+
+
+def test_the_config_default_is_looked_up_in_lanehub_config_dir(hq_config, monkeypatch, tmp_path):
+    # The boxes' lanehub command sets LANEHUB_CONFIG_DIR=/etc/lanehub: `lanehub hq store list` needs no -c.
+    monkeypatch.setenv("LANEHUB_CONFIG_DIR", str(hq_config.parent))
+    monkeypatch.chdir(tmp_path / "broker" if (tmp_path / "broker").exists() else tmp_path)
+    result = CliRunner().invoke(main, ["hq", "store", "list"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("LANEHUB_CONFIG_DIR", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(main, ["hq", "store", "list"], catch_exceptions=False)
+    assert result.exit_code == 2 and f"{tmp_path / 'nowhere' / 'hq.toml'}: file not found" in result.output
+
+
 def test_customer_commands_add_edit_deactivate_reactivate_show_list(hq_config):
     runner = CliRunner()
     added = json.loads(hq(runner, hq_config, "customers", "add", "--first-name", "Ada", "--last-name", "Lovelace",

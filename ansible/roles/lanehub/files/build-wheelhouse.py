@@ -44,7 +44,7 @@ def pip(*args: str, env: dict | None = None, check: bool = True) -> bool:
 def pack(wheelhouse: Path) -> bool:
     """WHEELHOUSE.tar: the wheels, sorted, with fixed owners and times (same wheels, same bytes)."""
     tar = wheelhouse.with_name(wheelhouse.name + ".tar")
-    tmp = tar.with_name(tar.name + ".tmp")
+    tmp = tar.with_name(f"{tar.name}.{os.getpid()}.tmp")
     with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as out:
         for wheel in sorted(wheelhouse.glob("*.whl")):
             info = out.gettarinfo(str(wheel), arcname=wheel.name)
