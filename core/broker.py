@@ -67,6 +67,9 @@ def hq_acl_file(hq_user: str, stores: list[str], extra: str = "") -> str:
 
 
 def write_atomic(path: str | Path, text: str, mode: int = 0o640) -> None:
+    """Write ``path`` whole or not at all. A file that exists keeps its owner and
+    group, so root running HQ's CLI by hand cannot take the broker's password
+    file away from the broker (it reads it as its own group)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -75,6 +78,14 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o640) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.chmod(tmp, mode)
+    try:
+        before = path.stat()
+        if (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+            os.chown(tmp, before.st_uid, before.st_gid)
+    except FileNotFoundError:
+        pass
+    except PermissionError:  # not root: the file is ours and keeps the directory's group
+        pass
     os.replace(tmp, path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def test_store_add_prints_credentials_once_and_writes_the_broker_files(hq_config
     assert again.exit_code != 0 and "already registered" in again.output
     bad = hq(runner, hq_config, "store", "add", "S/1", ok=False)
     assert bad.exit_code != 0 and "invalid store id" in bad.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_store_add_run_as_root_keeps_the_broker_files_owner(hq_config, tmp_path):
+    # On a box the files belong to lanehub:mosquitto; root running the CLI by hand must not take them.
+    hq(CliRunner(), hq_config, "store", "add", "S001")
+    for name in ("passwd", "acl"):
+        os.chown(tmp_path / "broker" / name, 65534, 65534)
+    hq(CliRunner(), hq_config, "store", "add", "S002")
+    for name in ("passwd", "acl"):
+        info = (tmp_path / "broker" / name).stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65534, 65534, 0o640), name
+    assert "S002:" in (tmp_path / "broker" / "passwd").read_text()
 
 
 def test_store_add_prints_the_host_stores_reach_not_the_one_hq_connects_to(hq_config):
