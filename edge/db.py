@@ -110,6 +110,19 @@ def m006_last_read(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE device_status ADD COLUMN last_read REAL")
 
 
+# A sale's ticket number (``STORE-LANE-N``: N), as ``edge.tickets`` reads it. The
+# index below is on this very expression, so a lane's highest sale is one seek.
+SALE_TICKET_NUMBER = "CAST(substr(ticket, length(store) + length(lane) + 3) AS INTEGER)"
+
+
+@edge_migrations()
+def m007_ticket_numbers(db: sqlite_utils.Database) -> None:
+    # A lane's next ticket number goes on after its highest sale in the replica and
+    # its highest ticket (a restored or replaced box), looked up on every new ticket.
+    db.execute(f"CREATE INDEX IF NOT EXISTS idx_sales_lane_number ON sales (store, lane, {SALE_TICKET_NUMBER})")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_tickets_lane_n ON tickets (lane, n)")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -234,9 +247,16 @@ class EdgeDatabase:
         if row:
             self.conn.execute("UPDATE code_blocks SET next = next + 1 WHERE lease = ?", (row["lease"],))
             return codes.format(row["next"])
+        # The counter may be behind codes HQ already knows from this store (a restored
+        # backup, a replaced box): skip every code the replica holds as a customer's
+        # code or as an alias, as HQ would refuse it as already in use.
         number = self.meta.get_int("provisional_next", 1)
+        code = codes.provisional(self.store, number)
+        while self.replica.find_customer(code) is not None:
+            number += 1
+            code = codes.provisional(self.store, number)
         self.meta.set("provisional_next", number + 1)
-        return codes.provisional(self.store, number)
+        return code
 
     def codes_left(self) -> int:
         return self.conn.execute("SELECT coalesce(sum(end - next + 1), 0) FROM code_blocks WHERE next <= end").fetchone()[0]

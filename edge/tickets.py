@@ -24,7 +24,7 @@ from core.model import display_name
 from core.pricing import PricingCustomer, SqliteCatalogue, unit_price
 from core.sales import sale_key
 
-from .db import EdgeDatabase, now_iso
+from .db import SALE_TICKET_NUMBER, EdgeDatabase, now_iso
 
 EVENT_MEMORY = 7 * 24 * 3600  # seconds an event id is remembered (redelivery happens within seconds)
 
@@ -168,6 +168,7 @@ class TicketBook:
                 self.conn.execute("RELEASE lane_event")
                 return Outcome(lane, duplicate=True)
             self._lane_row(lane)
+            self._retire_sold_ticket(lane)
             self.conn.execute("SAVEPOINT event")
             try:
                 run(ctx)
@@ -367,15 +368,28 @@ class TicketBook:
     # --- tickets and lanes ----------------------------------------------------------------------
 
     def _lane_row(self, lane: str) -> None:
-        if self.conn.execute("SELECT 1 FROM lanes WHERE lane = ?", (lane,)).fetchone():
-            return
-        # A new database on an old lane (a replaced box) goes on from the lane's
-        # last sale that came back from HQ, so ticket numbers are never reused.
-        prefix = f"{self.settings.store}-{lane}-"
-        last = self.conn.execute(
-            "SELECT coalesce(max(CAST(substr(ticket, ?) AS INTEGER)), 0) FROM sales WHERE store = ? AND lane = ?",
-            (len(prefix) + 1, self.settings.store, lane)).fetchone()[0]
-        self.conn.execute("INSERT INTO lanes (lane, last_n) VALUES (?, ?)", (lane, last))
+        self.conn.execute("INSERT OR IGNORE INTO lanes (lane, last_n) VALUES (?, 0)", (lane,))
+
+    def _last_number(self, lane: str) -> int:
+        """The highest ticket number this lane is known to have used: its counter, its
+        own tickets, and its sales in the replica. A database older than what HQ has
+        (a restored backup) or a new one (a replaced box) has a counter behind the
+        sales that came back down from HQ; a number already sold would be refused by
+        HQ (a sale never changes) and the new sale lost. Three index lookups."""
+        return self.conn.execute(
+            f"SELECT max(coalesce((SELECT last_n FROM lanes WHERE lane = ?), 0), "
+            f"(SELECT coalesce(max(n), 0) FROM tickets WHERE lane = ?), "
+            f"(SELECT coalesce(max({SALE_TICKET_NUMBER}), 0) FROM sales WHERE store = ? AND lane = ?))",
+            (lane, lane, self.settings.store, lane)).fetchone()[0]
+
+    def _retire_sold_ticket(self, lane: str) -> None:
+        """A ticket open in a restored backup may have been closed after the backup: its
+        sale came back from HQ. It is done, so it is voided (not carried on, which would
+        sell its number again); the event then works on a new ticket. A closed ticket
+        writes its sale in the same transaction, so otherwise an open ticket has none."""
+        ticket = self._open_ticket(lane)
+        if ticket and self.conn.execute("SELECT 1 FROM sales WHERE id = ?", (sale_key(ticket),)).fetchone():
+            self.conn.execute("UPDATE tickets SET status = 'void', closed_at = ? WHERE ticket = ?", (now_iso(), ticket))
 
     def _open_ticket(self, lane: str) -> str | None:
         row = self.conn.execute("SELECT ticket FROM tickets WHERE lane = ? AND status = 'open' LIMIT 1", (lane,)).fetchone()
@@ -388,7 +402,8 @@ class TicketBook:
         return ticket
 
     def _new_ticket(self, ctx: "_Event") -> str:
-        n = self.conn.execute("UPDATE lanes SET last_n = last_n + 1 WHERE lane = ? RETURNING last_n", (ctx.lane,)).fetchone()[0]
+        n = self._last_number(ctx.lane) + 1
+        self.conn.execute("UPDATE lanes SET last_n = ? WHERE lane = ?", (n, ctx.lane))
         ticket = f"{self.settings.store}-{ctx.lane}-{n}"
         self.conn.execute("INSERT INTO tickets (ticket, lane, n, status, opened_at, by) VALUES (?, ?, ?, 'open', ?, ?)",
                           (ticket, ctx.lane, n, now_iso(), ctx.by))
