@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -150,7 +151,7 @@ def register_store(hq: boxes.Box, store: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, request):
     work = tmp_path_factory.mktemp("boxes")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id_ed25519")], check=True)
     (work / "vault-password").write_text(secrets.token_urlsafe(24) + "\n")
@@ -188,7 +189,9 @@ def site(tmp_path_factory):
     finally:
         timings = ", ".join(f"{run} {seconds:.0f} s" for run, seconds in site.seconds.items())
         # Past pytest's capture: make test shows this log, and the timings belong in it.
-        print(f"\nprovisioning runs: {timings}", file=sys.__stderr__)
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nprovisioning runs: {timings}")
         for box in (hq, *edges.values()):
             if box.proc is not None and box.proc.poll() is None:
                 print(f"----- {box.name}: lanehub journal -----")
@@ -335,3 +338,40 @@ def test_healthz_reports_every_box_healthy(site):
         health = json.loads(body)
         assert status == 200, health
         assert health["broker_links"] and all(link["connected"] for link in health["broker_links"].values()), health
+
+
+def test_an_upgrade_installs_the_new_wheel_restarts_and_keeps_the_stores_data(site, tmp_path):
+    """Runbook section 7 on one store: a newer checkout, the playbook again."""
+    box = site.edges["S001"]
+    sales = "/opt/lanehub/venv/bin/python -c \"import sqlite3; print(sqlite3.connect('/var/lib/lanehub/edge.db')" \
+            ".execute('SELECT count(*) FROM sales').fetchone()[0])\""
+    before = int(box.ssh(f"runuser -u lanehub -- {sales}").stdout)
+    assert before >= 1  # the sale closed in the test above
+    newer = tmp_path / "lanehub"
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (newer / name).parent.mkdir(parents=True, exist_ok=True)
+            (newer / name).write_bytes((ROOT / name).read_bytes())
+    # The dependencies' wheels as the control node already has them (no index needed).
+    shutil.copytree(boxes.CACHE / "wheelhouse", tmp_path / "wheelhouse", ignore=shutil.ignore_patterns("lanehub-*"))
+    pyproject = newer / "pyproject.toml"
+    pyproject.write_text(re.sub(r'^version = "[^"]+"', 'version = "99.0.0"', pyproject.read_text(), count=1, flags=re.M))
+    result = playbook(site, "edge.yml", "upgrade", "--limit", "store-s001", "-e", f"lanehub_build_source={newer}",
+                      "-e", f"lanehub_wheelhouse_dir={tmp_path / 'wheelhouse'}")
+    must_pass(result, "edge.yml with a newer checkout")
+    assert "RUNNING HANDLER [lanehub : Restart lanehub]" in result.stdout
+    assert "Version: 99.0.0" in box.ssh("/opt/lanehub/venv/bin/pip show lanehub").stdout
+    assert box.ssh("systemctl is-active lanehub-edge lanehub-devices").stdout.split() == ["active", "active"]
+    assert int(box.ssh(f"runuser -u lanehub -- {sales}").stdout) == before
+    status, _, body = wait_until(lambda: _healthy(f"http://{box.ip}:8801/healthz"), 60, interval=1,
+                                 message="the upgraded store's /healthz to answer 200")
+    assert json.loads(body)["broker_links"]["hq_broker"]["connected"]
+
+
+def _healthy(url: str):
+    try:
+        answer = route_walk.get(route_walk.opener_for(), url, timeout=5)
+    except OSError:
+        return None
+    return answer if answer[0] == 200 else None
