@@ -118,6 +118,19 @@ class Network:
         run("nft", "delete", "table", "ip", self.table, check=False)
 
 
+def mount_tmpfs(path: Path, size: str = "6g") -> Path:
+    """The boxes' file systems live in memory: their dpkg, pip and journald
+    writes then never compete for the disk with the rest of the suite, whose
+    SQLite commits wait on fsync."""
+    path.mkdir(parents=True, exist_ok=True)
+    run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))
+    return path
+
+
+def unmount(path: Path) -> None:
+    run("umount", "--lazy", str(path), check=False)
+
+
 class Box:
     """One booted Debian box: a copy of the base, systemd as PID 1, sshd on its own address."""
 

@@ -158,8 +158,9 @@ def site(tmp_path_factory, request):
     tarball = boxes.base_tarball()
     network = boxes.Network().start()
     printer = FakePrinter(host=network.gateway)
-    hq = boxes.Box("hq", network, 10, work, work / "id_ed25519")
-    edges = {store: boxes.Box(name.removeprefix("store-"), network, octet, work, work / "id_ed25519")
+    roots = boxes.mount_tmpfs(work / "roots")
+    hq = boxes.Box("hq", network, 10, roots, work / "id_ed25519")
+    edges = {store: boxes.Box(name.removeprefix("store-"), network, octet, roots, work / "id_ed25519")
              for store, (name, octet) in STORES.items()}
     site = Site(work, network, hq, edges, printer, {"vault_lanehub_hq_broker_password": secrets.token_urlsafe(18)})
     for store in STORES:
@@ -199,6 +200,7 @@ def site(tmp_path_factory, request):
             box.stop()
         printer.close()
         network.stop()
+        boxes.unmount(roots)
 
 
 def test_each_playbook_provisions_bare_boxes_in_one_run(site):
