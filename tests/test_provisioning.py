@@ -191,8 +191,10 @@ def site(tmp_path_factory, request):
         timings = ", ".join(f"{run} {seconds:.0f} s" for run, seconds in site.seconds.items())
         # Past pytest's capture: make test shows this log, and the timings belong in it.
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"\nprovisioning runs: {timings}")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"\nprovisioning runs: {timings}")
         for box in (hq, *edges.values()):
             if box.proc is not None and box.proc.poll() is None:
                 print(f"----- {box.name}: lanehub journal -----")
