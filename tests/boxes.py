@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -186,13 +185,6 @@ class Box:
 
     def copy_in(self, local: Path, remote: str) -> None:
         run("scp", "-i", str(self.key), *SSH_OPTIONS, str(local), f"root@{self.ip}:{remote}")
-
-    def port_open(self, port: int) -> bool:
-        try:
-            with socket.create_connection((self.ip, port), timeout=1):
-                return True
-        except OSError:
-            return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
