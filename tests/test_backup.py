@@ -136,6 +136,10 @@ def test_backups_taken_while_both_sites_are_written_are_consistent_and_hold_what
         lane.wait_for(20)
         wait_until(lambda: len(operator.acked) >= 20, message="HQ writes")
         lane_before, hq_before = [c["id"] for c in lane.acked], list(operator.acked)
+        # The edge acknowledges a lane at once; HQ has it once the outbox delivered (under load, later).
+        marks = ",".join("?" * len(lane_before))
+        wait_until(lambda: db_value(hq_db(chain), f"SELECT count(*) FROM customers WHERE id IN ({marks})",
+                                    tuple(lane_before)), message="HQ to have some of the lane's customers")
         edge_copy = backup(chain, "S001", dest)
         hq_copy = backup(chain, "hq", dest)
         lane.wait_for(len(lane_before) + 5)  # both kept writing while the copies were made
