@@ -38,13 +38,15 @@ demo: setup
 # The provisioning test (booted Debian boxes, minutes of apt and Ansible) runs
 # beside the rest of the suite, in its own pytest with its own temp directory,
 # at the lowest CPU and I/O priority (the boxes inherit it): it fills the time
-# the rest of the suite spends waiting instead of slowing it. Both must pass.
+# the rest of the suite spends waiting instead of slowing it. The rest runs in two
+# workers, a test file per worker at a time (most of its time is spent waiting on
+# brokers and processes, not computing). Both must pass.
 PROVISIONING_LOG := .provisioning-test.log
 
 test: setup
 	@nice -n 19 ionice -c 3 $(VENV)/bin/python -m pytest -q -m provisioning -p no:cacheprovider \
 		--basetemp=$(CURDIR)/.pytest-provisioning >$(PROVISIONING_LOG) 2>&1 & provisioning=$$!; \
-	$(VENV)/bin/python -m pytest -q -m "not provisioning"; rest=$$?; \
+	$(VENV)/bin/python -m pytest -q -m "not provisioning" -n 2 --dist loadfile; rest=$$?; \
 	wait $$provisioning; prov=$$?; \
 	echo "----- provisioning test (tests/test_provisioning.py) -----"; cat $(PROVISIONING_LOG); \
 	[ $$rest -eq 0 ] && [ $$prov -eq 0 ]

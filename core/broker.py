@@ -11,6 +11,7 @@ import base64
 import getpass
 import hashlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -92,14 +93,45 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o640) -> None:
 _handed_out: set[int] = set()
 
 
+# Below Linux's ephemeral range (32768-60999), so an outgoing connection never
+# holds a port a slice picked.
+SLICED_PORTS = range(10_000, 32_000)
+
+
+def _port_slice() -> range | None:
+    """``LANEHUB_PORT_SLICE=i/n``: this process picks ports only in its own i-th
+    part of SLICED_PORTS, so parallel test workers never pick the same free port."""
+    index, _, count = os.environ.get("LANEHUB_PORT_SLICE", "").partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        return None
+    size = len(SLICED_PORTS) // int(count)
+    start = SLICED_PORTS.start + int(index) * size
+    return range(start, start + size)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, never one this process handed out before:
     a chain picks its brokers' and pages' ports before any of them binds, and the
     kernel may offer a just-released port twice."""
+    ports = _port_slice()
     while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        if ports is not None:
+            port = random.choice(ports)
+            if port in _handed_out or not _bindable(port):
+                continue
+        else:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
             return port

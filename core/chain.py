@@ -1,27 +1,61 @@
 """A whole chain on one machine: HQ broker, store brokers, HQ and edges as processes.
 
-``lanehub demo`` runs one; the tests build them to kill and restart parts.
+``lanehub demo`` runs one, with simulated lane devices per store
+(``start_simulators``); the tests build them to kill and restart parts.
 Everything listens on free loopback ports; nothing leans on services that
 happen to run on the machine.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
 from .broker import Mosquitto, free_port, hq_acl_file, new_password
-from .procs import ServiceProcess, run_lanehub
+from .procs import ServiceProcess, lanehub_command, run_lanehub
 
 PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
+
+
+class SimulatorProcess(ServiceProcess):
+    """`lanehub devices simulate` for one store's lanes: a process like the edges (core
+    never imports devices/), its devices.toml holding only the store id and broker."""
+
+    def __init__(self, store: str, broker_port: int, lanes: tuple[str, ...], workdir: Path, out: Path,
+                 http_port: int | None = None, log_level: str = "INFO"):
+        config = {"store": {"id": store}, "broker": {"host": "127.0.0.1", "port": broker_port},
+                  "log": {"level": log_level}}
+        super().__init__("devices", f"{store}-devices", config, workdir)
+        self.store, self.lanes, self.out, self.http_port = store, lanes, Path(out), http_port
+
+    @property
+    def url(self) -> str | None:
+        """The simulator's form."""
+        return f"http://127.0.0.1:{self.http_port}/" if self.http_port else None
+
+    def start(self) -> "SimulatorProcess":
+        self.write_config()
+        args = ["--out", str(self.out), "--no-stdin", *(a for lane in self.lanes for a in ("--lane", lane))]
+        if self.http_port:
+            args += ["--http-port", str(self.http_port)]
+        with open(self.log_path, "ab") as log:
+            # stdin: nothing (the demo's terminal is not the simulator's).
+            self.process = subprocess.Popen(
+                lanehub_command("devices", "simulate", "-c", str(self.config_path), *args),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                env=os.environ | {"PYTHONUNBUFFERED": "1"})
+        return self
 
 
 class Chain:
     def __init__(self, workdir: str | Path, stores: tuple[str, ...] = ("S001", "S002"), *,
                  block_size: int = 100, code_low_water: int = 20, outbox_retry: float = 2.0, log_level: str = "INFO",
                  tls: dict[str, str] | None = None, store_settings: dict[str, dict[str, Any]] | None = None,
-                 hq_settings: dict[str, dict[str, Any]] | None = None):
+                 hq_settings: dict[str, dict[str, Any]] | None = None,
+                 edge_settings: dict[str, dict[str, dict[str, Any]]] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stores = stores
@@ -32,6 +66,8 @@ class Chain:
         self.store_settings = store_settings or {}
         # Extra hq.toml sections, e.g. {"import": {"customers": {...}}}.
         self.hq_settings = hq_settings or {}
+        # Extra edge.toml sections per store, e.g. {"S001": {"mail": {"host": ...}}}.
+        self.edge_settings = edge_settings or {}
         # Every site's page on its own free port (0 turns a page off).
         self.web_ports = {name: free_port() for name in ("hq", *stores)}
         self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls)
@@ -43,6 +79,7 @@ class Chain:
         self.store_passwords: dict[str, str] = {}
         self.hq: ServiceProcess | None = None
         self.edges: dict[str, ServiceProcess] = {}
+        self.simulators: dict[str, SimulatorProcess] = {}
 
     # --- configs ---------------------------------------------------------------------
 
@@ -67,7 +104,7 @@ class Chain:
                    "password": self.store_passwords[store], "tls_ca": self.tls["cafile"] if self.tls else ""},
             "web": {"port": self.web_ports[store]},
             "log": {"level": self.log_level},
-        }
+        } | self.edge_settings.get(store, {})
 
     @property
     def hq_config_path(self) -> Path:
@@ -111,7 +148,18 @@ class Chain:
             edge.start()
         return self
 
+    def start_simulators(self, lanes: tuple[str, ...] = ("L1",), http: bool = True) -> dict[str, SimulatorProcess]:
+        """Simulated scanner, card reader and printer for ``lanes`` of every store
+        (`lanehub devices simulate`); each store's receipts go to ``receipts/STORE``."""
+        for store in self.stores:
+            sim = SimulatorProcess(store, self.store_brokers[store].port, lanes, self.workdir / f"{store}-devices",
+                                   self.workdir / "receipts" / store, free_port() if http else None, self.log_level)
+            self.simulators[store] = sim.start()
+        return self.simulators
+
     def stop(self) -> None:
+        for simulator in self.simulators.values():  # first: their "stopped" status needs the broker
+            simulator.stop()
         for edge in self.edges.values():
             edge.stop()
         if self.hq:

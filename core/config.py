@@ -36,6 +36,9 @@ class Key:
     minimum: float | None = None
     pattern: Any = None
     help: str = ""
+    # A value's own rules beyond its type: called with the converted value, raises
+    # ValueError whose message (one line) goes after the file and key.
+    check: Any = None
 
 
 def broker_keys(port: int = 1883) -> dict[str, Key]:
@@ -122,7 +125,10 @@ def _convert(key: Key, value: Any, where: str) -> Any:
     return value
 
 
-def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None) -> Config:
+def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None, *, partial: bool = False) -> Config:
+    """The config file checked against ``schema``. ``partial``: read only the
+    schema's sections and keys from a file that has more (another service's file,
+    e.g. the simulator reading the store and broker from an edge.toml)."""
     path = Path(path)
     environ = os.environ if environ is None else environ
     try:
@@ -135,6 +141,11 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for section, values in raw.items():
+        if partial and (section not in schema or isinstance(schema[section], Tables) or not isinstance(values, dict)):
+            continue
+        if partial:
+            values = {name: value for name, value in values.items() if name in schema[section]}
+            raw[section] = values
         if section not in schema:
             raise ConfigError(f"{path}: [{section}]: unknown section (expected {', '.join(schema)})")
         if not isinstance(values, dict):
@@ -172,6 +183,13 @@ def _value(key: Key, values: dict, name: str, where: str, base: Path) -> Any:
     else:
         value = key.default
     value = _convert(key, value, where)
+    if key.check is not None:
+        try:
+            key.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if key.path and isinstance(value, list):  # a list of paths
+        return [str(base / v) if _relative_path(v) else v for v in value]
     if key.path and _relative_path(value):
         value = str(base / value)
     return value

@@ -10,8 +10,18 @@ from pathlib import Path
 
 import click
 
+from . import topics
 from .chain import Chain
 from .demo_data import DEMO_IMPORTS, DEMO_POS_CSV, DEMO_PRODUCTS, DEMO_SIGNUPS_CSV, demo_products_csv
+
+# Every demo store has these lanes, each with a simulated scanner, card reader and
+# receipt printer (`lanehub devices simulate`), so that demo receipts really print.
+DEMO_LANES = ("L1", "L2")
+# What the demo receipts' headers say.
+DEMO_STORES = {
+    "S001": {"name": "Lanehub Market Centro", "address": "Calle Mayor 1, Madrid", "tax_id": "B12345678"},
+    "S002": {"name": "Lanehub Market Playa", "address": "Paseo Marítimo 12, Málaga", "tax_id": "B12345678"},
+}
 
 
 @click.command()
@@ -21,13 +31,15 @@ from .demo_data import DEMO_IMPORTS, DEMO_POS_CSV, DEMO_PRODUCTS, DEMO_SIGNUPS_C
 def demo(workdir, customers):
     """Run HQ, two stores and their brokers on free loopback ports."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lanehub-demo-"))
-    chain = Chain(workdir, ("S001", "S002"), hq_settings=DEMO_IMPORTS)
+    chain = Chain(workdir, tuple(DEMO_STORES), hq_settings=DEMO_IMPORTS, store_settings=DEMO_STORES)
     click.echo(f"Starting the lanehub demo in {workdir} ...")
     try:
         chain.start(demo_customers=customers, prepare=declare_demo_fields)
         _load_catalogue(chain, workdir)
         load_pos_demo(chain, workdir)
         _wait_ready(chain)
+        chain.start_simulators(DEMO_LANES)
+        _wait_simulators(chain)
     except Exception as exc:
         chain.stop()
         raise click.ClickException(f"demo failed to start: {exc}")
@@ -37,7 +49,7 @@ def demo(workdir, customers):
         signal.signal(sig, lambda *_: done.set())
     try:
         while not done.wait(1):
-            dead = [p.name for p in [chain.hq, *chain.edges.values()] if not p.running]
+            dead = [p.name for p in [chain.hq, *chain.edges.values(), *chain.simulators.values()] if not p.running]
             if dead:
                 click.echo(f"stopped unexpectedly: {', '.join(dead)} (see the logs in {workdir})", err=True)
                 break
@@ -84,6 +96,13 @@ def _wait_ready(chain: Chain, timeout: float = 60) -> None:
             raise RuntimeError(f"edge {store} did not take its snapshot: {edge.tail(5)}")
 
 
+def _wait_simulators(chain: Chain, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    for store, sim in chain.simulators.items():
+        if not sim.wait_for_log("simulated devices online", max(1.0, deadline - time.monotonic())):
+            raise RuntimeError(f"the simulated devices of {store} did not come online: {sim.tail(5)}")
+
+
 def _print_summary(chain: Chain, customers: int) -> None:
     hq = chain.hq_config_path
     lines = [
@@ -95,6 +114,9 @@ def _print_summary(chain: Chain, customers: int) -> None:
     for store, edge in chain.edges.items():
         lines.append(f"  store {store}     broker mqtt://127.0.0.1:{chain.store_brokers[store].port}, "
                      f"config {edge.config_path}, log {edge.log_path}")
+    for store, sim in chain.simulators.items():
+        lines.append(f"  {store} devices   simulated scanner, card reader and printer on lanes {', '.join(sim.lanes)}: "
+                     f"scan at {sim.url}, receipts printed to {sim.out}")
     lines += [
         f"  {customers} demo customers and {len(DEMO_PRODUCTS)} products loaded at HQ and replicated to both stores;",
         "  CUST-00001 has the VIP rate (10 % off milk and oil).",
@@ -106,8 +128,10 @@ def _print_summary(chain: Chain, customers: int) -> None:
         f"  lanehub edge customers search lovelace -c {chain.edges['S002'].config_path}",
         f"  lanehub hq store list -c {hq}",
         f"  mosquitto_sub -p {chain.store_brokers['S001'].port} -t 'lanehub/#' -v",
-        f"  mosquitto_pub -p {chain.store_brokers['S001'].port} -q 1 -t lanehub/S001/lane/L1/scan "
+        f"  mosquitto_pub -p {chain.store_brokers['S001'].port} -q 1 -t {topics.scan('S001', 'L1')} "
         f"-m '{{\"v\":1,\"id\":\"scan-1\",\"code\":\"8410297112041\"}}'",
+        f"  mosquitto_pub -p {chain.store_brokers['S001'].port} -q 1 -t {topics.ticket_cmd('S001', 'L1')} "
+        f"-m '{{\"v\":1,\"id\":\"close-1\",\"op\":\"close\"}}'   (closes L1's ticket: its receipt prints)",
         f"  lanehub hq price MILK-1L --customer CUST-00001 -c {hq}",
         "",
         "Ctrl-C stops everything the demo started.",

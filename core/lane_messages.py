@@ -138,3 +138,4 @@ class DeviceStatus(Message):
     kind: str = ""  # scanner | card_reader | printer
     lane: str = ""
     detail: str = ""  # e.g. unplugged, paper_near_end, paper_out, cover_open, unknown
+    instance: str = ""  # one bridge run: tells a second bridge with the same device id from this one

@@ -100,8 +100,12 @@ class MqttClient:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         on_handler_error: Callable[[Incoming, Exception], None] | None = None,
+        on_taken_over: Callable[[], None] | None = None,
         name: str = "broker",
     ):
+        """``on_taken_over``: when given, a client whose session another client with
+        the same client id took over stops reconnecting (instead of kicking it back
+        off, for ever) and this is called once."""
         self.settings = settings
         self.client_id = client_id
         self.name = name  # what the log lines call the broker: "HQ broker", "store broker"
@@ -110,6 +114,8 @@ class MqttClient:
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
         self._on_handler_error = on_handler_error
+        self._on_taken_over = on_taken_over
+        self.taken_over = False
         self._subs: list[tuple[str, int, Handler]] = []
         self._lock = threading.Lock()
         self._pending: dict[bytes, tuple[threading.Event, list]] = {}
@@ -227,6 +233,11 @@ class MqttClient:
         self.connected.clear()
         if self._stopping:
             pass
+        elif was and self._on_taken_over and _session_taken_over(reason_code, flags):
+            self.taken_over = True
+            self._client.disconnect()  # the socket is closed already: this only ends paho's reconnect loop
+            self._link = LinkState(False, time.time(), lost_reason(reason_code, flags, self.settings, self.client_id))
+            self._safe(self._on_taken_over)
         elif was:
             reason = lost_reason(reason_code, flags, self.settings, self.client_id)
             log.warning("%s: lost %s %s:%s: %s; reconnecting", self.client_id, self.name,
@@ -416,6 +427,10 @@ def no_connack_reason(reason_code, settings: BrokerSettings) -> str:
         return f"no answer to the MQTT CONNECT within {settings.keepalive} s (is that an MQTT port?)"
     hint = "" if settings.tls_ca or settings.tls_cert else " (a TLS port reached without tls_ca set?)"
     return f"the broker closed the connection before answering the MQTT CONNECT{hint}"
+
+
+def _session_taken_over(reason_code, flags) -> bool:
+    return getattr(flags, "is_disconnect_packet_from_server", False) and str(reason_code) == "Session taken over"
 
 
 def lost_reason(reason_code, flags, settings: BrokerSettings, client_id: str) -> str:

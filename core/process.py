@@ -13,6 +13,7 @@ def setup_logging(level: str = "INFO") -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # python-escpos calls basicConfig() when imported: ours wins whatever came first
     )
 
 

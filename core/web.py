@@ -198,8 +198,10 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
         return render_template("error.html", code=error.code, heading=headings[error.code], message=message), error.code
 
     @app.template_filter("when")
-    def when(value: str) -> str:
-        """ISO stamps as people read them: 2026-11-25 15:39 (UTC)."""
+    def when(value) -> str:
+        """ISO stamps (and epoch seconds) as people read them: 2026-11-25 15:39 (UTC)."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return time.strftime("%Y-%m-%d %H:%M", time.gmtime(value))
         return value[:16].replace("T", " ") if value and len(value) >= 16 and value[10] == "T" else (value or "")
 
     app.register_blueprint(auth_blueprint())

@@ -14,13 +14,14 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Callable
 
 import serial
 
 from core import topics
 from core.lane_messages import CardRead, DeviceStatus, Scan
-from core.messages import ErrorReport
+from core.messages import ErrorReport, PayloadError
 from core.mqtt import BrokerSettings, MqttClient
 
 from .cards import parse_swipe
@@ -30,22 +31,81 @@ from .profiles import DeviceProfile
 log = logging.getLogger(__name__)
 
 
+# A bridge's MQTT keepalive: the broker publishes its last will (offline) after
+# 1.5 x this without a packet, so a frozen or cut bridge shows offline within 8 s.
+BRIDGE_KEEPALIVE = 5
+CLAIM_LOOK = 0.5  # seconds to wait for a device id's retained status before claiming it
+
+
+class DeviceIdTaken(RuntimeError):
+    """Another bridge is online with this device id on the store broker."""
+
+
 class DeviceLink:
     """One device's MQTT connection: its status (with last will) and its publishes."""
 
     def __init__(self, broker: BrokerSettings, store: str, device: str, lane: str, kind: str):
         self.store, self.device, self.lane, self.kind = store, device, lane, kind
+        self.broker = replace(broker, keepalive=min(broker.keepalive, BRIDGE_KEEPALIVE))
         self.status_topic = topics.device_status(store, device)
+        self.instance = uuid.uuid4().hex[:12]  # tells this bridge's statuses from another's
         self.detail = ""
         self.online = False
         self.client = MqttClient(
-            broker, f"lanehub-device-{store}-{device}",
+            self.broker, f"lanehub-device-{store}-{device}",
             will=(self.status_topic, self._status("offline", "bridge gone")),
             on_connect=lambda: self.client.publish(self.status_topic, self._current(), retain=True),
+            on_taken_over=self._taken_over, name="store broker",
         )
 
+    def claim(self) -> None:
+        """Raise DeviceIdTaken when another bridge is online with this device id.
+
+        Device ids (and so MQTT client ids) are unique per store: two bridges with
+        one id would kick each other off the broker for ever. An ``online`` status
+        may also be a bridge that just died (its will comes after 1.5 keepalives),
+        so wait that long for it to turn offline before refusing. When the broker
+        cannot be reached the bridge starts anyway (a device works through outages).
+        """
+        statuses: list[DeviceStatus | None] = []
+
+        def seen(msg) -> None:
+            try:
+                statuses.append(DeviceStatus.parse(msg.payload) if msg.payload else None)
+            except PayloadError:
+                statuses.append(None)
+
+        probe = MqttClient(self.broker, f"lanehub-claim-{self.store}-{self.device}-{self.instance}", name="store broker")
+        probe.subscribe(self.status_topic, seen)
+        probe.start()
+        try:
+            if not probe.wait_connected(5):
+                log.warning("%s: store broker not reachable; starting without checking the device id", self.device)
+                return
+            deadline = time.monotonic() + CLAIM_LOOK
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            deadline = time.monotonic() + 1.5 * BRIDGE_KEEPALIVE + 2
+            while statuses and statuses[-1] is not None and statuses[-1].state == "online" \
+                    and statuses[-1].instance != self.instance:
+                if time.monotonic() > deadline:
+                    other = statuses[-1]
+                    raise DeviceIdTaken(
+                        f"device {self.device} is already online on store {self.store}'s broker ({other.kind or 'device'}"
+                        f"{', lane ' + other.lane if other.lane else ''}): another bridge runs with this device id; "
+                        f"give this one another id (device ids are unique per store)")
+                time.sleep(0.1)
+        finally:
+            probe.stop()
+
+    def _taken_over(self) -> None:
+        log.error("%s: another bridge connected with this device id (%s) and took over its broker session; "
+                  "this bridge stops talking to the broker (device ids are unique per store)",
+                  self.device, self.client.client_id)
+
     def _status(self, state: str, detail: str) -> bytes:
-        return DeviceStatus(state=state, kind=self.kind, lane=self.lane, detail=detail).to_json()
+        return DeviceStatus(state=state, kind=self.kind, lane=self.lane, detail=detail,
+                            instance=self.instance).to_json()
 
     def _current(self) -> bytes:
         return self._status("online" if self.online else "offline", self.detail)
@@ -206,14 +266,19 @@ class ReaderBridge:
         self.link.stop()
 
     def _run(self) -> None:
+        told = ""  # the open error last logged: logged again only when it changes
         while not self._stop.is_set():
             try:
                 self.source.open()
             except (OSError, serial.SerialException) as exc:
                 self.link.set_state(False, "unplugged")
-                log.info("%s: cannot open %s (%s); retrying", self.link.device, self.source.path, exc)
+                if str(exc) != told:
+                    told = str(exc)
+                    log.warning("%s: cannot open %s (%s); retrying every %g s", self.link.device, self.source.path,
+                                exc, self.retry)
                 self._stop.wait(self.retry)
                 continue
+            told = ""
             self.link.set_state(True, "")
             log.info("%s: reading %s", self.link.device, self.source.path)
             try:
@@ -239,9 +304,9 @@ class ReaderBridge:
         if not text:
             return
         if p.kind == "scanner":
-            symbology = ""
-            if p.aim:
-                symbology, text = strip_aim(text)
+            # Always, whatever the profile's ``aim`` says: a scanner reprogrammed to send
+            # AIM identifiers must not turn every scan into an unknown code.
+            symbology, text = strip_aim(text)
             if not text:
                 return
             scan = Scan(id=str(uuid.uuid4()), code=text, ts=time.time(), device=self.link.device, symbology=symbology)

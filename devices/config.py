@@ -23,8 +23,9 @@ SCHEMA = {
     "store": {"id": STORE_ID},
     "broker": broker_keys(),
     "devices": {
-        # Where the device profiles are (default: the firmware-config/ shipped with lanehub).
-        "profiles": Key(str, "", path=True),
+        # Folders of extra device profiles, added to the firmware-config/ shipped with
+        # lanehub (a profile of the same name replaces the shipped one; later folders win).
+        "profiles": Key(list, [], path=True),
         # Print jobs are kept here until printed (one sub-directory per printer).
         "spool": Key(str, "spool", path=True),
         # Seconds between retries of an unplugged device or a printer that cannot print.

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import string
 
+from core.barcodes import split_aim
+
 # Numeric key codes from linux/input-event-codes.h, so this module imports (and
 # decodes) on a machine without evdev; evdev's own values win when it is there.
 _FALLBACK: dict[str, int] = {
@@ -196,23 +198,10 @@ class KeyDecoder:
         return pair[1] if self._held & self._shift else pair[0]
 
 
-# AIM symbology identifiers (ISO/IEC 15424): "]" + code character + modifier digit.
-_AIM = {
-    "E0": "EAN-13 / UPC-A", "E3": "EAN-13 / UPC-A + add-on", "E4": "EAN-8",
-    "C0": "Code 128", "C1": "GS1-128", "A0": "Code 39", "F0": "Codabar",
-    "I0": "ITF", "I1": "ITF", "e0": "GS1 DataBar", "L0": "PDF417",
-    "d1": "Data Matrix", "d2": "GS1 DataMatrix",
-    **{f"Q{m}": "QR Code" for m in "123456"},
-}
-
-
 def strip_aim(text: str) -> tuple[str, str]:
     """Split a known AIM identifier off a scan: ("]E0841..." -> ("EAN-13 / UPC-A", "841...")).
 
-    Returns ("", text) unchanged when the scan does not start with one we know.
+    Returns ("", text) unchanged when the scan does not start with one we know. The
+    table is ``core.barcodes.AIM_SYMBOLOGIES``, the one the edge reads scans with.
     """
-    if len(text) >= 3 and text[0] == "]" and text[1].isalpha() and text[2].isdigit():
-        name = _AIM.get(text[1:3])
-        if name:
-            return name, text[3:]
-    return "", text
+    return split_aim(text)

@@ -63,6 +63,10 @@ class PrinterBridge:
         self.thread.join(10)
         self.link.stop()
 
+    def look_now(self) -> None:
+        """Check the printer and print what is pending now, not at the next retry."""
+        self._wake.set()
+
     def _on_job(self, msg: Incoming) -> None:
         """paho's thread: spool (durable) and wake the printing thread; nothing slow."""
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from core.config import ConfigError, Key, load
 
@@ -117,11 +118,17 @@ def load_profile(path: Path) -> DeviceProfile:
     )
 
 
-def load_profiles(directory: Path = PROFILES_DIR) -> dict[str, DeviceProfile]:
+def load_profiles(directory: Path = PROFILES_DIR, extra: Iterable[str | Path] = ()) -> dict[str, DeviceProfile]:
+    """The profiles in ``directory``, then those of each ``extra`` folder: a profile
+    of the same name (file stem) replaces the one before it."""
     profiles = {}
-    for path in sorted(Path(directory).glob("*.toml")):
-        profile = load_profile(path)
-        profiles[profile.name] = profile
+    for folder in (directory, *extra):
+        folder = Path(folder)
+        if folder != Path(directory) and not folder.is_dir():
+            raise ConfigError(f"{folder}: no such profile folder")
+        for path in sorted(folder.glob("*.toml")):
+            profile = load_profile(path)
+            profiles[profile.name] = profile
     return profiles
 
 

@@ -123,6 +123,26 @@ def m007_ticket_numbers(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_tickets_lane_n ON tickets (lane, n)")
 
 
+@edge_migrations()
+def m008_variable_measure(db: sqlite_utils.Database) -> None:
+    # The price a scale or GS1 label fixed for a line ('' = none): the line's amount,
+    # which re-pricing for a customer must keep (edge.tickets).
+    db.execute("ALTER TABLE ticket_lines ADD COLUMN label_price TEXT NOT NULL DEFAULT ''")
+
+
+@edge_migrations()
+def m009_mail_outbox(db: sqlite_utils.Database) -> None:
+    # E-mailed receipts (edge.mail), queued in the close's transaction and kept
+    # after sending: status queued | sent | failed, with the server's last answer.
+    db.execute(
+        "CREATE TABLE mail_outbox (id TEXT PRIMARY KEY, job TEXT NOT NULL, ticket TEXT NOT NULL, recipient TEXT NOT NULL, "
+        "subject TEXT NOT NULL, receipt TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+        "last_error TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, next_attempt REAL NOT NULL, sent_at REAL)"
+    )
+    db.execute("CREATE INDEX idx_mail_outbox_due ON mail_outbox (status, next_attempt)")
+    db.execute("CREATE INDEX idx_mail_outbox_created ON mail_outbox (created_at)")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -14,10 +14,11 @@ import logging
 
 from core import topics
 from core.lane_messages import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
-from core.messages import PayloadError
+from core.messages import ErrorReport, PayloadError
 from core.mqtt import Incoming, MqttClient
 from core.worker import Worker
 
+from .printers import PrinterRoutes, is_known_printer, printer_for
 from .tickets import CouponGate, LaneSettings, Outcome, TicketBook, apply_settings, stored_settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,13 @@ MAX_BATCH = 64  # events per transaction under load
 
 class TicketLanes:
     def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float,
-                 coupons: CouponGate):
+                 coupons: CouponGate, routes: PrinterRoutes | None = None):
         self.local = local
+        self.routes = routes or PrinterRoutes(fallback=settings.printer)
+        # Told once on the error topic (until it changes): lanes without a printer,
+        # printers receipts go to that no bridge has ever reported as.
+        self._told_no_printer: set[str] = set()
+        self._told_unknown_printer: set[str] = set()
         self.coupons = coupons
         self.worker = worker
         self.settings = settings
@@ -40,6 +46,7 @@ class TicketLanes:
     def start(self, db) -> None:
         """Open the ticket book on the lane worker's database and subscribe."""
         self.book = TicketBook(db, self.settings, self.coupons)
+        self.book.printer_for = lambda lane: printer_for(self.book.conn, self.routes, lane)
         store = self.settings.store
         self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self._queue_event(m, Scan))
         self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self._queue_event(m, CardRead))
@@ -47,7 +54,8 @@ class TicketLanes:
         self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
         self.local.subscribe(topics.device_status_filter(store), lambda m: self.worker.submit(self._on_device_status, m))
         self.worker.every(2.0, self._refresh_settings)
-        self.worker.every(max(1.0, self.print_retry / 4), self.resend_receipts)
+        # Also picks up receipts the store page queued (reprints, test prints) within a second.
+        self.worker.every(1.0, self.resend_receipts)
         self.worker.every(3600, self.book.forget_old_events)
 
     def republish(self) -> None:
@@ -105,7 +113,10 @@ class TicketLanes:
         store = self.settings.store
         self.local.publish(topics.ticket_state(store, outcome.lane), _json(outcome.state), retain=True)
         for device, job, receipt in outcome.jobs:
-            self._send_receipt(outcome.lane, device, job, receipt)
+            if device:
+                self._send_receipt(outcome.lane, device, job, receipt)
+            else:
+                self._tell_no_printer(outcome.lane)
 
     def _send_receipt(self, lane: str, device: str, job: str, receipt: dict) -> None:
         try:
@@ -113,16 +124,39 @@ class TicketLanes:
         except topics.TopicError as exc:
             log.error("receipt %s not sent: %s", job, exc)
             return
+        if device not in self._told_unknown_printer and not is_known_printer(self.book.conn, device):
+            self._told_unknown_printer.add(device)
+            self._tell(lane, f"lane {lane}: receipts go to printer {device}, which has never reported "
+                             f"(is its bridge running? see [lane.{lane}] / [store] printer in edge.toml)")
         self.local.publish(topic, PrintJob(job=job, receipt=receipt).to_json())
         self.book.job_sent(job)
 
     def resend_receipts(self) -> None:
         """Receipts a printer has not reported printed are sent again (the bridge
-        prints a job id once, however often it arrives)."""
+        prints a job id once, however often it arrives); a receipt that has no
+        printer yet is routed now if its lane has one, else it waits."""
         if not self.local.connected.is_set():
             return
         for lane, device, job, receipt in self.book.due_jobs(self.print_retry):
+            if not device:
+                device = self.book.route_job(job, self.book.printer_for(lane))
+                if not device:
+                    self._tell_no_printer(lane)
+                    continue
+                self._told_no_printer.discard(lane)
             self._send_receipt(lane, device, job, receipt)
+
+    def _tell_no_printer(self, lane: str) -> None:
+        if lane in self._told_no_printer:
+            return
+        self._told_no_printer.add(lane)
+        self._tell(lane, f"lane {lane} has no receipt printer: its receipts are kept until a printer bridge "
+                         f"for lane {lane} comes online or edge.toml names one ([lane.{lane}] printer)")
+
+    def _tell(self, lane: str, reason: str) -> None:
+        log.warning("%s", reason)
+        self.local.publish(topics.error(self.settings.store), ErrorReport(
+            topic=topics.ticket_state(self.settings.store, lane), reason=reason, payload_excerpt="").to_json())
 
     def _on_device_status(self, msg: Incoming) -> None:
         if not msg.payload:  # a cleared retained status
@@ -134,6 +168,9 @@ class TicketLanes:
             self.report(msg, str(exc))
             return
         self.book.record_device(device, status.kind, status.lane, status.state, status.detail)
+        if status.kind == "printer" and status.state == "online":
+            self._told_unknown_printer.discard(device)
+            self.resend_receipts()  # receipts waiting for a printer on this lane go now
 
     def _refresh_settings(self) -> None:
         """Settings changed on the store page apply to the next event."""

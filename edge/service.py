@@ -26,6 +26,8 @@ from core.worker import Worker
 
 from .db import EdgeDatabase, NotReady
 from .lanes import TicketLanes
+from .mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
+from .printers import PrinterRoutes
 from .register import register_op
 from core.search import lane_view, search_customers
 from .tickets import LaneSettings, Refused
@@ -109,8 +111,10 @@ class EdgeService:
             store=self.store, currency=store_cfg["currency"], block_defaulters=store_cfg["block_defaulters"],
             receipt_shows_customer=store_cfg["receipt_shows_customer"], printer=store_cfg["printer"],
             name=store_cfg["name"], address=store_cfg["address"], tax_id=store_cfg["tax_id"],
-            footer=store_cfg["receipt_footer"], coupon_offline=store_cfg["coupon_offline"]), self.report,
+            footer=store_cfg["receipt_footer"], coupon_offline=store_cfg["coupon_offline"],
+            variable_measure=tuple(store_cfg["variable_measure"])), self.report,
             store_cfg["print_retry"], HQCouponGate(self, lambda: self.tickets.book.settings.coupon_offline))
+        self.tickets.routes = PrinterRoutes.from_config(config)
         self.hq = MqttClient(
             config.broker("hq"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             will=(topics.sync_status(self.store), SyncStatus(state="offline").to_json()),
@@ -119,6 +123,12 @@ class EdgeService:
             on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
             name="HQ broker",
         )
+        # E-mailed receipts (edge.mail): queued by the close on the lane worker, sent
+        # by a thread of its own (no sender while [mail] has no host).
+        self.mail_settings = MailSettings.from_config(config)
+        self.receipt_mail = ReceiptMail(self.mail_settings, self.store, error_topic_alert(self.local, self.store))
+        self.mail_sender = (MailSender(self.db_path, self.mail_settings, error_topic_alert(self.local, self.store), self.store)
+                            if self.mail_settings.configured else None)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -133,6 +143,7 @@ class EdgeService:
         self.sync.call(lambda: None)  # the database opens (and migrates) before anything else
         self.lane.start()
         self.lane.call(lambda: self.tickets.start(self.lane_db))
+        self.lane.call(lambda: self.receipt_mail.attach(self.tickets.book))
         self.local.subscribe(topics.lane_filter(self.store, "customer/req"), lambda m: self.lane.submit(self._on_customer_request, m))
         self.hq.subscribe(topics.sync_down(), lambda m: self.sync.submit(self._on_down, m))
         self.hq.subscribe(topics.sync_store(self.store), lambda m: self.sync.submit(self._on_store_message, m))
@@ -142,10 +153,14 @@ class EdgeService:
         self.local.start()
         self.hq.start()
         self.sync.every(TICK, self._tick)
+        if self.mail_sender:
+            self.mail_sender.start()
         log.info("edge %s running: db %s", self.store, self.db_path)
         return self
 
     def stop(self) -> None:
+        if self.mail_sender:
+            self.mail_sender.stop()
         try:  # the sync worker's connection belongs to its thread
             pending, last = self.sync.call(lambda: (self.sync_db.pending_up(), self.sync_db.last_seq), timeout=5)
         except Exception:  # a worker that is stuck or gone: the will says offline without figures

@@ -12,14 +12,16 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
-from typing import Any, Protocol
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
+from typing import Any, Callable, Protocol
 
+from core.barcodes import GRAM, GS, BarcodeError, ScaleLayout, parse_layouts, parse_scan, split_aim
 from core.catalogue import CENT, money
 from core.changes import new_id
 from core.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
 from core.db import transaction
-from core.lane_messages import CardRead, Scan, TicketCommand
+from core.lane_messages import MAX_QTY, CardRead, Scan, TicketCommand
 from core.model import display_name
 from core.pricing import PricingCustomer, SqliteCatalogue, unit_price
 from core.sales import sale_key
@@ -41,6 +43,12 @@ class LaneSettings:
     tax_id: str = ""
     footer: str = ""
     coupon_offline: str = "deny"
+    variable_measure: tuple[str, ...] = ()  # scale label layouts, as [store] variable_measure has them
+
+    @cached_property
+    def scale_layouts(self) -> tuple[ScaleLayout, ...]:
+        """``variable_measure`` read once (edge.toml was checked when it was loaded)."""
+        return parse_layouts(self.variable_measure)
 
 
 # Settings a store admin may change on the store page (edge.toml gives the defaults).
@@ -96,16 +104,19 @@ class TicketBook:
         self.settings = settings
         self.coupons = coupons
         self.catalogue = SqliteCatalogue(db.conn)
+        # The lane's receipt printer (edge.lanes routes by the devices' retained
+        # status); "" when the lane has none yet: the job waits to be routed.
+        self.printer_for: Callable[[str], str] = lambda lane: settings.printer
 
     # --- events ---------------------------------------------------------------------------
 
     def scan(self, lane: str, scan: Scan) -> Outcome:
         def run(ctx: _Event) -> None:
-            customer_id = self._card_owner(scan.code)
+            customer_id = self._card_owner(split_aim(scan.code)[1])  # a card's barcode may come AIM-prefixed too
             if customer_id:
                 self._attach(ctx, customer_id)
             else:
-                self._add(ctx, scan.code, "", Decimal(1))
+                self._add(ctx, scan.code, "", Decimal(1), scan.symbology)
         return self._event(lane, scan.id, f"device:{scan.device}" if scan.device else "scanner", run)
 
     def card(self, lane: str, card: CardRead) -> Outcome:
@@ -193,19 +204,60 @@ class TicketBook:
 
     # --- ops ---------------------------------------------------------------------------------
 
-    def _add(self, ctx: "_Event", code: str, sku: str, qty: Decimal) -> None:
-        product = self.catalogue.product_by_code(code) if code else self.catalogue.product_by_code(sku)
-        if product is None:
-            raise Refused("unknown_code", f"no product with code {code or sku}")
+    def _add(self, ctx: "_Event", code: str, sku: str, qty: Decimal, symbology: str = "") -> None:
+        """A line for a code (read by core.barcodes) or a SKU. A weight on the label (scale
+        label, AI 310n/320n) is the line's qty in kg; a price on it (AI 392n/393n, $ digits)
+        is the line's amount, kept in ``label_price`` so no re-pricing changes it."""
+        scanned = None
+        if code:
+            try:
+                scanned = parse_scan(code, symbology, self.settings.scale_layouts)
+            except BarcodeError as exc:
+                raise Refused("bad_code", f"code {code.replace(GS, '<GS>')}: {exc}") from None
+            shown = scanned.code.replace(GS, "<GS>")
+            product = None
+            for key in scanned.lookup:
+                product = self.catalogue.product_by_code(key)
+                if product is not None:
+                    break
+            if product is None:
+                tried = "" if scanned.lookup == (scanned.code,) else f" (looked up as {', '.join(scanned.lookup)})"
+                raise Refused("unknown_code", f"no product with code {shown}{tried}")
+            if scanned.measured and qty != 1:
+                raise Refused("label_qty", f"code {shown} is one item as labelled: add it once per item")
+            if scanned.currency and scanned.currency != self.settings.currency:
+                raise Refused("bad_code", f"code {shown}: its price is in {scanned.currency}, "
+                                          f"this store sells in {self.settings.currency}")
+        else:
+            product = self.catalogue.product_by_code(sku)
+            if product is None:
+                raise Refused("unknown_code", f"no product with code {sku}")
         ticket = self._open_ticket(ctx.lane) or self._new_ticket(ctx)
         price = unit_price(product, self._pricing_customer(ticket), self.settings.store, date.today(), self.catalogue)
+        label_price = money(scanned.price) if scanned is not None and scanned.price is not None else None
+        if scanned is not None and scanned.weight is not None:
+            qty = scanned.weight.quantize(GRAM, ROUND_HALF_UP)
+        elif scanned is not None and scanned.count is not None:
+            qty = qty * scanned.count
+        elif label_price is not None:
+            # A price-only scale label: the weight the scale priced, at the store's retail
+            # price per kg (the scale knows no customer), so the receipt shows it.
+            qty = (label_price / price.retail).quantize(GRAM, ROUND_HALF_UP) if price.retail > 0 else Decimal(1)
+        if not 0 < qty <= MAX_QTY:
+            raise Refused("bad_code", f"code {(code or sku).replace(GS, '<GS>')}: quantity {qty} is not above 0 "
+                                      f"and at most {MAX_QTY}")
         line = self.conn.execute("SELECT coalesce(max(line), 0) + 1 FROM ticket_lines WHERE ticket = ?", (ticket,)).fetchone()[0]
+        barcode = scanned.code if scanned is not None and scanned.code != product.sku else ""
+        amount, unit, source = money(price.unit * qty), price.unit, price.source
+        if label_price is not None:  # the label's price is the amount; retail per kg, for the receipt
+            amount, unit, source = label_price, price.retail, "label"
         self.conn.execute(
             "INSERT INTO ticket_lines (ticket, line, product_id, sku, barcode, description, brand, size, tax_rate, qty, "
-            "unit_price, retail_price, price_source, amount) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ticket, line, product.id, product.sku, code if code != product.sku else "", product.description,
-             product.brand, product.size, str(product.tax_rate), str(qty), str(price.unit), str(price.retail),
-             price.source, str(money(price.unit * qty))),
+            "unit_price, retail_price, price_source, amount, label_price) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ticket, line, product.id, product.sku, barcode, product.description,
+             product.brand, product.size, str(product.tax_rate), str(qty), str(unit), str(price.retail),
+             source, str(amount), "" if label_price is None else str(label_price)),
         )
 
     def _remove(self, ctx: "_Event", line: int) -> None:
@@ -238,8 +290,10 @@ class TicketBook:
         self.conn.execute("UPDATE tickets SET customer_id = ? WHERE ticket = ?", (customer_id, ticket))
         who = self._pricing_customer(ticket)
         today = date.today()
-        for row in self.conn.execute("SELECT line, product_id, qty FROM ticket_lines WHERE ticket = ? AND removed = 0",
-                                     (ticket,)).fetchall():
+        for row in self.conn.execute("SELECT line, product_id, qty, label_price FROM ticket_lines "
+                                     "WHERE ticket = ? AND removed = 0", (ticket,)).fetchall():
+            if row["label_price"]:
+                continue  # the label's price is what that item costs, whoever buys it
             product = self.catalogue.product(row["product_id"])
             if product is None:
                 continue
@@ -278,12 +332,20 @@ class TicketBook:
         # No paper: the customer asked for e-mailed receipts, or the till took an
         # address for this one receipt.
         status = "email" if email or (customer and customer["no_paper"]) else "pending"
+        # edge.mail.ReceiptMail, given by EdgeService; a book without one keeps the receipt unsent.
+        mail = getattr(self, "receipt_mail", None)
+        if status == "email" and mail is not None:
+            # Queued in this transaction: never lost, never sent before the close commits.
+            # No address, or e-mail not configured with email_fallback = "print": printed.
+            address = email or (customer["email"] if customer else "") or ""
+            status = mail.route(self.conn, ctx.lane, job, receipt, address, ctx.notices)
+        device = self.printer_for(ctx.lane) if status == "pending" else ""
         self.conn.execute(
             "INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job, ticket, ctx.lane, self.settings.printer, json.dumps(receipt), status, time.time(), email),
+            (job, ticket, ctx.lane, device, json.dumps(receipt), status, time.time(), email),
         )
         if status == "pending":
-            ctx.jobs.append((self.settings.printer, job, receipt))
+            ctx.jobs.append((device, job, receipt))
 
     def _line_extra(self, ticket: str, line: int) -> dict[str, str]:
         row = self.conn.execute("SELECT product_id, brand, size, tax_rate FROM ticket_lines WHERE ticket = ? AND line = ?",
@@ -460,6 +522,13 @@ class TicketBook:
             "SELECT lane, device, job, receipt FROM print_jobs WHERE status = 'pending' AND last_sent <= ? ORDER BY created_at",
             (time.time() - retry_after,)).fetchall()
         return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def route_job(self, job: str, device: str) -> str:
+        """Give a receipt that had no printer its printer (when there is one now)."""
+        if device:
+            with transaction(self.conn):
+                self.conn.execute("UPDATE print_jobs SET device = ? WHERE job = ? AND device = ''", (device, job))
+        return device
 
     def job_sent(self, job: str) -> None:
         with transaction(self.conn):

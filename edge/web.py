@@ -9,6 +9,9 @@ from core.web_api import Api, customer_api
 from core.web_customers import customers_blueprint
 
 from .db import EdgeDatabase, NotReady
+from .mail import MailSettings
+from .printers import PrinterRoutes
+from .web_receipts import receipts_blueprint
 from .tickets import LaneSettings
 from .web_store import lanes_blueprint, sales_blueprint, settings_blueprint
 
@@ -38,7 +41,11 @@ def create_app(config, open_db=None, hq_changes=None, links=None):
     app.extensions["lanehub"]["links"] = links
     app.register_blueprint(health_blueprint(LINKS, health_facts, figures=("last_seq", "outbox")))
     app.register_blueprint(sync_blueprint())
-    app.register_blueprint(lanes_blueprint())
+    store_cfg = config["store"]
+    app.register_blueprint(lanes_blueprint(PrinterRoutes.from_config(config), {
+        "id": store, "name": store_cfg.get("name", ""), "address": store_cfg.get("address", ""),
+        "tax_id": store_cfg.get("tax_id", "")}))
+    app.register_blueprint(receipts_blueprint(MailSettings.from_config(config).configured))
     app.register_blueprint(sales_blueprint())
     app.register_blueprint(settings_blueprint(lane_settings(config)))
     api = Api(f"lanehub store {store} API")

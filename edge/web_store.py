@@ -14,12 +14,18 @@ from core.sales import SaleError, track_sale
 from core.web import requires
 
 from .db import now_iso
+from .printers import PrinterRoutes, is_known_printer, printer_for, printers, test_receipt
 from .tickets import EDITABLE_SETTINGS
 
 SETTING_CHOICES = {"coupon_offline": ("deny", "allow")}
 
+# A receipt's state in print_jobs, as the printer queue shows it.
+JOB_LABELS = {"pending": "waiting", "printed": "printed", "email": "e-mail (no paper)",
+              "moved": "reprinted on another printer"}
 
-def lanes_blueprint() -> Blueprint:
+
+def lanes_blueprint(routes: PrinterRoutes, store_header: dict) -> Blueprint:
+    """``routes``: edge.toml's printers; ``store_header``: the receipt header (test prints)."""
     bp = Blueprint("lanes", __name__, url_prefix="/lanes")
 
     @bp.route("/")
@@ -31,23 +37,52 @@ def lanes_blueprint() -> Blueprint:
             "(SELECT count(*) FROM ticket_lines x WHERE x.ticket = t.ticket AND x.removed = 0) AS lines, "
             "(SELECT coalesce(sum(CAST(amount AS REAL)), 0) FROM ticket_lines x WHERE x.ticket = t.ticket AND x.removed = 0) AS total "
             "FROM lanes l LEFT JOIN tickets t ON t.ticket = l.current ORDER BY l.lane")]
+        for lane in lanes:
+            lane["printer"] = printer_for(conn, routes, lane["lane"])
         devices = [dict(r) for r in conn.execute("SELECT * FROM device_status ORDER BY lane, device")]
         jobs = [dict(r) for r in conn.execute(
             "SELECT job, ticket, lane, device, status, attempts, printer_status, error, created_at, printed_at "
             "FROM print_jobs ORDER BY created_at DESC LIMIT 30")]
-        return render_template("store/lanes.html", lanes=lanes, devices=devices, jobs=jobs, now=time.time())
+        return render_template("store/lanes.html", lanes=lanes, devices=devices, jobs=jobs, now=time.time(),
+                               printers=printers(conn), job_labels=JOB_LABELS)
 
     @bp.route("/jobs/<job>/reprint", methods=["POST"])
     @requires("devices.view")
     def reprint(job):
-        row = g.db.conn.execute("SELECT ticket, lane, device, receipt FROM print_jobs WHERE job = ?", (job,)).fetchone()
+        conn = g.db.conn
+        row = conn.execute("SELECT ticket, lane, device, receipt, status FROM print_jobs WHERE job = ?", (job,)).fetchone()
         if row is None:
             abort(404)
-        with transaction(g.db.conn):  # a new job id: the printer bridge prints a job id once
-            g.db.conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) "
-                              "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                              (new_id(), row["ticket"], row["lane"], row["device"], row["receipt"], time.time()))
-        flash(f"Receipt {row['ticket']} sent to the printer again.")
+        device = request.form.get("printer", "").strip() or row["device"] or printer_for(conn, routes, row["lane"])
+        if not device:
+            flash(f"Receipt {row['ticket']} not reprinted: lane {row['lane']} has no printer; choose one.", "error")
+            return redirect(url_for("lanes.index"))
+        if device != row["device"] and not is_known_printer(conn, device):
+            abort(400, f"no printer {device!r} has reported in this store")
+        with transaction(conn):  # a new job id: the printer bridge prints a job id once
+            conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) "
+                         "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                         (new_id(), row["ticket"], row["lane"], device, row["receipt"], time.time()))
+            if row["status"] == "pending" and device != row["device"]:
+                # Not printed where it was sent: it prints here instead, not twice.
+                conn.execute("UPDATE print_jobs SET status = 'moved', error = ? WHERE job = ? AND status = 'pending'",
+                             (f"reprinted on {device}", job))
+        flash(f"Receipt {row['ticket']} sent to printer {device}.")
+        return redirect(url_for("lanes.index"))
+
+    @bp.route("/printers/<device>/test", methods=["POST"])
+    @requires("devices.view")
+    def test_print(device):
+        conn = g.db.conn
+        printer = next((p for p in printers(conn) if p["device"] == device), None)
+        if printer is None:
+            abort(404)
+        receipt = test_receipt(store_header, printer["lane"], device, g.user["username"])
+        with transaction(conn):
+            conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) "
+                         "VALUES (?, 'test print', ?, ?, ?, 'pending', ?)",
+                         (new_id(), printer["lane"], device, json.dumps(receipt), time.time()))
+        flash(f"Test print sent to printer {device}.")
         return redirect(url_for("lanes.index"))
 
     return bp

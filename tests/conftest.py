@@ -12,12 +12,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+# `make test` runs the suite in parallel workers (pytest-xdist): each takes its own
+# slice of the free ports (core.broker.free_port), so two never pick the same one.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    os.environ["LANEHUB_PORT_SLICE"] = (f"{int(os.environ['PYTEST_XDIST_WORKER'][2:])}/"
+                                        f"{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}")
 
 from core.broker import Mosquitto
 from core.chain import Chain

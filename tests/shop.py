@@ -13,6 +13,8 @@ import pytest
 from conftest import kill_chain, start_chain, wait_converged, wait_until
 from core import topics
 from core.chain import Chain
+from core.lane_messages import DeviceStatus
+from core.mqtt import BrokerSettings, MqttClient
 
 PRODUCTS_CSV = """sku,description,brand,size,retail_price,tax_rate,active,barcodes
 MILK,Whole milk,Dairyco,1L,1.20,4,yes,8410000000011|8410000000012
@@ -65,19 +67,37 @@ class Lane:
         return self.errors.get(timeout=timeout)
 
 
+def announce_printer(port: int, store: str, device: str, lane: str = "") -> None:
+    """A printer bridge's retained status, as if one ran: the edge knows the printer."""
+    client = MqttClient(BrokerSettings(port=port), f"test-printer-{uuid.uuid4().hex[:8]}")
+    client.start()
+    try:
+        assert client.wait_connected(10)
+        status = DeviceStatus(state="online", kind="printer", lane=lane, detail="")
+        assert client.publish_acked(topics.device_status(store, device), status.to_json(), retain=True).ok
+    finally:
+        client.stop()
+
+
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
+def shop(tmp_path_factory, request):
     """One chain for the module (catalogue and customers are set up once);
-    every test takes its own lane, so tickets never mix."""
+    every test takes its own lane, so tickets never mix. A test module may set
+    SHOP_STORE_SETTINGS (more [store] keys per store) and SHOP_PRODUCTS_CSV (the
+    catalogue: keep PRODUCTS_CSV's rows, the rates and customers refer to them)."""
     workdir = tmp_path_factory.mktemp("shop")
-    chain = Chain(workdir, ("S001", "S002"), store_settings={
-        "S001": {"name": "Lanehub Market Centro", "address": "Calle Mayor 1", "tax_id": "B12345678", "print_retry": 1.0},
+    more = getattr(request.module, "SHOP_STORE_SETTINGS", {})
+    chain = Chain(workdir, ("S001", "S002"), store_settings={store: values | more.get(store, {}) for store, values in {
+        # Every lane's receipts go to the store printer "printer", which ``Lane`` watches.
+        "S001": {"name": "Lanehub Market Centro", "address": "Calle Mayor 1", "tax_id": "B12345678", "print_retry": 1.0,
+                 "printer": "printer"},
         "S002": {"block_defaulters": True, "coupon_offline": "allow"},
-    })
+    }.items()})
     try:
         start_chain(chain)
+        announce_printer(chain.store_brokers["S001"].port, "S001", "printer")
         csv = workdir / "products.csv"
-        csv.write_text(PRODUCTS_CSV)
+        csv.write_text(getattr(request.module, "SHOP_PRODUCTS_CSV", PRODUCTS_CSV))
         chain.hq_cli("products", "import", str(csv))
         chain.hq_cli("rates", "add", "vip", "--name", "VIP", "--start", "2020-01-01")
         chain.hq_cli("rates", "line", "VIP", "MILK", "--discount", "10")

@@ -178,6 +178,9 @@ def test_the_rendered_lanehub_configs_load(rendered):
     edge = load(out / "etc" / "edge.toml", EDGE, environ={})
     assert (edge["store"]["id"], edge["hq"]["port"], edge["broker"]["username"]) == ("S001", 8883, "lanehub-edge")
     assert edge["hq"]["password"] == "store-secret-0001"
+    # Lanes print on their own printers (P1 on L1, P2 on L2); L3 borrows P2; no store fallback.
+    assert (edge["lane"], edge["store"]["printer"]) == ({"L3": {"printer": "P2"}}, "")
+    assert (edge["mail"]["host"], edge["mail"]["port"], edge["mail"]["password"]) == ("smtp.example.com", 587, "mail-secret-1")
     devices = load(out / "etc" / "devices.toml", DEVICES, environ={})
     assert devices["device"]["P1"]["host"] == "192.168.10.50" and devices["device"]["SC1"]["lane"] == "L1"
     assert devices["broker"]["password"] == "devices-secret-1"

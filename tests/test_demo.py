@@ -1,20 +1,26 @@
-"""`lanehub demo` starts a whole chain, replicates the demo customers, and stops all on Ctrl-C."""
+"""`lanehub demo` starts a whole chain with simulated lane devices, replicates the
+demo customers, prints a closed ticket's receipt, and stops all on Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
+from pathlib import Path
 
+from core import topics
 from core.broker import port_open
 
 from conftest import db_query, wait_until
 
 
-def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path):
+def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path, mqtt):
     workdir = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--dir", str(workdir), "--customers", "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
@@ -42,8 +48,10 @@ def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path):
                        message=f"the demo catalogue at {store}")
         assert [tuple(r) for r in db_query(workdir / "hq.db", "SELECT status, description FROM batches")] == [
             ("open", "Sign-up sheets, week 48")]
+        picture = ring_up_and_close_a_ticket(text, mqtt)
+        assert picture.name.startswith("S001-L1-") and picture.with_suffix(".txt").exists()
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) >= 5  # 3 brokers, HQ, 2 edges
+        assert len(children) >= 7  # 3 brokers, HQ, 2 edges, 2 device simulators
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
         assert proc.returncode == 0, rest
@@ -55,3 +63,23 @@ def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def ring_up_and_close_a_ticket(summary: str, mqtt) -> Path:
+    """Scan the demo's milk on S001's simulated scanner (its form), close the ticket
+    as a lane would; the receipt's picture from S001's simulated printer."""
+    found = re.search(r"S001 devices .*? on lanes L1, L2: scan at (http://127\.0\.0\.1:\d+/), "
+                      r"receipts printed to (\S+)", summary)
+    assert found, summary
+    url, receipts = found.group(1), Path(found.group(2))
+    s001_port = int(re.search(r"store S001 +broker mqtt://127\.0\.0\.1:(\d+)", summary).group(1))
+    token = re.search(r'name="token" value="([^"]+)"', urllib.request.urlopen(url, timeout=10).read().decode()).group(1)
+    lane = mqtt(s001_port)
+    states = []
+    lane.subscribe(topics.ticket_state("S001", "L1"), lambda m: states.append(json.loads(m.payload)))
+    form = f"lane=L1&code=8410297112041&token={token}".encode()
+    urllib.request.urlopen(urllib.request.Request(url + "scan", data=form, method="POST"), timeout=10)
+    wait_until(lambda: any(s["status"] == "open" and s["lines"] for s in states), 20, message="the milk on L1's ticket")
+    lane.publish(topics.ticket_cmd("S001", "L1"), json.dumps({"v": 1, "id": str(uuid.uuid4()), "op": "close"}).encode())
+    return wait_until(lambda: next(iter(receipts.glob("S001-L1-*.png")), None) if receipts.exists() else None, 30,
+                      message=f"the receipt's picture in {receipts}")

@@ -135,7 +135,8 @@ def test_a_serial_scanner_publishes_scans_and_survives_unplug(box):
 
     box.scanner.unplug()
     wait_until(lambda: box.status["SC1"] == {"v": 1, "state": "offline", "kind": "scanner", "lane": "L1",
-                                               "detail": "unplugged"}, 10, message="SC1 offline")
+                                               "detail": "unplugged", "instance": box.status["SC1"]["instance"]},
+               10, message="SC1 offline")
     box.scanner.plug()
     wait_until(lambda: box.status["SC1"]["state"] == "online", 10, message="SC1 back online")
     box.scanner.write(b"2000000000015\r")
@@ -287,6 +288,32 @@ def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, m
         assert (scan["code"], scan["symbology"], scan["device"]) == ("8410000000011", "EAN-13 / UPC-A", "SC9")
     finally:
         bridge.stop()
+
+
+def test_an_unplugged_device_is_logged_once_per_state_not_every_retry(mosquitto, tmp_path, caplog):
+    from core.mqtt import BrokerSettings
+    from devices.bridges import DeviceLink, ReaderBridge, SerialSource
+    from devices.profiles import PROFILES_DIR, load_profile
+
+    broker = mosquitto("unplugged", anonymous=True)
+    profile = load_profile(PROFILES_DIR / "datalogic-magellan-serial.toml")
+    scanner = tmp_path / "scanner"
+    bridge = ReaderBridge(DeviceLink(BrokerSettings(port=broker.port), "S001", "SC7", "L1", "scanner"),
+                          profile, SerialSource(str(scanner), profile), 0.05)
+    with caplog.at_level("INFO", logger="devices.bridges"):
+        bridge.start()
+        try:
+            time.sleep(1.0)  # some 20 retries of an absent device
+            pty = Pty(str(scanner))  # plugged in
+            wait_until(lambda: any("reading" in r.getMessage() for r in caplog.records), 10, message="the scanner open")
+            pty.unplug()
+            wait_until(lambda: sum("cannot open" in r.getMessage() for r in caplog.records) == 2, 10,
+                       message="the second unplug logged")
+            time.sleep(1.0)
+        finally:
+            bridge.stop()
+    told = [r.getMessage() for r in caplog.records if "cannot open" in r.getMessage()]
+    assert len(told) == 2, told  # once before it was plugged in, once after it was pulled out
 
 
 @pytest.mark.parametrize("device,problem", [

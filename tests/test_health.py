@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 
 from core.codes import CodeFormat
+from edge.config import load_config as load_edge_config
 from edge.db import EdgeDatabase
 from edge.web import create_app as store_app
 from hq.db import HQDatabase
@@ -101,8 +102,8 @@ def test_healthz_without_a_service_answers_for_the_database_and_calls_the_links_
     assert "Set-Cookie" not in response.headers  # no session for a probe
 
     store_db = tmp_path / "S001.db"
-    store = store_app({"store": {"id": "S001", "db": str(store_db)}, "web": {"secure_cookies": False}},
-                      open_db=lambda: EdgeDatabase(store_db, "S001")).test_client()
+    (tmp_path / "edge.toml").write_text(f'[store]\nid = "S001"\ndb = "{store_db}"\n')
+    store = store_app(load_edge_config(tmp_path / "edge.toml"), open_db=lambda: EdgeDatabase(store_db, "S001")).test_client()
     body = store.get("/healthz").get_json()
     assert body["database"] == {"ok": True, "ready": False} and body["outbox"] == 0
     assert "the replica is not loaded yet (waiting for HQ's snapshot)" in body["problems"]

@@ -76,3 +76,21 @@ def test_a_bad_profile_is_one_line_naming_file_and_key(tmp_path, body, key):
         load_profile(path)
     message = str(err.value)
     assert str(path) in message and key in message and "\n" not in message
+
+
+def test_extra_profile_folders_add_to_the_shipped_ones_and_a_same_name_overrides(tmp_path):
+    shipped = load_profiles()
+    first, second = tmp_path / "site", tmp_path / "store"
+    first.mkdir()
+    second.mkdir()
+    (first / "my-scale-printer.toml").write_text(
+        '[device]\nmodel = "Shop Scale Printer"\nkind = "printer"\nconnection = "file"\n')
+    (first / "file-printer.toml").write_text(
+        '[device]\nmodel = "Site file printer"\nkind = "printer"\nconnection = "file"\n[printer]\ncolumns = 32\n')
+    (second / "file-printer.toml").write_text(
+        '[device]\nmodel = "Store file printer"\nkind = "printer"\nconnection = "file"\n[printer]\ncolumns = 48\n')
+    profiles = load_profiles(PROFILES_DIR, [first, second])
+    assert set(profiles) == set(shipped) | {"my-scale-printer"}  # every shipped profile is still there
+    assert (profiles["file-printer"].model, profiles["file-printer"].columns) == ("Store file printer", 48)  # later wins
+    with pytest.raises(ConfigError, match="no such profile folder"):
+        load_profiles(PROFILES_DIR, [tmp_path / "missing"])

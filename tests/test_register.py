@@ -13,6 +13,8 @@ import pytest
 from conftest import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
 from shop import LANES, Lane, lane, shop  # noqa: F401  (fixtures)
 
+SHOP_STORE_SETTINGS = {"S001": {"email_fallback": "keep"}}
+
 
 @pytest.fixture
 def register(shop, mqtt):
@@ -122,6 +124,8 @@ def test_purchase_history_falls_back_to_local_sales_when_hq_is_down(shop, regist
 
 
 def test_an_e_receipt_address_stays_with_the_receipt_not_the_customer(shop, register):
+    # This shop has no [mail] and keeps e-mail receipts (SHOP_STORE_SETTINGS): the
+    # address stays with the receipt, queued (tests/test_mail_receipts.py sends them).
     customer = new_customer(register, "Elsa")
     lane = register.lane
     lane.cmd("set_customer", code=customer["code"])

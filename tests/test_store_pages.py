@@ -5,7 +5,9 @@ lanes pick up."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import time
 
 from conftest import db_query, db_value, edge_db, wait_until
@@ -45,6 +47,67 @@ def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):  # noqa: F8
     cashier = apps["store"].test_client()
     login(cashier, "till")
     assert cashier.get("/lanes/").status_code == 403
+
+
+def test_a_waiting_receipt_is_moved_to_another_printer_and_a_printer_gets_a_test_print(sites):  # noqa: F811
+    apps, _, edge = sites
+    now = time.time()
+    with transaction(edge.conn):
+        for device, lane, state in [("P1", "L1", "offline"), ("P2", "L2", "online")]:
+            edge.conn.execute("INSERT INTO device_status VALUES (?, 'printer', ?, ?, '', ?, NULL)", (device, lane, state, now))
+        edge.conn.execute("INSERT INTO lanes (lane, last_n) VALUES ('L1', 0), ('L3', 0)")
+        edge.conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) "
+                          "VALUES ('job-1', 'S001-L1-7', 'L1', 'P1', '{\"total\": \"1.00\"}', 'pending', ?)", (now,))
+    client = apps["store"].test_client()
+    login(client, "admin")
+    page = client.get("/lanes/").get_data(as_text=True)
+    # L1 prints on its own (offline) printer; L3 has none, and the page says so.
+    assert re.search(r"<td>L1</td>.*?<td>P1</td>", page, re.S) and re.search(r"<td>L3</td>.*?no printer", page, re.S)
+    token = csrf(client, "/lanes/")
+    assert client.post("/lanes/jobs/job-1/reprint", data={"csrf_token": token, "printer": "NOPE"}).status_code == 400
+    assert client.post("/lanes/jobs/job-1/reprint", data={"csrf_token": token, "printer": "P2"}).status_code == 302
+    jobs = edge.conn.execute("SELECT job, device, status FROM print_jobs WHERE ticket = 'S001-L1-7' ORDER BY created_at").fetchall()
+    # Not printed yet on P1: it moves to P2 (printed once, not on both).
+    assert [(j["device"], j["status"]) for j in jobs] == [("P1", "moved"), ("P2", "pending")]
+    assert client.post("/lanes/printers/P2/test", data={"csrf_token": token}).status_code == 302
+    test = edge.conn.execute("SELECT lane, device, status, receipt FROM print_jobs WHERE ticket = 'test print'").fetchone()
+    assert (test["lane"], test["device"], test["status"]) == ("L2", "P2", "pending")
+    assert "Test print on printer P2" in json.loads(test["receipt"])["footer"]
+    assert client.post("/lanes/printers/SC1/test", data={"csrf_token": token}).status_code == 404
+    assert client.post("/lanes/printers/P2/test", data={}).status_code in (400, 403)  # no CSRF token
+
+
+def test_the_receipts_page_shows_each_lanes_last_receipts_as_pictures_and_the_e_mails(sites):  # noqa: F811
+    from PIL import Image
+
+    from edge.mail import MailOutbox
+
+    apps, _, edge = sites
+    receipt = {"store": {"name": "Centro"}, "ticket": "S001-L1-7", "lane": "L1", "closed_at": "2026-11-25T10:00:00+00:00",
+               "lines": [{"sku": "MILK", "description": "Milk <b>", "qty": "1", "unit_price": "1.20", "amount": "1.20"}],
+               "subtotal": "1.20", "total": "1.20", "currency": "EUR"}
+    with transaction(edge.conn):
+        for n in range(1, 7):  # six on L1: the page shows the last four
+            edge.conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) "
+                              "VALUES (?, ?, 'L1', 'P1', ?, 'printed', ?)",
+                              (f"job-{n}", f"S001-L1-{n}", json.dumps(receipt | {"ticket": f"S001-L1-{n}"}), 1000.0 + n))
+        MailOutbox(edge.conn).queue("job-6", "S001-L1-6", "ann@example.com", "Your receipt", receipt)
+    client = apps["store"].test_client()
+    login(client, "admin")
+    page = client.get("/receipts/").get_data(as_text=True)
+    shown = re.findall(r'alt="Receipt (S001-L1-\d+)"', page)
+    assert shown == ["S001-L1-6", "S001-L1-5", "S001-L1-4", "S001-L1-3"]
+    assert "ann@example.com" in page and "e-mail receipts are not configured" in page.lower()
+    picture = client.get("/receipts/job-6.png")
+    assert picture.status_code == 200 and picture.mimetype == "image/png"
+    assert Image.open(io.BytesIO(picture.data)).width == 42 * 12  # an 80 mm printer's dots
+    assert client.get("/receipts/nope.png").status_code == 404
+    [mail] = MailOutbox(edge.conn).recent()
+    token = csrf(client, "/receipts/")
+    assert client.post(f"/receipts/mail/{mail.id}/retry", data={"csrf_token": token}).status_code == 302
+    cashier = apps["store"].test_client()
+    login(cashier, "till")
+    assert cashier.get("/receipts/job-6.png").status_code == 403
 
 
 def test_a_closed_sale_is_tracked_to_a_customer_from_the_store_page(sites):  # noqa: F811

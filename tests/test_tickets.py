@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import queue
 import uuid
 
 import pytest
@@ -147,15 +146,17 @@ def test_closing_sends_the_receipt_keeps_it_until_printed_and_the_sale_reaches_h
     assert state["ticket"] == f"S001-{lane.lane}-2" and state["customer"] is None
 
 
-def test_a_no_paper_customer_gets_no_print_job_and_the_receipt_is_kept(shop, lane):
+def test_a_no_paper_customer_without_an_e_mail_address_gets_a_printed_receipt_and_the_lane_is_told(shop, lane):
+    # Nora wants no paper but has no e-mail address: nothing could ever send her
+    # receipt, so it prints (tests/test_mail_receipts.py: the e-mailed ones).
     lane.card("CARD-0006")
     lane.scan("8410000000011")
-    lane.cmd("close")
+    state = lane.cmd("close")
+    assert "email_no_address" in {w["code"] for w in state["warnings"]}
     rows = wait_until(lambda: db_query(edge_db(shop, "S001"), "SELECT status, receipt FROM print_jobs WHERE lane = ?",
                                        (lane.lane,)), 5)
-    assert rows[0]["status"] == "email" and json.loads(rows[0]["receipt"])["total"] == "1.20"
-    with pytest.raises(queue.Empty):
-        lane.jobs.get(timeout=2)
+    assert rows[0]["status"] == "pending" and json.loads(rows[0]["receipt"])["total"] == "1.20"
+    assert lane.jobs.get(timeout=10)["receipt"]["ticket"] == f"S001-{lane.lane}-1"
 
 
 def test_refused_close_and_void(lane):

@@ -25,7 +25,12 @@ def config_for(tmp_path, site):
     if site == "hq":
         return {"hq": {"db": str(tmp_path / "hq.db")}, "codes": {"prefix": "CUST-", "width": 5, "block_size": 100},
                 "web": {"secure_cookies": False}}
-    return {"store": {"id": "S001", "db": str(tmp_path / "S001.db")}, "web": {"secure_cookies": False}}
+    # The store's config as `lanehub edge run` loads it: every key, with its default.
+    from edge.config import load_config as load_edge_config
+
+    path = tmp_path / "edge.toml"
+    path.write_text(f'[store]\nid = "S001"\ndb = "{tmp_path / "S001.db"}"\n')
+    return load_edge_config(path)
 
 
 @pytest.fixture

@@ -218,6 +218,8 @@ def fills_for(site: str, seeded: dict) -> dict[str, list[dict[str, str]]]:
         "/api/v1/customers/<ref>/sales": customer,
         "/static/<path:filename>": [{"filename": "lanehub.css"}],
     }
+    if site == "edge":
+        fills["/receipts/<job>.png"] = [{"job": seeded["job"]}]  # the picture of the receipt sold on L1
     if site == "hq":
         a, b = sorted((ann["id"], twin["id"]))
         fills |= {
@@ -263,6 +265,7 @@ def test_every_page_of_hq_and_the_store_renders_from_the_wheel(wheel, tmp_path, 
             f'[devices]\nretry = 0.5\n\n[device.printer]\nprofile = "file-printer"\nlane = "L1"\npath = "{receipts}"\n'
         ), chain.workdir / "devices").start()
         sell(chain, mqtt, receipts)
+        seeded["job"] = db_value(edge_db(chain, "S001"), "SELECT job FROM print_jobs WHERE lane = 'L1'")
 
         broken, wrong = {}, {}
         for site, port in (("hq", chain.web_ports["hq"]), ("edge", chain.web_ports["S001"])):
