@@ -37,7 +37,8 @@ PASSWORD = "wheel-test-password"
 # build/ or *.egg-info of an earlier build can put back a file the config drops.
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
                                      ".pytest_cache", ".hypothesis", "*.db", "*.db-wal", "*.db-shm", "demo-data",
-                                     "bench-results", "tls-private", "node_modules")
+                                     "bench-results", "tls-private", "node_modules", ".pytest-provisioning",
+                                     ".provisioning-test.log", ".ansible")
 
 # GET rules whose URL arguments the walk cannot fill, with the reason; keep it empty
 # unless a page truly needs something a test box cannot have.
@@ -79,12 +80,28 @@ class Wheel:
         return result
 
 
+def copy_source(target: Path) -> None:
+    """The checkout's files, as git sees them (tracked, and new ones not ignored): never
+    what tests leave in it, e.g. the provisioning test's box file systems, whose FIFOs
+    would block a plain copy."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, timeout=60)
+    if listed.returncode != 0:  # not a git checkout (an unpacked source tarball)
+        shutil.copytree(ROOT, target, ignore=COPY_IGNORE)
+        return
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        path = ROOT / name
+        if path.is_file() and not path.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / name)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Wheel:
     base = tmp_path_factory.mktemp("wheel")
     assert not base.resolve().is_relative_to(ROOT), "the wheel's venv must be outside the source tree"
     source, dist, venv, scratch = base / "src", base / "dist", base / "venv", base / "scratch"
-    shutil.copytree(ROOT, source, ignore=COPY_IGNORE)
+    copy_source(source)
     scratch.mkdir()
     check_run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)], timeout=300)
     [path] = dist.glob("lanehub-*.whl")
