@@ -24,6 +24,23 @@ from . import topics
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 uses
 
+# The largest message payload each broker takes (Mosquitto's message_size_limit: a
+# bigger publish is refused, with a PUBACK reason code to an MQTT 5 publisher). Above
+# what the services decode (core.messages: 256 KiB on a store, 16 MiB on sync topics),
+# so that a message too big for lanehub still arrives and is reported with its reason;
+# and above the biggest a service publishes (a ticket state or customer reply on a
+# store broker; a snapshot page, catch-up page or batch at HQ, which HQ keeps under
+# 16 MiB). Also in the Ansible role's template. docs/decisions.md D39.
+STORE_BROKER_MESSAGE_LIMIT = 4 * 1024 * 1024
+HQ_BROKER_MESSAGE_LIMIT = 32 * 1024 * 1024
+
+
+def max_packet_size(message_limit: int) -> int:
+    """Mosquitto's max_packet_size for a payload limit: room for the topic and
+    properties, so a message over the limit is refused (PUBACK) rather than its
+    client disconnected; a packet beyond this is not even read into memory."""
+    return message_limit + 64 * 1024
+
 
 def hash_password(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
     salt = salt or secrets.token_bytes(12)
@@ -41,6 +58,13 @@ def password_file(hashes: dict[str, str]) -> str:
         if ":" in user or "\n" in user:
             raise ValueError(f"invalid broker user name {user!r}")
     return "".join(f"{user}:{hashes[user]}\n" for user in sorted(hashes))
+
+
+# Options of the HQ broker's listener (after its `listener` line; also in the
+# Ansible role's template). A client's id is its user name, so one user's
+# credentials can never take over another's session (HQ's, another store's) by
+# sending its client id: HQ's session is its user's ("hq"), a store's its store id.
+HQ_LISTENER_SETTINGS = ("use_username_as_clientid true",)
 
 
 def hq_acl_file(hq_user: str, stores: list[str], extra: str = "") -> str:
@@ -158,11 +182,13 @@ class Mosquitto:
     ``users`` maps user to plain password (hashed into the password file);
     ``acl`` is the ACL file's text (None: no ACL). ``anonymous`` allows
     clients without credentials (the demo's store brokers on loopback).
+    ``username_as_clientid``: the HQ broker's listener (``HQ_LISTENER_SETTINGS``).
     """
 
     def __init__(self, workdir: str | Path, port: int | None = None, *, users: dict[str, str] | None = None,
                  acl: str | None = None, anonymous: bool = False, autosave_interval: int = 1800,
-                 tls: dict[str, str] | None = None):
+                 tls: dict[str, str] | None = None, username_as_clientid: bool = False,
+                 message_size_limit: int = STORE_BROKER_MESSAGE_LIMIT):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -172,6 +198,8 @@ class Mosquitto:
         self.autosave_interval = autosave_interval
         # {"cafile", "certfile", "keyfile"}: the listener speaks TLS only.
         self.tls = tls
+        self.username_as_clientid = username_as_clientid
+        self.message_size_limit = message_size_limit  # HQ_BROKER_MESSAGE_LIMIT for an HQ broker
         self.process: subprocess.Popen | None = None
         self.conf_path = self.workdir / "mosquitto.conf"
         self.passwd_path = self.workdir / "passwd"
@@ -187,6 +215,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             *([f"cafile {self.tls['cafile']}", f"certfile {self.tls['certfile']}", f"keyfile {self.tls['keyfile']}",
                "tls_version tlsv1.2", "require_certificate false"] if self.tls else []),
+            *(HQ_LISTENER_SETTINGS if self.username_as_clientid else []),
             f"allow_anonymous {'true' if self.anonymous else 'false'}",
             "persistence true",
             f"persistence_location {self.data_dir}/",
@@ -195,6 +224,8 @@ class Mosquitto:
             # The default (1000) silently drops QoS 1 messages queued for a busy or
             # restarting client: a burst of scans for a restarting edge is a lost sale.
             "max_queued_messages 100000",
+            f"message_size_limit {self.message_size_limit}",
+            f"max_packet_size {max_packet_size(self.message_size_limit)}",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

@@ -7,12 +7,18 @@ from typing import Any
 from .changes import new_id
 from .db import transaction
 from .model import ENTITIES, ValidationError
+from .payment_cards import find_payment_card, mask, refusal
 
 
 def add_card(db, customer_id: str, number: str, kind: str, by: str, *, error_field: str = "number") -> dict[str, Any]:
     """Give a customer a card through ``db`` (HQ's or an edge's database). A number
     belongs to one customer only: checked against this replica, and at HQ again
-    against every store's. Errors are reported under ``error_field``."""
+    against every store's. Errors are reported under ``error_field``. A payment card
+    number is refused with its masked form (core.payment_cards): every way a card is
+    handed out (lane, CLI, pages, API) comes through here."""
+    found = find_payment_card(number) if isinstance(number, str) else None
+    if found:
+        raise ValidationError({error_field: refusal(mask(found))})
     spec = ENTITIES["card"]
     fields = spec.normalize({"number": number, "customer_id": customer_id, "kind": kind, "active": True})
     errors = spec.check_fields(fields, db.codes)

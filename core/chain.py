@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-from .broker import Mosquitto, free_port, hq_acl_file, new_password
+from .broker import HQ_BROKER_MESSAGE_LIMIT, Mosquitto, free_port, hq_acl_file, new_password
 from .procs import ServiceProcess, lanehub_command, run_lanehub
 
 PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
@@ -70,7 +70,8 @@ class Chain:
         self.edge_settings = edge_settings or {}
         # Every site's page on its own free port (0 turns a page off).
         self.web_ports = {name: free_port() for name in ("hq", *stores)}
-        self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls)
+        self.hq_broker = Mosquitto(self.workdir / "hq-broker", users={"hq": self.hq_password}, acl=hq_acl_file("hq", []), tls=tls,
+                                   username_as_clientid=True, message_size_limit=HQ_BROKER_MESSAGE_LIMIT)
         self.store_brokers = {s: Mosquitto(self.workdir / f"{s}-broker", anonymous=True) for s in stores}
         self.block_size = block_size
         self.code_low_water = code_low_water

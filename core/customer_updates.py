@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .extra_fields import PREFIX, checked_extras, with_extras, write_extras
-from .ownership import refuse_owned
+from .ownership import owned_fields, refuse_owned
 
 
 def check_extra(db, extra: dict[str, Any] | None) -> dict[str, str]:
@@ -20,12 +20,22 @@ def check_extra(db, extra: dict[str, Any] | None) -> dict[str, str]:
 
 
 def write_customer_update(db, current: dict[str, Any], fields: dict[str, Any], extra: dict[str, str], by: str,
-                          stamp: str) -> bool:
-    """Write what changes; True when the customer's own fields changed."""
+                          stamp: str, only_changed: bool = False) -> bool:
+    """Write every field given, changed or not; True when the customer's own fields changed.
+
+    A field set to the value this site already shows is still written with a new
+    stamp: the edit is acknowledged, so it must win over an older edit made
+    elsewhere that has not arrived yet (last writer wins). An owned field given
+    unchanged is left alone (it is the external system's, not this edit's).
+    ``only_changed``: a whole form was posted, so a field equal to the record was
+    not touched by the person and is not written (it would undo a newer edit of
+    that field from elsewhere)."""
     record = with_extras(db.conn, current) if extra else current
     refuse_owned(db.conn, "customer", record, fields | {PREFIX + name: value for name, value in extra.items()})
     changed = {k: v for k, v in fields.items() if current.get(k) != v}
+    owned = owned_fields(db.conn, "customer", current)
+    written = {k: v for k, v in fields.items() if k in changed or not (only_changed or k in owned)}
     changed_extra = write_extras(db, current, extra, by) if extra else {}
-    if changed or changed_extra:
-        db._write("customer", current["id"], changed | {"updated_at": stamp, "updated_by": by}, by)
+    if written or changed_extra:
+        db._write("customer", current["id"], written | {"updated_at": stamp, "updated_by": by}, by)
     return bool(changed)

@@ -7,6 +7,7 @@ change's origin (see ``core.changes.Stamp``), never here.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -60,3 +61,22 @@ class HybridLogicalClock:
     def last(self) -> str:
         with self._lock:
             return format_stamp(self._ms, self._counter)
+
+
+_site_clocks: dict[str, HybridLogicalClock] = {}
+_site_clocks_lock = threading.Lock()
+
+
+def site_clock(database: str | os.PathLike, last: str = ZERO) -> HybridLogicalClock:
+    """The one clock of the site whose database this is, shared by every worker
+    and connection of this process. Each worker with its own clock would stamp
+    without having seen what another applied (a store's lane worker stamping an
+    edit behind the HQ edit its sync worker just applied, and losing to it).
+    ``last`` is the site's persisted stamp: the clock never goes back to below it."""
+    key = os.path.realpath(database)
+    with _site_clocks_lock:
+        clock = _site_clocks.get(key)
+        if clock is None:
+            clock = _site_clocks[key] = HybridLogicalClock(last=last)
+    clock.observe(last)
+    return clock

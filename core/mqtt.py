@@ -278,6 +278,14 @@ class MqttClient:
             waiter[0].set()
 
     def _message(self, client, userdata, msg) -> None:
+        # paho re-raises what escapes this callback, and that ends its network loop:
+        # nothing a message holds may get out of here.
+        try:
+            self._dispatch(msg)
+        except Exception:
+            log.exception("%s: a message could not be dispatched", self.client_id)
+
+    def _dispatch(self, msg) -> None:
         props = getattr(msg, "properties", None)
         correlation = getattr(props, "CorrelationData", None) if props else None
         incoming = Incoming(

@@ -7,6 +7,8 @@ import signal
 import sys
 import threading
 
+from .payment_cards import RedactingFilter
+
 
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(
@@ -15,6 +17,8 @@ def setup_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
         force=True,  # python-escpos calls basicConfig() when imported: ours wins whatever came first
     )
+    for handler in logging.getLogger().handlers:  # on the handler: records of every logger pass it
+        handler.addFilter(RedactingFilter())  # no payment card number in a log line (core.payment_cards)
 
 
 def run_until_signalled(service) -> None:

@@ -121,8 +121,9 @@ SYNC_STATUS_ALL = f"{SYNC}/status/+"
 
 
 def store_sync_filters(store: str) -> list[str]:
-    """What an edge subscribes to on the HQ broker."""
-    return [sync_down(), sync_store(store), f"{sync_store(store)}/#"]
+    """What an edge subscribes to on the HQ broker (its replies are one level below
+    store/{store}: "#" would match store/{store} too, and deliver its messages twice)."""
+    return [sync_down(), sync_store(store), f"{sync_store(store)}/+"]
 
 
 # --- parsing ----------------------------------------------------------------

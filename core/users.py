@@ -32,7 +32,7 @@ def split(value: str) -> list[str]:
 
 def check_user_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"username": 32, "name": MAX_TEXT, "password_hash": 400, "roles": 400, "store": 32,
-                                  "api_token_hash": 64})
+                                  "api_token_hash": 64, "session_epoch": 64})
     check_unknown(fields, USER.fields, "user", errors)
     if "username" in fields and "username" not in errors and not USERNAME_RE.match(fields["username"]):
         errors["username"] = "must be 2-32 lower-case letters, digits, '.', '_' or '-'"
@@ -47,9 +47,11 @@ def check_user_fields(fields: dict, codes=None) -> dict[str, str]:
 USER = EntitySpec(
     name="user",
     table="users",
-    fields=("username", "name", "password_hash", "roles", "store", "active", "api_token_hash"),
+    # session_epoch: HQ sets a new random value on a password, role or active change;
+    # a web session made under another value has ended (see start_session).
+    fields=("username", "name", "password_hash", "roles", "store", "active", "api_token_hash", "session_epoch"),
     defaults={"username": "", "name": "", "password_hash": "", "roles": "", "store": "", "active": True,
-              "api_token_hash": ""},
+              "api_token_hash": "", "session_epoch": ""},
     bools=frozenset({"active"}),
     check_fields=check_user_fields,
     required=("username", "password_hash", "roles"),
@@ -111,10 +113,76 @@ def find_user_by_token(conn, token: str) -> dict | None:
     return find_user(conn, row[0]) if row else None
 
 
+USER_COLUMNS = "u.id, u.username, u.name, u.password_hash, u.roles, u.store, u.active, u.session_epoch"
+
+
 def find_user(conn, username: str) -> dict | None:
-    row = conn.execute("SELECT id, username, name, password_hash, roles, store, active FROM users WHERE username = ?",
+    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?",
                        (username.strip().lower(),)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _user(row)
+
+
+def _user(row) -> dict:
     return {"id": row[0], "username": row[1], "name": row[2], "password_hash": row[3], "roles": row[4],
-            "store": row[5] or "", "active": bool(row[6])}
+            "store": row[5] or "", "active": bool(row[6]), "session_epoch": row[7] or ""}
+
+
+# --- web sessions -------------------------------------------------------------------------
+#
+# The session cookie (Flask's, signed) carries only a random session id. Each
+# site keeps its own ``web_sessions`` rows (HQ's and each store's database): a
+# row is what makes a cookie work, so logging out (deleting the row) ends every
+# copy of that cookie. The row also keeps the user's ``session_epoch`` from the
+# time of login; HQ changes the epoch on a password, role or active change, and
+# the replicated user record takes the new one to every store, which ends
+# every session made before it. One primary-key lookup joined to the user per
+# request, replacing the user lookup the page did anyway.
+
+SESSION_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS web_sessions (id TEXT PRIMARY KEY, username TEXT NOT NULL, "
+    "epoch TEXT NOT NULL, created_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS idx_web_sessions_created_at ON web_sessions (created_at)",
+)
+
+
+def add_session_schema(db) -> None:
+    """For a site's migration (HQ's and the edge's): the users' epoch column on
+    databases made before it, and the site's own table of sessions."""
+    if "session_epoch" not in db["users"].columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN session_epoch TEXT")
+    for statement in SESSION_SCHEMA:
+        db.execute(statement)
+
+
+def new_session_epoch() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
+
+
+def start_session(conn, user: dict, lifetime: float, now: float) -> str:
+    """A new session for ``user``; returns its id, for the cookie (the table keeps
+    only its hash). Sessions older than ``lifetime`` are dropped on the way."""
+    import secrets
+
+    session_id = secrets.token_urlsafe(32)
+    conn.execute("DELETE FROM web_sessions WHERE created_at < ?", (now - lifetime,))
+    conn.execute("INSERT INTO web_sessions (id, username, epoch, created_at) VALUES (?, ?, ?, ?)",
+                 (token_hash(session_id), user["username"], user["session_epoch"], now))
+    return session_id
+
+
+def end_session(conn, session_id: str) -> None:
+    conn.execute("DELETE FROM web_sessions WHERE id = ?", (token_hash(session_id),))
+
+
+def find_session_user(conn, session_id: str, lifetime: float, now: float) -> dict | None:
+    """The user of a live session: the row exists (not logged out), began less than
+    ``lifetime`` ago and was made under the user's current epoch."""
+    if not session_id:
+        return None
+    row = conn.execute(
+        f"SELECT {USER_COLUMNS} FROM web_sessions s JOIN users u ON u.username = s.username "
+        "WHERE s.id = ? AND s.created_at >= ? AND s.epoch = coalesce(u.session_epoch, '')",
+        (token_hash(session_id), now - lifetime)).fetchone()
+    return None if row is None else _user(row)

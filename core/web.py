@@ -29,7 +29,7 @@ from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redir
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.utils import secure_filename
 
-from .users import find_user, find_user_by_token, permissions_of
+from .users import end_session, find_session_user, find_user, find_user_by_token, permissions_of, start_session
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -77,6 +77,45 @@ class WebService:
 
 def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
+
+
+@functools.cache
+def dummy_password_hash() -> str:
+    """A hash of a random password with the same method and parameters as the real
+    ones: a login with an unknown user name checks against it, so it takes as long
+    as a wrong password for a real user (names cannot be found by timing). Made when
+    the app is, not on the first such login, which would take twice as long."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def begin_session(db, user: dict) -> None:
+    """Log ``user`` in on this browser: a new session row and id (a new id on every
+    login and renewal, so an id seen before it is worthless)."""
+    from .db import transaction
+
+    old = session.get("sid")
+    csrf = session.get("csrf")
+    with transaction(db.conn):
+        if old:
+            end_session(db.conn, old)
+        sid = start_session(db.conn, user, _lifetime(), time.time())
+    session.clear()
+    session["sid"] = sid
+    if csrf and old:  # a renewal keeps the page's forms working
+        session["csrf"] = csrf
+    session.permanent = True
+
+
+def renew_session(db, username: str) -> None:
+    """After a change that ended this user's sessions (their own new password or
+    roles): the browser that made it stays logged in, under the new epoch."""
+    user = find_user(db.conn, username)
+    if user is not None and session.get("sid"):
+        begin_session(db, user)
+
+
+def _lifetime() -> float:
+    return current_app.permanent_session_lifetime.total_seconds()
 
 
 def requires(permission: str):
@@ -135,7 +174,7 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
     app.extensions["lanehub"] = {"site": site, "store": store, "title": title, "throttle": LoginThrottle(),
-                                 "open_db": open_db, "links": None}
+                                 "open_db": open_db, "links": None, "dummy_hash": dummy_password_hash()}
 
     @app.before_request
     def load_user():
@@ -149,12 +188,11 @@ def make_app(name: str, *, site: str, open_db: Callable, secret_key: str, secure
             if user and user["active"] and _may_log_in_here(user, site, store):
                 g.user, g.permissions = user, permissions_of(g.db.conn, user)
             return
-        username = session.get("user")
-        if username:
-            user = find_user(g.db.conn, username)
+        if session.get("sid") or session.get("user"):  # "user": a cookie from before server-side sessions
+            user = find_session_user(g.db.conn, session.get("sid", ""), _lifetime(), time.time())
             if user and user["active"] and _may_log_in_here(user, site, store):
                 g.user, g.permissions = user, permissions_of(g.db.conn, user)
-            else:
+            else:  # logged out, ended by a password/role/active change at HQ, or too old
                 session.clear()
         if request.method == "POST":
             token = session.get("csrf")
@@ -312,12 +350,13 @@ def auth_blueprint() -> Blueprint:
                 error = "Too many failed attempts: wait ten minutes, or ask an administrator."
             else:
                 user = find_user(g.db.conn, username)
-                if user and user["active"] and _may_log_in_here(user, ext["site"], ext["store"]) \
-                        and check_password_hash(user["password_hash"], password):
+                allowed = bool(user and user["active"] and _may_log_in_here(user, ext["site"], ext["store"]))
+                # Always one hash check, whether the name exists, may log in here or not.
+                matches = check_password_hash(user["password_hash"] if user else ext["dummy_hash"], password)
+                if allowed and matches:
                     ext["throttle"].succeeded(username, address)
-                    session.clear()
-                    session["user"] = user["username"]
-                    session.permanent = True
+                    session.clear()  # nothing from before the login carries over
+                    begin_session(g.db, user)
                     target = request.args.get("next", "")
                     return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("home"))
                 ext["throttle"].failed(username, address)
@@ -327,6 +366,11 @@ def auth_blueprint() -> Blueprint:
     @bp.route("/logout", methods=["POST"])
     @requires(PUBLIC)
     def logout():
+        if session.get("sid"):
+            from .db import transaction
+
+            with transaction(g.db.conn):
+                end_session(g.db.conn, session["sid"])  # every copy of this cookie stops working
         session.clear()
         flash("You have logged out.")
         return redirect(url_for("auth.login"))

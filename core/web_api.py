@@ -12,6 +12,7 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from .extra_fields import declared, extras_of
 from .model import CUSTOMER_EDITABLE, ValidationError
 from .ownership import field_rules, owned_fields
+from .payment_cards import payment_card_errors
 from .sales import SaleError, purchase_history, track_sale
 from .search import search_customers
 from .web import requires
@@ -96,6 +97,9 @@ def customer_api(api: Api, refusals: tuple = ()) -> None:
     def customers():
         limit = _int_arg("limit", 50, 1, 500)
         q = request.args.get("q", "").strip()
+        refused = payment_card_errors({"q": q})  # not searched for, not echoed (core.payment_cards)
+        if refused:
+            return invalid(ValidationError(refused))
         if q:
             return jsonify({"customers": search_customers(g.db.conn, q, min(limit, 100))})
         keys = [r[0] for r in g.db.conn.execute("SELECT id FROM customers ORDER BY code LIMIT ? OFFSET ?",
@@ -193,6 +197,9 @@ def _customer_fields(data: dict) -> tuple[dict, dict]:
         raise_invalid({name: "is not a field you can set" for name in unknown})
     if not isinstance(extra, dict):
         raise_invalid({"extra": "must be an object of declared extra fields"})
+    refused = payment_card_errors(data) | {f"extra.{k}": v for k, v in payment_card_errors(extra).items()}
+    if refused:  # the masked number only, in the field's error (core.payment_cards)
+        raise_invalid(refused)
     return data, extra
 
 

@@ -12,6 +12,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from .extra_fields import PREFIX, declared, extras_of, with_extras
 from .model import CUSTOMER_EDITABLE, PAYMENT_STATUSES, ValidationError, current_consents
 from .ownership import owned_fields
+from .payment_cards import find_payment_card, mask, payment_card_errors, redact, refusal
 from .sales import purchase_history
 from .search import search_customers
 from .web import page_args, requires
@@ -35,7 +36,11 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         origin = request.args.get("origin", "")
         duplicates = request.args.get("duplicates") == "1"
         page, size = page_args(PAGE)
-        if q:
+        card = find_payment_card(q)
+        if card:  # not searched for, not shown back: the page says why (core.payment_cards)
+            flash(refusal(mask(card)))
+            q, records, more = "", [], False
+        elif q:
             rows = search_customers(g.db.conn, q, 100)
             records = [g.db.replica.get("customer", r["id"]) for r in rows]
             more = False
@@ -69,11 +74,14 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
     @bp.route("/new", methods=["GET", "POST"])
     @requires("customers.create")
     def new():
-        values, errors = {}, {}
+        values, errors, extra = {}, {}, _extra_values()
         if request.method == "POST":
             values = _form_values()
+            refused = _mask_payment_cards(values, extra)
             try:
-                record = g.db.create_customer(values, g.user["username"], extra=_extra_values())
+                if refused:
+                    raise ValidationError(refused)
+                record = g.db.create_customer(values, g.user["username"], extra=extra)
             except ValidationError as exc:
                 errors = exc.errors
             except refusals as exc:
@@ -81,7 +89,7 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             else:
                 flash(f"Customer {record['code']} created.")
                 return redirect(url_for("customers.detail", ref=record["id"]))
-        values = values | {PREFIX + name: value for name, value in _extra_values().items()}
+        values = values | {PREFIX + name: value for name, value in extra.items()}
         return render_template("customers/form.html", values=values, errors=errors, record=None,
                                fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned={},
                                extras=declared(g.db.conn)), (422 if errors else 200)
@@ -121,9 +129,13 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             # Owned fields are shown, not posted; one posted anyway is refused by the write.
             values = _form_values(skip=owned)
             extra = _extra_values(skip=owned)
+            refused = _mask_payment_cards(values, extra)
             values_shown = values | {PREFIX + name: value for name, value in extra.items()}
             try:
-                g.db.update_customer(record["id"], values, g.user["username"], extra=extra)
+                if refused:
+                    raise ValidationError(refused)
+                # The form posts every field: only those that differ are this edit's.
+                g.db.update_customer(record["id"], values, g.user["username"], extra=extra, only_changed=True)
             except ValidationError as exc:
                 errors = exc.errors
             else:
@@ -149,6 +161,16 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         return redirect(url_for("customers.detail", ref=record["id"]))
 
     return bp
+
+
+def _mask_payment_cards(values: dict, extra: dict) -> dict[str, str]:
+    """{field: refusal} for each posted field holding a payment card number (shown
+    beside it). The values are masked in place: the form shown again never has it."""
+    errors = payment_card_errors(values) | {PREFIX + k: v for k, v in payment_card_errors(extra).items()}
+    for fields in (values, extra):
+        for name, value in fields.items():
+            fields[name] = redact(value)
+    return errors
 
 
 def _has_table(name: str) -> bool:

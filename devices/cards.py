@@ -19,6 +19,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# One policy for every entry (core.payment_cards): the reader refuses exactly what
+# the edge, HQ's pages, imports and the CLI refuse.
+from core.payment_cards import brand, find_payment_card, is_payment_card, is_payment_number, luhn_ok
+
+__all__ = ["Swipe", "is_payment_pan", "lrc", "luhn_ok", "mask", "parse_swipe"]
+
 START = {"%": 1, ";": 2, "+": 3}
 END = "?"
 # Character sets of the two encodings (ISO 7811-2): track 1 is 6-bit alphanumeric
@@ -27,19 +33,6 @@ END = "?"
 _ALPHA = {chr(c) for c in range(0x20, 0x60)} - set(START) - {END}
 _NUMERIC = set("0123456789:<=>")
 _PLAIN = re.compile(r"^[A-Za-z0-9-]{4,40}$")
-
-# Payment-card IIN ranges: (prefix length, first, last, brand). Order matters only
-# for the brand shown in the reason (Maestro's 56-69 overlaps Discover/UnionPay).
-_IIN = (
-    (1, 4, 4, "Visa"),
-    (2, 51, 55, "Mastercard"), (4, 2221, 2720, "Mastercard"),
-    (2, 34, 34, "Amex"), (2, 37, 37, "Amex"),
-    (4, 6011, 6011, "Discover"), (3, 644, 649, "Discover"), (2, 65, 65, "Discover"),
-    (4, 3528, 3589, "JCB"),
-    (3, 300, 305, "Diners"), (2, 36, 36, "Diners"), (2, 38, 38, "Diners"),
-    (2, 62, 62, "UnionPay"),
-    (2, 50, 50, "Maestro"), (2, 56, 69, "Maestro"),
-)
 
 
 @dataclass(frozen=True)
@@ -55,34 +48,15 @@ class _Bad(Exception):
     """Internal: the swipe is an error; args[0] is the reason."""
 
 
-def luhn_ok(digits: str) -> bool:
-    """Luhn (mod 10) check; False for anything that is not all digits."""
-    if not digits or not digits.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _brand(number: str) -> str:
-    for size, lo, hi, name in _IIN:
-        if len(number) >= size and lo <= int(number[:size]) <= hi:
-            return name
-    return ""
-
-
 def is_payment_pan(number: str) -> bool:
-    """A 13-19 digit, Luhn-valid number in a payment-card IIN range."""
-    return (number.isdigit() and 13 <= len(number) <= 19
-            and luhn_ok(number) and bool(_brand(number)))
+    """A bare number (digits only) that core's policy calls a payment card
+    (``core.payment_cards.is_payment_number``: 13-19 digits, Luhn, an issuer range)."""
+    return is_payment_number(number)
 
 
 def mask(pan: str) -> str:
-    """Keep only the last four characters (PCI DSS allows at most first six + last four)."""
+    """Keep only the last four characters: the reader's message is stricter than
+    ``core.payment_cards.mask`` (PCI DSS allows at most first six + last four)."""
     return "*" * (len(pan) - 4) + pan[-4:] if len(pan) > 4 else "*" * len(pan)
 
 
@@ -164,6 +138,11 @@ def _split_tracks(s: str, found: list[str]) -> dict[int, str]:
     return tracks
 
 
+def _why(pan: str) -> str:
+    name = brand(pan)
+    return f"payment card number ({name})" if name else "payment card number"
+
+
 def _payment(pan: str, why: str, tracks: tuple[str, ...]) -> Swipe:
     return Swipe("payment", masked=mask(pan), reason=why, tracks=tracks)
 
@@ -174,11 +153,11 @@ def parse_swipe(raw: str) -> Swipe:
     if not s:
         return Swipe("error", reason="empty input")
     if not any(c in s for c in "%;+?"):
+        if is_payment_card(s):  # spaces or dashes between the groups, as printed on the card
+            digits = re.sub(r"\D", "", s)
+            return _payment(digits, _why(digits), ())
         if not _PLAIN.match(s):
             return Swipe("error", reason="unrecognised input: not a swipe or a card number")
-        digits = s.replace("-", "")
-        if is_payment_pan(digits):
-            return _payment(digits, f"payment card number ({_brand(digits)})", ())
         return Swipe("card", number=s.upper())
     found: list[str] = []
     try:
@@ -198,9 +177,11 @@ def parse_swipe(raw: str) -> Swipe:
 
     if t1[:1] == "B":
         return _payment(num2 or pan1, "payment card (track 1 format B)", seen)
-    for candidate in (num2, pan1):
-        if is_payment_pan(candidate):
-            return _payment(candidate, f"payment card number ({_brand(candidate)})", seen)
+    # A bank track 2 (PAN=YYMM + service code) whatever its number, or a payment
+    # card number on any track.
+    found = find_payment_card(s)
+    if found:
+        return _payment(found, _why(found), seen)
     number = (num2 or pan1).upper()
     if not number:
         return Swipe("error", reason="no card number on tracks 1 or 2", tracks=seen)

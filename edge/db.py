@@ -9,7 +9,9 @@ transaction commits (DESIGN section 5).
 from __future__ import annotations
 
 import json
+import re
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,15 +20,17 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from core import hlc as hlc_mod
+from core.card_purge import purge_edge
 from core.cards import add_card
 from core.changes import Change, new_id
 from core.codes import CodeFormat
 from core.db import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
-from core.hlc import HybridLogicalClock
+from core.hlc import site_clock
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from core.customer_updates import check_extra, write_customer_update
 from core.extra_fields import write_extras
 from core.replica import Replica
+from core.users import add_session_schema
 
 edge_migrations = Migrations("lanehub.edge")
 
@@ -143,12 +147,32 @@ def m009_mail_outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_mail_outbox_created ON mail_outbox (created_at)")
 
 
+@edge_migrations()
+def m010_web_sessions(db: sqlite_utils.Database) -> None:
+    # The store page's own sessions; a user's session_epoch comes from HQ (core.users).
+    add_session_schema(db)
+
+
+@edge_migrations()
+def m010_purge_payment_cards(db: sqlite_utils.Database) -> None:
+    # Payment card numbers kept before every entry refused them (core.payment_cards):
+    # masked and deactivated here at once, unsent ones dropped (core.card_purge).
+    purge_edge(db.conn)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+SNAPSHOT_STAMP_RE = re.compile(r"\d{13}-\d{6}")
+
+
 class NotReady(RuntimeError):
     """The store has no snapshot from HQ yet, so it cannot create records."""
+
+
+class PastDeadline(RuntimeError):
+    """A lane write reached its stamp after the lane's deadline: it is not made."""
 
 
 class EdgeDatabase:
@@ -159,7 +183,20 @@ class EdgeDatabase:
         migrate(self.conn, replica_migrations, edge_migrations)
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
-        self.clock = HybridLogicalClock(last=self.meta.get("hlc", hlc_mod.ZERO))
+        # One clock per store, shared by the sync and lane workers (core.hlc.site_clock).
+        self.clock = site_clock(self.path, self.meta.get("hlc", hlc_mod.ZERO))
+        self._deadline = 0.0  # while a lane write runs: when its lane stopped waiting
+
+    @contextmanager
+    def until(self, deadline: float):
+        """Writes inside are refused (PastDeadline) once ``deadline`` has passed when
+        they are stamped; 0: none. Checked at the stamp itself, so an edge frozen
+        between a request's first check and its write cannot apply it late."""
+        self._deadline = deadline
+        try:
+            yield self
+        finally:
+            self._deadline = 0.0
 
     def close(self) -> None:
         self.conn.close()
@@ -191,6 +228,13 @@ class EdgeDatabase:
 
     def _write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
         """Apply a local change and queue it for HQ; the caller holds the transaction."""
+        # The stamp persisted by any writer (another process too: the edge CLI) is
+        # read under the write lock, so no two changes of this store share a stamp
+        # and none sorts before a change this store already applied.
+        self.clock.observe(self.meta.get("hlc", hlc_mod.ZERO))
+        late = time.time() - self._deadline
+        if self._deadline and late > 0:
+            raise PastDeadline(f"not applied: the request reached the store {late:.1f}s after its deadline")
         change = Change(new_id(), entity, key, self.store, self.clock.now(), by, fields)
         self.replica.apply(change)
         self.conn.execute(
@@ -230,7 +274,7 @@ class EdgeDatabase:
         return self.replica.get("customer", key)
 
     def update_customer(self, key: str, fields: dict[str, Any], by: str,
-                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                        extra: dict[str, Any] | None = None, only_changed: bool = False) -> dict[str, Any]:
         codes = self.codes or CodeFormat()
         fields = checked_customer_write(fields, codes, new=False)
         extra = check_extra(self, extra)
@@ -238,11 +282,24 @@ class EdgeDatabase:
             current = self.replica.get("customer", key)
             if current is None:
                 raise KeyError(key)
-            write_customer_update(self, current, fields, extra, by, now_iso())
+            write_customer_update(self, current, fields, extra, by, now_iso(), only_changed)
         return self.replica.get("customer", key)
 
     def find_customer(self, ref: str) -> dict[str, Any] | None:
         return self.replica.find_customer(ref)
+
+    # --- lane request ids: every lane write with an id is carried out once -----------
+
+    def lane_request_key(self, request_id: str) -> str | None:
+        """The record a lane request with this id already wrote (its customer), or None."""
+        if not request_id:
+            return None
+        row = self.conn.execute("SELECT key FROM lane_requests WHERE id = ?", (request_id,)).fetchone()
+        return row[0] if row else None
+
+    def remember_lane_request(self, request_id: str, key: str) -> None:
+        """Inside the write's transaction, so the id is kept exactly when the write is."""
+        self.conn.execute("INSERT INTO lane_requests (id, key, at) VALUES (?, ?, ?)", (request_id, key, time.time()))
 
     def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
         """Give a customer a card (``core.cards.add_card``)."""
@@ -336,7 +393,10 @@ class EdgeDatabase:
                     # Undo only the fields the refused change still holds: a later
                     # change already applied here (from HQ or from us) stays.
                     refused = Change.from_json(row["change"])
-                    self.replica.take_fields(entity, key, refused, rejection["record"], rejection.get("clocks") or {})
+                    clocks = rejection.get("clocks") or {}
+                    self.replica.take_fields(entity, key, refused, rejection["record"], clocks)
+                    self._observe_all(clocks.values())
+                    self.meta.set("hlc", self.clock.last)
 
     def rejections(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self.conn.execute("SELECT * FROM rejections ORDER BY rejected_at")]
@@ -370,6 +430,12 @@ class EdgeDatabase:
         if hlc_mod.stamp_ms(stamp) <= time.time() * 1000 + 10 * 60 * 1000:
             self.clock.observe(stamp)
 
+    def _observe_all(self, stamps) -> None:
+        """Observe the latest of field clocks (``"<hlc>|<origin>"``, or "" for never)."""
+        latest = max((s.split("|", 1)[0] for s in stamps if isinstance(s, str) and s), default="")
+        if hlc_mod.STAMP_RE.match(latest):
+            self._observe(latest)
+
     # --- snapshot ----------------------------------------------------------------------------
 
     def begin_snapshot(self) -> None:
@@ -385,6 +451,10 @@ class EdgeDatabase:
     def load_snapshot_page(self, entity: str, columns: list[str], rows: list[list]) -> None:
         with transaction(self.conn):
             self.replica.load_rows(entity, columns, rows)
+            if "_clocks" in columns:  # a lane edit right after the snapshot sorts after it
+                at = columns.index("_clocks")
+                self._observe_all(SNAPSHOT_STAMP_RE.findall(" ".join(str(row[at]) for row in rows)))
+                self.meta.set("hlc", self.clock.last)
 
     def finish_snapshot(self, head: int) -> None:
         with transaction(self.conn):

@@ -71,41 +71,63 @@ class TicketLanes:
         """Carry out the events queued so far, in arrival order, in one transaction;
         publish their states once it has committed. A coupon asks HQ, so it goes
         alone, outside any batch."""
-        batch: list[tuple[Incoming, object]] = []
-        while self.events and len(batch) < MAX_BATCH:
-            msg, kind = self.events.popleft()
-            try:
-                lane = topics.parse(msg.topic).lane
-                event = kind.parse(msg.payload)
-            except (PayloadError, topics.TopicError) as exc:
-                self.report(msg, str(exc))
-                continue
-            if kind is TicketCommand and event.op == "apply_coupon":
-                self._run_batch(batch)
-                batch = []
-                self._run_batch([(msg, lane, event)], together=False)
-            else:
-                batch.append((msg, lane, event))
-        self._run_batch(batch)
+        batch: list[tuple[Incoming, str, object]] = []
+        try:
+            while self.events and len(batch) < MAX_BATCH:
+                msg, kind = self.events.popleft()
+                try:
+                    lane = topics.parse(msg.topic).lane
+                    event = kind.parse(msg.payload)
+                except (PayloadError, topics.TopicError) as exc:
+                    self.report(msg, str(exc))
+                    continue
+                except Exception as exc:  # a bug in parsing one event: reported, the others go on
+                    log.exception("lane event on %s could not be read", msg.topic)
+                    self.report(msg, f"internal error: {exc}")
+                    continue
+                if kind is TicketCommand and event.op == "apply_coupon":
+                    before, batch = batch, []
+                    self._run_batch(before)
+                    self._run_batch([(msg, lane, event)], together=False)
+                else:
+                    batch.append((msg, lane, event))
+        finally:  # the events taken so far are carried out whatever happened after them
+            self._run_batch(batch)
 
     def _run_batch(self, batch: list, together: bool = True) -> None:
         if not batch:
             return
-        outcomes = []
-        with self.book.batch() if together else contextlib.nullcontext():
-            for msg, lane, event in batch:
-                try:
-                    if isinstance(event, Scan):
-                        outcomes.append(self.book.scan(lane, event))
-                    elif isinstance(event, CardRead):
-                        outcomes.append(self.book.card(lane, event))
-                    else:
-                        outcomes.append(self.book.command(lane, event))
-                except Exception as exc:  # a bug with one event must not lose the others
-                    log.exception("lane event on %s failed", msg.topic)
-                    self.report(msg, f"internal error: {exc}")
-        for outcome in outcomes:
-            self._publish(outcome)
+        done = []  # (msg, outcome)
+        try:
+            with self.book.batch() if together else contextlib.nullcontext():
+                for msg, lane, event in batch:
+                    try:
+                        if isinstance(event, Scan):
+                            done.append((msg, self.book.scan(lane, event)))
+                        elif isinstance(event, CardRead):
+                            done.append((msg, self.book.card(lane, event)))
+                        else:
+                            done.append((msg, self.book.command(lane, event)))
+                    except Exception as exc:  # a bug with one event must not lose the others
+                        log.exception("lane event on %s failed", msg.topic)
+                        self.report(msg, f"internal error: {exc}")
+        except Exception as exc:
+            # The batch's own transaction failed (BEGIN or COMMIT): none of it was kept.
+            # Each event again on its own, so that one cannot sink the others.
+            if together and len(batch) > 1:
+                log.exception("lane batch of %d events failed; carrying them out one by one", len(batch))
+                for item in batch:
+                    self._run_batch([item], together=True)
+            else:
+                log.exception("lane event on %s failed", batch[0][0].topic)
+                self.report(batch[0][0], f"internal error: {exc}")
+            return
+        for msg, outcome in done:
+            try:
+                self._publish(outcome)
+            except Exception as exc:  # committed: its state goes out on the next event or reconnect
+                log.exception("publishing the outcome of %s failed", msg.topic)
+                self.report(msg, f"internal error: {exc}")
 
     def _publish(self, outcome: Outcome) -> None:
         if outcome.duplicate:

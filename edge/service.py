@@ -11,8 +11,10 @@ outbox is resent until HQ acks, and gaps in ``seq`` are filled from HQ's log.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from core import topics
 from core.changes import Change
@@ -24,11 +26,12 @@ from core.model import ENTITIES, ValidationError
 from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient, RequestTimeout
 from core.worker import Worker
 
-from .db import EdgeDatabase, NotReady
+from .db import EdgeDatabase, NotReady, PastDeadline
 from .lanes import TicketLanes
 from .mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
 from .printers import PrinterRoutes
-from .register import register_op
+from core.payment_cards import redact
+from .register import past_deadline, payment_card_refusal, register_op
 from core.search import lane_view, search_customers
 from .tickets import LaneSettings, Refused
 
@@ -42,6 +45,31 @@ CATCHUP_PAGE = 2000
 REQUEST_TIMEOUT = 5.0
 COUPON_TIMEOUT = 2.0  # likewise for a coupon at the till
 HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
+# What a lane hears of a bug: the details (which may quote the request) go to the error topic only.
+INTERNAL_ERROR_REPLY = "internal error: the edge could not handle this request (see the store's error topic)"
+LEASE_WAIT = 0.05  # a lane create out of numbers waits this long for HQ's block, then goes provisional
+LEASE_RETRY_AFTER_REFUSAL = 30.0  # HQ refused a block (the cap): the edge asks again after this
+
+
+MAX_REASON = 1000  # characters: an exception's text can be long, a report stays one readable line
+
+
+def one_line(reason: str) -> str:
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
+
+
+REJECTIONS_LISTED = 10  # in the one error report about a batch's rejections; `lanehub edge rejections` has them all
+
+
+def rejections_reason(rejected: list[dict]) -> str:
+    """One line for the changes HQ refused from one up batch."""
+    if len(rejected) == 1:
+        return f"HQ rejected change {rejected[0].get('id')}: {rejected[0].get('reason')}"
+    listed = "; ".join(f"{r.get('id')}: {r.get('reason')}" for r in rejected[:REJECTIONS_LISTED])
+    more = len(rejected) - REJECTIONS_LISTED
+    return f"HQ rejected {len(rejected)} changes: {listed}" + (
+        f"; and {more} more (lanehub edge rejections lists them)" if more > 0 else "")
 
 
 class HQUnavailable(Exception):
@@ -96,6 +124,9 @@ class EdgeService:
         self.lane = Worker("edge-lane", setup=self._open_lane_db, teardown=lambda: self.lane_db and self.lane_db.close())
         self._last_status = 0.0
         self._catching_up = False
+        self._leasing: Future | None = None  # a lane create's background code_block request
+        self._lease_lock = threading.Lock()
+        self._lease_refused_until = 0.0
         client_id = f"lanehub-edge-{self.store}"
         # A persistent session on the store broker too: scans and ticket commands
         # sent while the edge restarts wait for it in the broker (QoS 1).
@@ -149,7 +180,9 @@ class EdgeService:
         self.hq.subscribe(topics.sync_store(self.store), lambda m: self.sync.submit(self._on_store_message, m))
         # Replies to our requests are taken by correlation before dispatch; anything
         # else under our reply prefix (a reply that came after its timeout) is dropped.
-        self.hq.subscribe(f"{topics.sync_store(self.store)}/#", lambda m: None)
+        # One level ("+", not "#"): "#" matches sync/store/{store} too, and Mosquitto
+        # then delivers every ack twice, once per matching subscription.
+        self.hq.subscribe(f"{topics.sync_store(self.store)}/+", lambda m: self.sync.submit(self._on_late_reply, m))
         self.local.start()
         self.hq.start()
         self.sync.every(TICK, self._tick)
@@ -181,8 +214,10 @@ class EdgeService:
     # --- errors ---------------------------------------------------------------------------
 
     def report(self, msg: Incoming, reason: str) -> None:
+        reason = one_line(reason)
         log.warning("bad message on %s: %s", msg.topic, reason)
-        report = ErrorReport(topic=msg.topic, reason=reason, payload_excerpt=excerpt(msg.payload))
+        # A reason may quote the payload (an unknown op...): masked like the excerpt.
+        report = ErrorReport(topic=msg.topic, reason=redact(reason), payload_excerpt=excerpt(msg.payload))
         self.local.publish(topics.error(self.store), report.to_json())
 
     # --- HQ link (sync worker) -------------------------------------------------------------------
@@ -289,10 +324,29 @@ class EdgeService:
         db = self.sync_db
         if db.codes is None or db.codes_left() >= max(self.low_water, 1):
             return
+        if time.monotonic() < self._lease_refused_until:
+            return  # HQ said no (this store's blocks are at its cap): ask again later
         lease = db.pending_lease()
-        data = self._request(SyncRequest(op="code_block", lease=lease))
+        try:
+            data = self._request(SyncRequest(op="code_block", lease=lease))
+        except HQRefused:
+            self._lease_refused_until = time.monotonic() + LEASE_RETRY_AFTER_REFUSAL
+            raise
         db.add_block(lease, data["start"], data["end"])
         log.info("edge %s: leased codes %d-%d", self.store, data["start"], data["end"])
+
+    def _lease_in_background(self) -> Future:
+        """One code_block request at a time on the sync worker, for lane creates."""
+        with self._lease_lock:
+            if self._leasing is None or self._leasing.done():
+                self._leasing = self.sync.submit(self._ensure_codes_or_warn)
+            return self._leasing
+
+    def _ensure_codes_or_warn(self) -> None:
+        try:
+            self._ensure_codes()
+        except (HQUnavailable, PayloadError, KeyError) as exc:  # handled: one line, the lane goes provisional
+            log.warning("edge %s: no code block from HQ: %s", self.store, exc)
 
     def publish_status(self) -> None:
         db = self.sync_db
@@ -320,6 +374,10 @@ class EdgeService:
         except PayloadError as exc:
             self.report(msg, str(exc))
             return
+        except Exception as exc:  # a bug in reading one batch: reported; the next one is handled
+            log.exception("edge %s: downstream batch could not be read", self.store)
+            self.report(msg, f"internal error: {exc}")
+            return
         if not db.ready:
             return  # the snapshot and its catch-up cover these
         try:
@@ -330,6 +388,11 @@ class EdgeService:
                 self._catch_up()
         except (HQUnavailable, PayloadError) as exc:
             log.warning("edge %s: catch-up interrupted: %s", self.store, exc)
+        except Exception as exc:
+            # Nothing of the batch was applied (one transaction) and last_seq did not
+            # move: the next head starts a catch-up that tries again.
+            log.exception("edge %s: downstream batch failed", self.store)
+            self.report(msg, f"internal error: {exc}")
 
     def _on_store_message(self, msg: Incoming) -> None:
         db = self.sync_db
@@ -338,20 +401,47 @@ class EdgeService:
         except PayloadError as exc:
             self.report(msg, str(exc))
             return
-        if message.type == "error":
-            self.local.publish(topics.error(self.store), ErrorReport(
-                topic=str(message.error.get("topic", msg.topic)), reason=f"HQ: {message.error.get('reason', '')}",
-                payload_excerpt=str(message.error.get("payload_excerpt", ""))).to_json())
+        except Exception as exc:  # a bug in reading one message: reported; the next one is handled
+            log.exception("edge %s: message from HQ could not be read", self.store)
+            self.report(msg, f"internal error: {exc}")
             return
-        db.acked([i for i in message.acked if isinstance(i, str)])
-        for rejection in message.rejected:
-            if isinstance(rejection, dict):
-                db.rejected(rejection)
-                log.warning("edge %s: HQ rejected change %s: %s", self.store, rejection.get("id"), rejection.get("reason"))
+        try:
+            if message.type == "error":
                 self.local.publish(topics.error(self.store), ErrorReport(
-                    topic=topics.sync_up(self.store), reason=f"HQ rejected change {rejection.get('id')}: {rejection.get('reason')}",
-                    payload_excerpt="").to_json())
-        self.publish_status()
+                    topic=str(message.error.get("topic", msg.topic)), reason=f"HQ: {message.error.get('reason', '')}",
+                    payload_excerpt=str(message.error.get("payload_excerpt", ""))).to_json())
+                return
+            db.acked([i for i in message.acked if isinstance(i, str)])
+            rejected, failed = [], []
+            for rejection in message.rejected:
+                if not isinstance(rejection, dict):
+                    continue
+                try:
+                    db.rejected(rejection)
+                except Exception as exc:  # one rejection that cannot be recorded does not hold up the others
+                    log.exception("edge %s: HQ's rejection of %s not recorded", self.store, rejection.get("id"))
+                    failed.append(f"{rejection.get('id')}: {exc}")
+                log.warning("edge %s: HQ rejected change %s: %s", self.store, rejection.get("id"), rejection.get("reason"))
+                rejected.append(rejection)
+            if rejected:  # one report per batch, however many it refused
+                self.local.publish(topics.error(self.store), ErrorReport(
+                    topic=topics.sync_up(self.store), reason=rejections_reason(rejected), payload_excerpt="").to_json())
+            if failed:
+                self.report(msg, f"internal error: rejections not recorded: {'; '.join(failed)}")
+            self.publish_status()
+        except Exception as exc:
+            log.exception("edge %s: message from HQ failed", self.store)
+            self.report(msg, f"internal error: {exc}")
+
+    def _on_late_reply(self, msg: Incoming) -> None:
+        """A reply under our reply prefix that no request waits for (it came after its
+        timeout): dropped, unless it is not a reply at all."""
+        try:
+            SyncReply.parse(msg.payload)
+        except PayloadError as exc:
+            self.report(msg, str(exc))
+            return
+        log.info("edge %s: late reply on %s dropped", self.store, msg.topic)
 
     # --- lanes (lane worker) ----------------------------------------------------------------------
 
@@ -363,18 +453,31 @@ class EdgeService:
             self.report(msg, str(exc))
             self.local.reply(msg, CustomerReply(ok=False, error=str(exc)).to_json())
             return
+        except Exception as exc:  # a bug in reading one request: reported and answered, the next one is handled
+            log.exception("customer request on %s could not be read", msg.topic)
+            self.report(msg, f"internal error: {exc}")
+            self.local.reply(msg, CustomerReply(ok=False, error=INTERNAL_ERROR_REPLY).to_json())
+            return
         if not msg.response_topic:
             self.report(msg, "customer request without an MQTT 5 response topic")
             return
-        db = self.lane_db
-        if request.op == "search":
-            reply = CustomerReply(ok=True, customers=search_customers(db.conn, request.q, request.limit))
-        elif request.op == "create":
-            reply = self._create_customer(db, request, lane)
-        else:
-            reply = register_op(db, request, lane, self._hq_history)
-            if reply.ok and request.op != "history":
-                self.sync.submit(self._flush_outbox, self.retry_after)
+        try:
+            db = self.lane_db
+            refused = payment_card_refusal(request)  # never searched, stored or echoed (edge.register)
+            if refused is not None:
+                reply = refused
+            elif request.op == "search":
+                reply = CustomerReply(ok=True, customers=search_customers(db.conn, request.q, request.limit))
+            elif request.op == "create":
+                reply = self._create_customer(db, request, lane)
+            else:
+                reply = register_op(db, request, lane, self._hq_history)
+                if reply.ok and request.op != "history":
+                    self.sync.submit(self._flush_outbox, self.retry_after)
+        except Exception as exc:  # a bug in handling one request: reported and answered, the next one is handled
+            log.exception("customer request on %s failed", msg.topic)
+            self.report(msg, f"internal error: {exc}")
+            reply = CustomerReply(ok=False, error=INTERNAL_ERROR_REPLY)
         self.local.reply(msg, reply.to_json())
 
     def hq_changes(self, customer_id: str) -> list | None:
@@ -396,16 +499,27 @@ class EdgeService:
         return data.get("history")
 
     def _create_customer(self, db: EdgeDatabase, request: CustomerRequest, lane: str) -> CustomerReply:
+        refused = past_deadline(db, request)
+        if refused:
+            return refused
         if db.codes_left() == 0 and self.hq.connected.is_set():
-            try:  # out of numbers but online: lease a block rather than go provisional
-                self.sync.call(self._ensure_codes, timeout=3)
-            except Exception as exc:  # offline or slow: a provisional code is the fallback
-                log.info("edge %s: no code block in time (%s)", self.store, exc)
+            # Out of numbers but online: lease a block rather than go provisional, but
+            # only if HQ answers at once. A frozen or busy HQ (the link still up) must
+            # not keep the cashier waiting: the block is asked for in the background.
+            try:
+                self._lease_in_background().result(LEASE_WAIT)
+            except FutureTimeout:
+                log.info("edge %s: no code block within %.0f ms: provisional code", self.store, LEASE_WAIT * 1000)
+            except Exception:  # the sync worker logged it; the cashier still gets a (provisional) code
+                pass
         try:
-            record = db.create_customer(request.customer, request.user or f"lane:{lane}", request.id)
+            with db.until(request.deadline):
+                record = db.create_customer(request.customer, request.user or f"lane:{lane}", request.id)
         except ValidationError as exc:
             return CustomerReply(ok=False, error=f"invalid customer: {exc}", errors=exc.errors)
-        except NotReady as exc:
+        except (NotReady, PastDeadline) as exc:
             return CustomerReply(ok=False, error=str(exc))
         self.sync.submit(self._flush_outbox, self.retry_after)
+        if self.hq.connected.is_set() and db.codes_left() < max(self.low_water, 1):
+            self._lease_in_background()  # a burst drains numbers faster than the 1 s tick asks
         return CustomerReply(ok=True, customer=lane_view(record))

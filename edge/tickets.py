@@ -23,6 +23,7 @@ from core.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use
 from core.db import transaction
 from core.lane_messages import MAX_QTY, CardRead, Scan, TicketCommand
 from core.model import display_name
+from core.payment_cards import find_payment_card, mask, refusal
 from core.pricing import PricingCustomer, SqliteCatalogue, unit_price
 from core.sales import sale_key
 
@@ -112,7 +113,10 @@ class TicketBook:
 
     def scan(self, lane: str, scan: Scan) -> Outcome:
         def run(ctx: _Event) -> None:
-            customer_id = self._card_owner(split_aim(scan.code)[1])  # a card's barcode may come AIM-prefixed too
+            # A bank card's number or stripe read by the scanner is refused before anything
+            # can keep it; a product the store sells is a product whatever its digits.
+            self._refuse_payment_card(scan.code, scan.symbology)
+            customer_id = self._owner_of(split_aim(scan.code)[1])  # a card's barcode may come AIM-prefixed too
             if customer_id:
                 self._attach(ctx, customer_id)
             else:
@@ -127,6 +131,22 @@ class TicketBook:
             self._attach(ctx, customer_id)
         return self._event(lane, card.id, f"device:{card.device}" if card.device else "card reader", run)
 
+    def _refuse_payment_card(self, code: str, symbology: str = "") -> None:
+        """Refuse a payment card number (core.payment_cards) with its masked form only:
+        the warning is kept in ``lanes.notices`` and published in the retained state.
+        A code the catalogue sells (an EAN that happens to pass Luhn) is a product."""
+        found = find_payment_card(code)
+        if found and not self._sells(code, symbology):
+            raise Refused("payment_card", refusal(mask(found)))
+
+    def _sells(self, code: str, symbology: str) -> bool:
+        """Is ``code`` a product of this store, read the way ``_add`` reads it?"""
+        try:
+            keys = parse_scan(code, symbology, self.settings.scale_layouts).lookup
+        except BarcodeError:
+            keys = (code,)
+        return any(self.catalogue.product_by_code(key) is not None for key in keys)
+
     def command(self, lane: str, cmd: TicketCommand) -> Outcome:
         # Asking HQ about a coupon takes a network round trip: done before the
         # event's write transaction, so the store's other writers never wait on it.
@@ -138,6 +158,7 @@ class TicketBook:
                     raise Refused("ticket_open", "a ticket is already open on this lane")
                 self._new_ticket(ctx)
             elif cmd.op == "add":
+                self._refuse_payment_card(cmd.code or cmd.sku)
                 self._add(ctx, cmd.code, cmd.sku, cmd.quantity)
             elif cmd.op == "remove":
                 self._remove(ctx, cmd.line)
@@ -407,11 +428,18 @@ class TicketBook:
     # --- lookups -----------------------------------------------------------------------------
 
     def _card_owner(self, number: str) -> str | None:
+        """The customer a card belongs to. A payment card number is refused here, so no
+        caller can echo it ("card ... belongs to no customer") or look it up."""
+        self._refuse_payment_card(number)
+        return self._owner_of(number)
+
+    def _owner_of(self, number: str) -> str | None:
         row = self.conn.execute("SELECT customer_id FROM cards WHERE number = ? AND active = 1 LIMIT 1",
                                 (number.strip().upper(),)).fetchone()
         return row[0] if row else None
 
     def _resolve_customer(self, cmd: TicketCommand) -> str:
+        self._refuse_payment_card(cmd.code or cmd.customer_id)  # "no customer ..." would echo it
         if cmd.card:
             found = self._card_owner(cmd.card)
             if not found:

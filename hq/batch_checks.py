@@ -17,6 +17,7 @@ from core.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, ValidationErr
 from core.extra_fields import PREFIX, checked_extras, declared, split_extras
 from core.model import checked_customer_write, display_name
 from core.ownership import refuse_owned
+from core.text_files import decode_upload
 
 from .db import HQDatabase
 from .import_sources import sniff_delimiter
@@ -45,11 +46,10 @@ def read_text(source: str | Path | bytes) -> str:
     """A CSV's text from a path, uploaded bytes or the text itself (a str with a
     line break is text; without one it is a file name)."""
     if isinstance(source, bytes):
-        return source.decode("utf-8-sig")
+        return decode_upload(source, "the file")
     if isinstance(source, str) and "\n" in source:
         return source.lstrip("\ufeff")
-    with open(source, encoding="utf-8-sig", newline="") as handle:
-        return handle.read()
+    return decode_upload(Path(source).read_bytes(), Path(source).name)  # UTF-8, UTF-16, Windows-1252... (core.text_files)
 
 
 def csv_rows(text: str, columns: tuple[str, ...]) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from typing import Any
 from core.db import transaction
 from core.entity import MAX_TEXT, ValidationError
 from core.extra_fields import split_extras
+from core.payment_cards import find_payment_card, mask, masked_card, redact, refusal
 
 from .batch_checks import (check_new_customer, check_update, checked_target, code_rows,
                            columns_of, csv_rows, customer_fields, in_batch_duplicates, read_text, similar_customers,
@@ -105,6 +106,9 @@ class Batches:
             raise ValidationError({"kind": f"must be one of {', '.join(KINDS)}"})
         if len(description or "") > MAX_TEXT:
             raise ValidationError({"description": f"is longer than {MAX_TEXT} characters"})
+        card = find_payment_card(description or "")
+        if card:
+            raise ValidationError({"description": refusal(mask(card))})
         if kind == "customer_updates":
             value = checked_target(self.conn, action or "", value)
         elif action or value:
@@ -134,7 +138,7 @@ class Batches:
             numbers = [first + n for n in range(len(rows))]
             self.conn.executemany(
                 "INSERT INTO batch_rows (batch_id, row_no, fields) VALUES (?, ?, ?)",
-                [(batch_id, row_no, _json({k: str(v).strip() for k, v in fields.items() if str(v).strip()}))
+                [(batch_id, row_no, _json({k: _kept(v) for k, v in fields.items() if str(v).strip()}))
                  for row_no, fields in zip(numbers, rows)])
             self._event(batch_id, "added", None, f"{plural(len(rows), 'row')}: {numbers[0]}-{numbers[-1]}"
                         if len(rows) > 1 else f"row {numbers[0]}" if rows else "no rows")
@@ -148,10 +152,10 @@ class Batches:
             batch = self._open(batch_id)
             unknown_fields(fields, columns_of(batch["kind"], self.conn))
             row = self._row(batch_id, row_no)
-            merged = {k: v for k, v in (row["fields"] | {k: str(v).strip() for k, v in fields.items()}).items() if v != ""}
+            merged = {k: v for k, v in (row["fields"] | {k: _kept(v) for k, v in fields.items()}).items() if v != ""}
             self.conn.execute("UPDATE batch_rows SET fields = ?, keep = 0 WHERE batch_id = ? AND row_no = ?",
                               (_json(merged), batch_id, row_no))
-            changed = {k: v for k, v in fields.items() if str(row["fields"].get(k, "")) != str(v).strip()}
+            changed = {k: _kept(v) for k, v in fields.items() if str(row["fields"].get(k, "")) != _kept(v)}
             self._event(batch_id, "fixed", row_no, "; ".join(f"{k} = {str(v).strip()!r}" for k, v in sorted(changed.items())))
             self._recheck(batch)
 
@@ -285,6 +289,7 @@ class Batches:
         out = []
         for row in rows:
             fields, errors = check_new_customer(self.db, row["fields"])
+            errors = errors | _card_errors(row["fields"])
             duplicates = [] if row["dropped"] else (
                 [{"customer_id": key, "code": code, "reason": reason}
                  for key, code, reason in similar_customers(self.conn, fields)]
@@ -297,12 +302,24 @@ class Batches:
         out = []
         for row in rows:
             record, preview, errors = check_update(self.db, batch["action"], batch["value"], row["fields"])
+            errors = errors | _card_errors(row["fields"])
             if record is not None and not row["dropped"]:
                 earlier = first_row.setdefault(record["id"], row["row_no"])
                 if earlier != row["row_no"]:
                     errors = errors | {"code": f"{record['code']} is already in row {earlier}"}
             out.append(row | {"errors": errors, "duplicates": [], "preview": preview})
         return out
+
+
+def _kept(value: Any) -> str:
+    """A cell as a row keeps it: trimmed, a payment card number masked (core.payment_cards).
+    The row is kept (nothing else typed is lost) and stays invalid (``_card_errors``)."""
+    return redact(str(value).strip())
+
+
+def _card_errors(fields: dict[str, Any]) -> dict[str, str]:
+    """{field: refusal} for each cell that held a payment card number (masked on the way in)."""
+    return {name: refusal(masked) for name, value in fields.items() if (masked := masked_card(str(value)))}
 
 
 def _status(row: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from core.backup import Site, backup_commands
 from core.cli_util import by_option, config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
 from core.demo_data import demo_customers
 from core.model import ValidationError, display_name
+from core.payment_cards import redact
 from core.process import run_until_signalled, setup_logging
 from core.web import WebService
 
@@ -201,11 +202,12 @@ backup_commands(hq, "hq.toml", backup_site)
 @config_option("hq.toml")
 @by_option
 def customers_add_card(ref, number, kind, config_path, by):
-    """Give customer REF the card NUMBER (a card belongs to one customer only)."""
+    """Give customer REF the card NUMBER (a card belongs to one customer only; a
+    payment card number is refused, shown masked: core.payment_cards)."""
     db = open_db(config_path)
     record = db.find_customer(ref)
     if record is None:
-        raise click.ClickException(f"no customer {ref}")
+        raise click.ClickException(f"no customer {redact(ref)}")  # REF may be a card number typed in the wrong place
     try:
         card = db.add_card(record["id"], number, kind, by)
     except ValidationError as exc:

@@ -9,6 +9,7 @@ import click
 
 from core.cli_util import by_option, config_option, validation_exit
 from core.entity import PAYMENT_STATUSES, ValidationError
+from core.text_files import UploadEncodingError
 
 from .batches import ACTION_NAMES, KIND_NAMES, STATUSES, BatchError, Batches, plural, read_rows
 
@@ -26,7 +27,7 @@ def refusals():
         yield
     except ValidationError as exc:
         validation_exit(exc)
-    except BatchError as exc:
+    except (BatchError, UploadEncodingError) as exc:  # a file in an encoding we cannot read: one line, its name first
         raise click.ClickException(str(exc))
 
 

@@ -23,6 +23,9 @@ SCHEMA = {
         "prefix": Key(str, "CUST-"),
         "width": Key(int, 5, minimum=1),
         "block_size": Key(int, 100, minimum=1),
+        # Blocks a store may hold that are not used up yet; one more is refused (the
+        # store then gives provisional codes), so no credentials can drain the numbers.
+        "max_outstanding_blocks": Key(int, 3, minimum=1),
     },
     "log": {"level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},
     # [import.customers], [import.products], [import.rates]: an external system

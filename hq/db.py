@@ -8,6 +8,7 @@ the gap-free global ``seq``, in one transaction (DESIGN section 5).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from sqlite_utils.migrations import Migrations
 
 from core import hlc as hlc_mod
 from core.broker import hash_password, new_password
+from core.card_purge import purge_hq
 from core.cards import add_card
 from core.changes import Change, new_id
 from core.codes import CodeFormat
 from core.db import Meta, connect, migrate, replica_migrations, transaction
-from core.hlc import HybridLogicalClock
+from core.hlc import site_clock
 from core.messages import PayloadError
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
 from core.customer_updates import check_extra, write_customer_update
@@ -32,6 +34,7 @@ from core.extra_fields import PREFIX, value_key, with_extras, write_extras
 from core.ownership import refuse_owned
 from core.replica import Replica
 from core.topics import TopicError, check_id
+from core.users import add_session_schema
 
 from .duplicates import flag_duplicates
 
@@ -134,6 +137,20 @@ def m004_batch_events(db: sqlite_utils.Database) -> None:
                    "BEGIN SELECT RAISE(ABORT, 'the batch history is never rewritten'); END")
 
 
+@hq_migrations()
+def m005_web_sessions(db: sqlite_utils.Database) -> None:
+    # Web sessions end on logout and when HQ changes a user's session_epoch (core.users).
+    add_session_schema(db)
+
+
+@hq_migrations()
+def m006_purge_payment_cards(db: sqlite_utils.Database) -> None:
+    # Payment card numbers kept before every entry refused them (core.payment_cards).
+    # The erasure is an HQ change per card (number masked, card deactivated) so every
+    # replica, catch-up and snapshot loses the number too; the log is masked (core.card_purge).
+    purge_hq(db.conn)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -166,7 +183,8 @@ class HQDatabase:
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
         last = self.conn.execute("SELECT max(hlc) FROM changes").fetchone()[0]
-        self.clock = HybridLogicalClock(last=last or hlc_mod.ZERO)
+        # One clock for HQ's writer, reader and exporter (core.hlc.site_clock).
+        self.clock = site_clock(self.path, last or hlc_mod.ZERO)
 
     def close(self) -> None:
         self.conn.close()
@@ -228,14 +246,14 @@ class HQDatabase:
         return key
 
     def update_customer(self, key: str, fields: dict[str, Any], by: str,
-                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                        extra: dict[str, Any] | None = None, only_changed: bool = False) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=False)
         extra = check_extra(self, extra)
         with transaction(self.conn):
             current = self.replica.get("customer", key)
             if current is None:
                 raise KeyError(key)
-            if write_customer_update(self, current, fields, extra, by, now_iso()):
+            if write_customer_update(self, current, fields, extra, by, now_iso(), only_changed):
                 flag_duplicates(self.conn, key)
         return self.replica.get("customer", key)
 
@@ -254,15 +272,20 @@ class HQDatabase:
         self.meta.set("next_code", first + count)
         return first
 
-    def lease_block(self, store: str, lease: str) -> dict[str, int]:
+    def lease_block(self, store: str, lease: str, max_outstanding: int | None = None) -> dict[str, int]:
         """A block of numbers for a store. Idempotent by ``lease`` so a lost reply
-        does not waste a block when the store asks again."""
+        does not waste a block when the store asks again. A store that already holds
+        ``max_outstanding`` blocks not used up is refused (PermissionError, the reason)."""
         with transaction(self.conn):
             row = self.conn.execute("SELECT store, start, end FROM code_blocks WHERE lease = ?", (lease,)).fetchone()
             if row:
                 if row["store"] != store:
                     raise PermissionError("lease id belongs to another store")
                 return {"start": row["start"], "end": row["end"]}
+            if max_outstanding is not None and (held := self.outstanding_blocks(store)) >= max_outstanding:
+                raise PermissionError(
+                    f"{store} holds {held} code blocks not used up yet, and at most {max_outstanding} code blocks "
+                    "may be outstanding (hq.toml [codes] max_outstanding_blocks): give provisional codes until one is")
             start = self._take_numbers(self.block_size)
             end = start + self.block_size - 1
             self.conn.execute(
@@ -270,6 +293,15 @@ class HQDatabase:
                 (lease, store, start, end, now_iso()),
             )
         return {"start": start, "end": end}
+
+    def outstanding_blocks(self, store: str) -> int:
+        """The store's blocks not used up: HQ has no customer with the block's last
+        code yet (a store takes its numbers in order, so the last one comes last).
+        A block whose last customer HQ refused stays outstanding; raise the cap or
+        let the store go provisional."""
+        ends = self.conn.execute("SELECT end FROM code_blocks WHERE store = ?", (store,)).fetchall()
+        return sum(1 for (end,) in ends
+                   if self.conn.execute("SELECT 1 FROM customers WHERE code = ?", (self.codes.format(end),)).fetchone() is None)
 
     def _leased_to(self, store: str, number: int) -> bool:
         return self.conn.execute(
@@ -344,8 +376,10 @@ class HQDatabase:
             if missing:
                 return f"a new {change.entity} needs {', '.join(missing)}"
             return self._check_new(store, change)
+        # Empty is a value too: an HQ customer's origin_store is "" and stays so (a store
+        # claiming it would own the record's history).
         for name in spec.immutable:
-            if name in change.fields and change.fields[name] != current[name] and current[name] != "":
+            if name in change.fields and change.fields[name] != current[name]:
                 return f"{name} cannot be changed ({current[name]!r} -> {change.fields[name]!r})"
         if change.entity == "customer":
             return self._check_customer_edit(change, current)
@@ -533,7 +567,11 @@ class HQDatabase:
 
     def record_status(self, store: str, state: str, pending_up: int, last_seq: int, ts: float) -> None:
         """A store's status. Its last will (offline, no figures, no stamp) only
-        changes the link state: the last known outbox depth and seq stay."""
+        changes the link state: the last known outbox depth and seq stay. A stamp
+        that is no number or far ahead (NaN, inf, a wrong clock) counts as now: it
+        would pin ``last_contact`` in the future, which never moves back."""
+        if ts and not (math.isfinite(ts) and ts <= time.time() + MAX_CLOCK_SKEW_MS / 1000):
+            ts = time.time()
         with transaction(self.conn):
             if state == "online" or ts:
                 self.conn.execute(

@@ -9,10 +9,13 @@ exports vary) is sniffed from its header line.
 from __future__ import annotations
 
 import csv
+import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from core.text_files import UploadEncodingError, decode_upload
 
 SourceRow = tuple[str, dict[str, Any]]
 URL_RE = re.compile(r"^[a-z][a-z0-9+]*://")
@@ -30,6 +33,7 @@ def is_url(source: str) -> bool:
 @dataclass
 class CsvSource:
     path: Path
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def columns(self) -> list[str]:
         with self._open() as handle:
@@ -49,10 +53,18 @@ class CsvSource:
                     yield f"{self.path.name} line {reader.line_num}", row
 
     def _open(self):
-        try:
-            return open(self.path, newline="", encoding="utf-8-sig")
-        except OSError as exc:
-            raise SourceError(f"{self.path}: {exc.strerror}") from None
+        """The file's text as a stream; decoded once (core.text_files: UTF-8, UTF-16,
+        Windows-1252...), as columns, count and rows each read it."""
+        if self._text is None:
+            try:
+                data = self.path.read_bytes()
+            except OSError as exc:
+                raise SourceError(f"{self.path}: {exc.strerror}") from None
+            try:
+                self._text = decode_upload(data, self.path.name)
+            except UploadEncodingError as exc:
+                raise SourceError(str(exc)) from None
+        return io.StringIO(self._text, newline="")
 
     @staticmethod
     def _reader(handle) -> csv.DictReader:

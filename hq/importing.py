@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 from core.config import ConfigError
 from core.db import transaction
 from core.model import ValidationError
+from core.payment_cards import payment_card_errors, redact
 
 from .import_sources import CsvSource, SourceError, SourceRow, SqlSource
 from .fields import sync_field_rules
@@ -175,6 +176,16 @@ def plan_import(target: Target, spec: ImportSpec, rows: Iterator[SourceRow], *, 
         mapped = spec.map_row(raw)
         key = target.key_of(mapped, spec.key)
         try:
+            # A payment card in any column of a customer (a SQL number too): the row is
+            # refused, masked; its key still counts as present, so its record is not
+            # deactivated. Not for products: an EAN may pass Luhn and start with 2-6.
+            refused = payment_card_errors({k: str(v) for k, v in mapped.items() if v is not None}) \
+                if target.entity == "customer" else {}
+            if refused:
+                if key:
+                    seen.setdefault(key, where)
+                key = redact(key)
+                raise ValidationError(refused)
             if extra is not None:
                 raise ValidationError({"row": f"has {len(extra)} more cell(s) than the header"})
             if not key:

@@ -9,7 +9,6 @@ never delays other stores' changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import threading
@@ -17,7 +16,8 @@ import threading
 from core import topics
 from core.codes import CodeFormat
 from core.config import Config, ConfigError
-from core.messages import DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt
+from core.messages import (SYNC_MAX_BYTES, DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest,
+                           SyncStatus, UpBatch, decode_object, excerpt)
 from core.model import ENTITIES
 from core.sales import purchase_history
 from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
@@ -33,10 +33,14 @@ from .importing import ImportSpec
 
 log = logging.getLogger(__name__)
 
+# What a store hears of a bug at HQ: the details go to HQ's error topic and the store's.
+INTERNAL_ERROR_REPLY = "internal error: HQ could not answer this request (see lanehub/hq/error)"
+
 DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
 POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
 SNAPSHOT_PAGE_MAX = 20000
+MAX_REASON = 1000  # characters of an error report's reason: an exception's text can be long
 
 
 def code_format(config: Config) -> CodeFormat:
@@ -52,6 +56,7 @@ class HQService:
         self.config = config
         self.codes = code_format(config)
         self.block_size = config["codes"]["block_size"]
+        self.max_outstanding_blocks = config["codes"]["max_outstanding_blocks"]
         self.db_path = config["hq"]["db"]
         self.db: HQDatabase | None = None  # owned by the apply worker
         self.reader: HQDatabase | None = None  # owned by the serve worker
@@ -146,6 +151,9 @@ class HQService:
 
     def _report(self, store: str | None, msg: Incoming, reason: str) -> None:
         """A bad payload: tell HQ's error topic and, when known, the store that sent it."""
+        reason = " ".join(reason.split())
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON - 1] + "…"
         report = ErrorReport(topic=msg.topic, reason=reason, payload_excerpt=excerpt(msg.payload))
         log.warning("bad message on %s: %s", msg.topic, reason)
         self.client.publish(topics.error("hq"), report.to_json())
@@ -155,6 +163,12 @@ class HQService:
 
     def _handler_failed(self, msg: Incoming, exc: Exception) -> None:
         self._report(None, msg, f"internal error: {exc}")
+
+    def _failed(self, store: str | None, msg: Incoming, what: str, exc: Exception) -> None:
+        """A bug in handling one message: logged with its traceback, reported to HQ's
+        error topic and the store; the worker goes on with the next message."""
+        log.exception("%s on %s failed", what, msg.topic)
+        self._report(store, msg, f"internal error: {exc}")
 
     def _store_of(self, msg: Incoming, db: HQDatabase) -> str | None:
         try:
@@ -178,10 +192,29 @@ class HQService:
         except PayloadError as exc:
             self._report(store, msg, str(exc))
             return
+        except Exception as exc:
+            self._failed(store, msg, "reading an up batch", exc)
+            return
         if batch.store != store:
             self._report(store, msg, f"batch claims store {batch.store!r} but came on {msg.topic}")
             return
-        outcomes = self.db.apply_store_changes(store, batch.changes)
+        try:
+            outcomes = self.db.apply_store_changes(store, batch.changes)
+        except Exception:
+            # The batch's transaction is rolled back: each change again on its own, so a
+            # change HQ trips over is not acked (the store resends it) and the others are.
+            log.exception("up batch of %d changes from %s failed; applying them one by one", len(batch.changes), store)
+            outcomes, failures = [], []
+            for raw in batch.changes:
+                try:
+                    outcomes += self.db.apply_store_changes(store, [raw])
+                except Exception as exc:
+                    change_id = raw.get("id") if isinstance(raw, dict) else None
+                    log.exception("change %s from %s failed", change_id, store)
+                    failures.append(f"change {change_id}: {exc}")
+            if failures:
+                self._report(store, msg, f"internal error: {len(failures)} of {len(batch.changes)} changes not applied "
+                                         f"(the store sends them again): {'; '.join(failures)}")
         acked = [o.change_id for o in outcomes if o.ok]
         rejected = [o.rejection() for o in outcomes if not o.ok and not o.deferred]
         for o in outcomes:
@@ -203,7 +236,10 @@ class HQService:
         except PayloadError as exc:
             self._report(store, msg, str(exc))
             return
-        self.db.record_status(store, status.state, status.pending_up, status.last_seq, status.ts)
+        try:
+            self.db.record_status(store, status.state, status.pending_up, status.last_seq, status.ts)
+        except Exception as exc:
+            self._failed(store, msg, "a store status", exc)
 
     # --- downstream -----------------------------------------------------------------------
 
@@ -213,8 +249,11 @@ class HQService:
             changes = self.db.changes_since(self.published + 1, DOWN_BATCH)
             if not changes:
                 break
-            batch = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes])
-            self.client.publish(topics.sync_down(), batch.to_json())
+            payload = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes]).to_json()
+            while len(payload) > SYNC_MAX_BYTES and len(changes) > 1:  # what an edge decodes: fewer, then the rest
+                changes = changes[: len(changes) // 2]
+                payload = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes]).to_json()
+            self.client.publish(topics.sync_down(), payload)
             self.published = changes[-1].seq
 
     def _announce_head(self) -> None:
@@ -225,10 +264,12 @@ class HQService:
     # --- requests -------------------------------------------------------------------------
 
     def _route_request(self, msg: Incoming) -> None:
-        # Code leases write: they go to the apply worker with the other writes.
+        # Code leases write: they go to the apply worker with the other writes. This runs
+        # on paho's thread: whatever the payload, the request goes to a worker, which
+        # parses it again and answers (a bad one with the reason).
         try:
-            op = json.loads(msg.payload).get("op")
-        except (ValueError, AttributeError):
+            op = decode_object(msg.payload).get("op")
+        except Exception:
             op = None
         if op == "code_block":
             self.apply_worker.submit(self._on_request, msg, "writer")
@@ -247,16 +288,43 @@ class HQService:
             if (msg.response_topic or "").startswith(topics.sync_store(store) + "/"):
                 self.client.reply(msg, SyncReply(ok=False, error=str(exc)).to_json())
             return
+        except Exception as exc:
+            self._failed(store, msg, "reading a request", exc)
+            if (msg.response_topic or "").startswith(topics.sync_store(store) + "/"):
+                self.client.reply(msg, SyncReply(ok=False, error=INTERNAL_ERROR_REPLY).to_json())
+            return
         if not msg.response_topic or not msg.response_topic.startswith(topics.sync_store(store) + "/"):
             # HQ may write anywhere under sync/: never let a store aim a reply at another's topics.
             self._report(store, msg, f"response topic must be under {topics.sync_store(store)}/ (got {msg.response_topic!r})")
             return
         try:
-            data = self._answer(db, store, request)
+            payload = self._fitted_reply(request, self._answer(db, store, request))
         except (ValueError, PermissionError) as exc:
             self.client.reply(msg, SyncReply(ok=False, error=str(exc)).to_json())
             return
-        self.client.reply(msg, SyncReply(ok=True, data=data).to_json())
+        except Exception as exc:  # a bug answering one request: the store hears of it; the next one is answered
+            self._failed(store, msg, f"answering {request.op}", exc)
+            self.client.reply(msg, SyncReply(ok=False, error=INTERNAL_ERROR_REPLY).to_json())
+            return
+        self.client.reply(msg, payload)
+
+    @staticmethod
+    def _fitted_reply(request: SyncRequest, data: dict) -> bytes:
+        """The reply, within what an edge decodes (SYNC_MAX_BYTES): a snapshot or
+        catch-up page too big (long notes, many sale lines) is cut and the edge asks
+        for the rest (``next``, ``more``), as it does for any page."""
+        payload = SyncReply(ok=True, data=data).to_json()
+        while len(payload) > SYNC_MAX_BYTES:
+            if request.op == "snapshot" and len(data["rows"]) > 1:
+                rows = data["rows"][: len(data["rows"]) // 2]
+                data = data | {"rows": rows, "next": rows[-1][0]}
+            elif request.op == "catchup" and len(data["changes"]) > 1:
+                data = data | {"changes": data["changes"][: len(data["changes"]) // 2], "more": True}
+            else:
+                raise ValueError(f"the answer to {request.op} is {len(payload):,} bytes, over the limit of "
+                                 f"{SYNC_MAX_BYTES:,} bytes")
+            payload = SyncReply(ok=True, data=data).to_json()
+        return payload
 
     def _answer(self, db: HQDatabase, store: str, request: SyncRequest) -> dict:
         if request.op == "hello":
@@ -286,7 +354,7 @@ class HQService:
         if request.op == "code_block":
             if not request.lease:
                 raise ValueError("code_block needs a 'lease' id")
-            return db.lease_block(store, request.lease) | {"lease": request.lease}
+            return db.lease_block(store, request.lease, self.max_outstanding_blocks) | {"lease": request.lease}
         raise ValueError(f"unknown op {request.op}")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from core.catalogue import natural_key
 from core.db import transaction
 from core.model import ENTITIES, ValidationError
-from core.users import BUILTIN_ROLES, split
+from core.users import BUILTIN_ROLES, new_session_epoch, split
 from core.web import hash_password
 
 from .db import HQDatabase
@@ -49,7 +49,8 @@ class HQUsers:
 
     def get(self, username: str) -> dict[str, Any] | None:
         record = self.db.replica.get("user", user_key(username.strip().lower()))
-        return None if record is None else {k: v for k, v in record.items() if k not in ("password_hash", "api_token_hash")}
+        hidden = ("password_hash", "api_token_hash", "session_epoch")
+        return None if record is None else {k: v for k, v in record.items() if k not in hidden}
 
     def update(self, username: str, by: str, *, password: str | None = None, roles: list[str] | None = None,
                active: bool | None = None, name: str | None = None) -> dict:
@@ -66,6 +67,10 @@ class HQUsers:
             fields["active"] = active
         if name is not None:
             fields["name"] = name
+        if {"password_hash", "roles", "active"} & set(fields):
+            # Ends every web session this user has, here at once and at each store once
+            # the record has replicated (core.users: sessions carry the epoch of their login).
+            fields["session_epoch"] = new_session_epoch()
         with transaction(self.db.conn):
             if not self.db.replica.get("user", key):
                 raise ValidationError({"username": f"no user {username}"})

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 
 from core.model import ValidationError
 from core.users import BUILTIN_ROLES, PERMISSIONS
-from core.web import requires, saved_upload
+from core.web import renew_session, requires, saved_upload
 
 from .catalogue import HQCatalogue
 from .importing import ImportAborted, import_file
@@ -58,6 +58,8 @@ def users_blueprint() -> Blueprint:
                 users.update(username, g.user["username"], roles=request.form.getlist("roles"))
             elif request.form.get("action") == "password":
                 users.update(username, g.user["username"], password=request.form.get("password", ""))
+            if request.form.get("action") in ("roles", "password") and username.strip().lower() == g.user["username"]:
+                renew_session(g.db, g.user["username"])  # your change ends your other sessions, not this one
         except ValidationError as exc:
             flash("Not saved: " + str(exc))
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from core.entity import PAYMENT_STATUSES, ValidationError
+from core.text_files import UploadEncodingError
 from core.web import requires
 
 from .batch_checks import columns_of
@@ -38,8 +39,10 @@ def batches_blueprint() -> Blueprint:
             batch_id = Batches(g.db, g.user["username"]).new("new_customers", g.user["username"], values["description"])
             if rows:
                 Batches(g.db, g.user["username"]).add_rows(batch_id, rows)
-        except (ValidationError, UnicodeDecodeError) as exc:
+        except ValidationError as exc:
             return list_page(_errors(exc), values, 422)
+        except UploadEncodingError as exc:  # "File fair.csv is not UTF-8 text ... it looks like ..."
+            return list_page({"file": f"{upload.filename} {exc.reason}"}, values, 422)
         flash(f"Batch {batch_id} started with {plural(len(rows), 'row')}: review them, then execute.")
         return redirect(url_for("batches.review", ref=batch_id))
 
@@ -119,10 +122,8 @@ def _batch_id(ref: str) -> int:
     return int(ref)
 
 
-def _errors(exc: Exception) -> dict[str, str]:
-    if isinstance(exc, ValidationError):
-        return dict(exc.errors)
-    return {"file": "is not UTF-8 text (save the CSV as UTF-8)"}
+def _errors(exc: ValidationError) -> dict[str, str]:
+    return dict(exc.errors)
 
 
 def _done(batch: dict, action: str, row_no: int | None) -> str:

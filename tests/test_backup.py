@@ -173,6 +173,8 @@ def test_backups_taken_while_both_sites_are_written_are_consistent_and_hold_what
     blocks = db_query(edge_copy, "SELECT start, end, next FROM code_blocks")
     for (code,) in db_query(edge_copy, "SELECT code FROM customers WHERE origin_store = 'S001'"):
         number = CODES.number(code)
+        if number is None:  # provisional: out of numbers while HQ was slow to lease (edge/service.py)
+            continue
         assert any(b["start"] <= number < b["next"] for b in blocks), code
     # Every local create is either still in the outbox or came back down with its seq.
     outbox = {json.loads(row[0])["key"] for row in db_query(edge_copy, "SELECT change FROM outbox")}

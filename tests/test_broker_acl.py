@@ -14,7 +14,15 @@ FOREIGN = [topics.sync_up("S002"), topics.sync_req("S002"), topics.sync_status("
            topics.sync_store("S002"), topics.error("hq")]
 
 
+def stop_own_clients(chain) -> None:
+    """A client id is its user name on the HQ broker: the probes below log in as S001
+    and hq, so the real ones step aside (or each would take the other's session)."""
+    chain.edges["S001"].stop()
+    chain.hq.stop()
+
+
 def test_a_store_cannot_publish_on_topics_not_its_own_but_can_on_its_own(chain, mqtt):
+    stop_own_clients(chain)
     port = chain.hq_broker.port
     s001 = mqtt(port, "S001", chain.store_passwords["S001"])
     spy = mqtt(port, "hq", chain.hq_password)
@@ -32,6 +40,7 @@ def test_a_store_cannot_publish_on_topics_not_its_own_but_can_on_its_own(chain, 
 
 
 def test_a_store_does_not_receive_another_stores_messages(chain, mqtt):
+    stop_own_clients(chain)
     s001 = mqtt(chain.hq_broker.port, "S001", chain.store_passwords["S001"])
     got: list[str] = []
     s001.subscribe(f"{topics.sync_store('S002')}/#", lambda m: got.append(m.topic))

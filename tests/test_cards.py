@@ -74,6 +74,13 @@ PAYMENTS = [
     ("plain Amex", "378282246310005", "378282246310005", "***********0005", ()),
     ("plain Visa with dashes", "4111-1111-1111-1111", VISA, "************1111", ()),
     ("CRLF around financial", f"\r\n{FIN_T1}\r\n{FIN_T2}\r\n", VISA, "************1111", ("1", "2")),
+    # core.payment_cards' policy: networks the old prefix table missed, spaced numbers, bank tracks.
+    ("plain Visa with spaces", "4111 1111 1111 1111", VISA, "************1111", ()),
+    ("plain Mir", "2200000000000004", "2200000000000004", "************0004", ()),
+    ("plain RuPay 82", "8200000000000001", "8200000000000001", "************0001", ()),
+    ("plain UnionPay 81", "8100000000000002", "8100000000000002", "************0002", ()),
+    ("plain Troy", "9792000000000003", "9792000000000003", "************0003", ()),
+    ("bank track 2, any prefix and not Luhn", ";9000000000000002=2512101?", "9000000000000002", "************0002", ("2",)),
 ]
 
 
@@ -106,7 +113,7 @@ ERRORS = [
     ("bad LRC on financial track 2", FIN_T2 + chr(ord(lrc(FIN_T2, 2)) ^ 1), "bad LRC on track 2"),
     ("track read twice", ";1234=1?;1234=1?;1234=1?", "read twice"),
     ("empty", " \r\n", "empty"),
-    ("plain with spaces", "4111 1111 1111 1111", "unrecognised"),
+    ("plain with spaces, not a card", "4111 1111 1111 1112", "unrecognised"),
     ("plain too short", "123", "unrecognised"),
     ("only separator data", ";=9912?", "no card number"),
 ]
@@ -169,7 +176,12 @@ def test_luhn(digits, ok):
     ("5555555555554444", True, True),      # Mastercard 51-55
     ("2223000048400011", True, True),      # Mastercard 2221-2720
     ("2720990000000007", True, True),      # top of the Mastercard 2-series
-    ("2721000000000004", True, False),     # just above it
+    ("2721000000000004", True, True),      # just above it: still first digit 2, an issuer range
+    ("2200000000000004", True, True),      # Mir
+    ("8200000000000001", True, True),      # RuPay 82
+    ("8100000000000002", True, True),      # UnionPay / RuPay 81
+    ("9792000000000003", True, True),      # Troy
+    ("6070000000000002", True, True),      # RuPay 60
     ("378282246310005", True, True),       # Amex
     ("6011111111111117", True, True),      # Discover
     ("3530111333300000", True, True),      # JCB

@@ -24,7 +24,7 @@ def test_defaults_fill_every_key_and_paths_are_relative_to_the_file(tmp_path):
     assert config["broker"]["port"] == 1883
     assert config["web"]["port"] == 8801
     hq = load(write(tmp_path, "", "hq.toml"), HQ_SCHEMA, environ={})
-    assert hq["codes"] == {"prefix": "CUST-", "width": 5, "block_size": 100}
+    assert hq["codes"] == {"prefix": "CUST-", "width": 5, "block_size": 100, "max_outstanding_blocks": 3}
     assert hq["web"]["port"] == 8800
 
 

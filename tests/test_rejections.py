@@ -46,6 +46,7 @@ def test_a_refused_change_does_not_block_the_ones_behind_it(chain):
 def test_the_ack_lists_accepted_and_refused_changes_with_reasons(chain, mqtt):
     existing = json.loads(chain.hq_cli("customers", "add", "--first-name", "Wire", "--last-name", "Test").stdout)
     wait_converged(chain)
+    chain.edges["S001"].stop()  # this test speaks as S001 (a client id is its user name on the HQ broker)
     s001 = mqtt(chain.hq_broker.port, "S001", chain.store_passwords["S001"])
     acks: list[dict] = []
     s001.subscribe(topics.sync_store("S001"), lambda m: acks.append(json.loads(m.payload)))
