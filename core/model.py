@@ -14,6 +14,7 @@ from .codes import CodeFormat
 from .coupons import COUPON_ENTITIES
 from .extra_fields import CUSTOMER_EXTRA, EXTRA_FIELD
 from .ownership import FIELD_RULE
+from .payment_cards import payment_card_errors
 from .sales import SALE
 from .users import USER_ENTITIES
 from .entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
@@ -62,7 +63,10 @@ def normalize_customer(fields: dict) -> dict:
 
 def check_customer_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
     limits = {name: MAX_TEXT for name in CUSTOMER_TEXT} | {"notes": MAX_NOTES, "postcode": 16}
-    errors = text_checks(fields, limits)
+    # Every write of a customer is checked here (pages, API, CLI, imports, a store's
+    # changes at HQ): a payment card number in any field is refused, masked.
+    errors = payment_card_errors(fields)
+    errors |= {k: v for k, v in text_checks(fields, limits).items() if k not in errors}
     check_unknown(fields, CUSTOMER_FIELDS, "customer", errors)
     for name in ("first_name", "last_name"):
         if name in fields and name not in errors and not fields[name].strip():
@@ -136,7 +140,8 @@ CUSTOMER = EntitySpec(
 # --- cards ------------------------------------------------------------------
 
 def check_card_fields(fields: dict, codes: CodeFormat) -> dict[str, str]:
-    errors = text_checks(fields, {"number": 40, "customer_id": 36, "kind": 16})
+    errors = payment_card_errors({"number": fields["number"]}) if "number" in fields else {}
+    errors |= {k: v for k, v in text_checks(fields, {"number": 40, "customer_id": 36, "kind": 16}).items() if k not in errors}
     if "number" in fields and "number" not in errors and not CARD_RE.match(fields["number"]):
         errors["number"] = "must be 4-40 letters, digits or '-'"
     if "customer_id" in fields and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):

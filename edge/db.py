@@ -29,6 +29,7 @@ from core.hlc import site_clock
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from core.customer_updates import check_extra, write_customer_update
 from core.extra_fields import write_extras
+from core.payment_cards import redact
 from core.replica import Replica
 from core.users import add_session_schema
 
@@ -384,7 +385,8 @@ class EdgeDatabase:
             entity, key = rejection.get("entity") or "", rejection.get("key") or ""
             self.conn.execute(
                 "INSERT OR IGNORE INTO rejections (change_id, entity, key, reason, change, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (rejection.get("id"), entity, key, rejection.get("reason", ""), row["change"] if row else "{}", now_iso()),
+                (rejection.get("id"), entity, key, redact(str(rejection.get("reason", ""))),
+                 redact(row["change"]) if row else "{}", now_iso()),
             )
             if entity in ENTITIES and key:
                 if not rejection.get("record"):

@@ -27,6 +27,7 @@ from core.changes import Change, new_id
 from core.codes import CodeFormat
 from core.db import Meta, connect, migrate, replica_migrations, transaction
 from core.hlc import site_clock
+from core.payment_cards import redact
 from core.messages import PayloadError
 from core.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
 from core.customer_updates import check_extra, write_customer_update
@@ -500,7 +501,8 @@ class HQDatabase:
             self.conn.execute(
                 "INSERT OR IGNORE INTO rejections (change_id, store, entity, key, reason, change, rejected_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (change_id, store, entity, key, reason, json.dumps(raw, default=str)[:20000], now_iso()),
+                # Kept for the store's admin, never with a payment card number in it.
+                (change_id, store, entity, key, redact(reason), redact(json.dumps(raw, default=str))[:20000], now_iso()),
             )
         if change is None:
             return Outcome(change_id, False, reason)

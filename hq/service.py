@@ -21,6 +21,7 @@ from core.messages import (SYNC_MAX_BYTES, DownBatch, ErrorReport, PayloadError,
 from core.model import ENTITIES
 from core.sales import purchase_history
 from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
+from core.payment_cards import redact
 from core.worker import Worker
 
 from .audit import change_history
@@ -154,7 +155,7 @@ class HQService:
         reason = " ".join(reason.split())
         if len(reason) > MAX_REASON:
             reason = reason[:MAX_REASON - 1] + "…"
-        report = ErrorReport(topic=msg.topic, reason=reason, payload_excerpt=excerpt(msg.payload))
+        report = ErrorReport(topic=msg.topic, reason=redact(reason), payload_excerpt=excerpt(msg.payload))
         log.warning("bad message on %s: %s", msg.topic, reason)
         self.client.publish(topics.error("hq"), report.to_json())
         if store:

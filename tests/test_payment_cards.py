@@ -539,3 +539,36 @@ def test_the_upgrade_erases_payment_cards_at_hq_so_no_replica_gets_them_back(tmp
     hq.close()
     for db_path in (path, tmp_path / "S002.db", store_path):
         assert not _file_holds(db_path, pan), db_path
+
+
+def test_hq_refuses_a_stores_change_that_carries_a_payment_card_and_keeps_it_masked(tmp_path):
+    # A store that is not upgraded yet (or a hostile one) sends a card change and a
+    # customer edit with a PAN: HQ's own check refuses both, with the masked form.
+    from hq.db import HQDatabase
+
+    db = HQDatabase(tmp_path / "hq.db", CodeFormat("CUST-", 5))
+    try:
+        db.add_store("S001")
+        customer = db.create_customer({"first_name": "Ann", "last_name": "Shopper"}, "t")
+        stamp = db.clock.now()
+        changes = [
+            {"id": new_id(), "entity": "card", "key": str(uuid.uuid4()), "origin": "S001", "hlc": stamp, "by": "t",
+             "fields": {"number": VISA, "customer_id": customer["id"], "kind": "customer", "active": True}},
+            {"id": new_id(), "entity": "customer", "key": customer["id"], "origin": "S001", "hlc": stamp, "by": "t",
+             "fields": {"notes": f"paid with {VISA}"}},
+        ]
+        outcomes = db.apply_store_changes("S001", changes)
+        assert [o.ok for o in outcomes] == [False, False], outcomes
+        assert all(MASKED_VISA in o.reason and VISA not in o.reason for o in outcomes)
+        db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert VISA.encode() not in (tmp_path / "hq.db").read_bytes()
+    finally:
+        db.close()
+
+
+def test_the_cli_refuses_a_payment_card_in_a_customer_field(make_chain):
+    chain = make_chain(stores=("S001",))
+    added = chain.hq_cli("customers", "add", "--first-name", "Ann", "--last-name", "Shopper", "--notes", f"card {VISA}",
+                         check=False)
+    assert added.returncode != 0 and MASKED_VISA in added.stderr and VISA not in added.stderr + added.stdout
+    assert not db_query(hq_db(chain), "SELECT 1 FROM customers WHERE first_name = 'Ann'")
