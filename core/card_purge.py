@@ -8,7 +8,9 @@ so the erasure is a change like any other: HQ masks the number and deactivates
 the card with a change of its own (``by`` ``hq:payment-card-purge``), which
 every replica applies, an edge that was offline through catch-up, a new box
 through its snapshot; HQ's log is rewritten too, so replaying it from the start
-never brings the number back. An edge does the same to its own copy at once,
+never brings the number back. A number typed into a customer's text field (the
+notes, a street) is masked the same way: an HQ change per customer, the log
+rewritten. An edge does the same to its own copy at once,
 without waiting for HQ, and drops its unsent card changes that carry one (HQ
 never saw them). What else held a number is scrubbed in place: rejections
 (their change and reason) and, at a store, the lanes' last notices.
@@ -23,6 +25,7 @@ from contextlib import contextmanager
 
 from .changes import Change, new_id
 from .hlc import ZERO, HybridLogicalClock
+from .model import CUSTOMER_EDITABLE
 from .payment_cards import find_payment_card, is_payment_card, mask, redact
 from .replica import Replica
 
@@ -58,6 +61,23 @@ def _scrub_rejections(conn: sqlite3.Connection) -> None:
                          (redact(reason), redact(change), change_id))
 
 
+def _masked_text(fields: dict) -> dict:
+    """The text fields of ``fields`` that hold a payment card, masked (``redact``)."""
+    return {name: redact(value) for name, value in fields.items()
+            if isinstance(value, str) and find_payment_card(value)}
+
+
+def customers_with_cards(conn: sqlite3.Connection) -> list[tuple[str, dict]]:
+    """(customer id, {field: masked text}) of every customer with a card number in a text field."""
+    columns = [name for name in CUSTOMER_EDITABLE if name != "no_paper"]
+    out = []
+    for row in conn.execute(f"SELECT id, {', '.join(columns)} FROM customers").fetchall():
+        masked = _masked_text(dict(zip(columns, row[1:])))
+        if masked:
+            out.append((row[0], masked))
+    return out
+
+
 def _masked_number(fields: dict) -> dict | None:
     number = fields.get("number")
     if isinstance(number, str) and is_payment_card(number):
@@ -74,12 +94,15 @@ def purge_hq(conn: sqlite3.Connection) -> int:
 
 def _purge_hq(conn: sqlite3.Connection) -> int:
     cards = payment_card_rows(conn)
-    if cards:
+    customers = customers_with_cards(conn)
+    if cards or customers:
         last = conn.execute("SELECT max(hlc) FROM changes").fetchone()[0] or ZERO
         clock = HybridLogicalClock(last=last)
         replica = Replica(conn)
-        for key, number in cards:
-            change = Change(new_id(), "card", key, "hq", clock.now(), BY, {"number": mask(number), "active": False})
+        erasures = [("card", key, {"number": mask(number), "active": False}) for key, number in cards]
+        erasures += [("customer", key, masked) for key, masked in customers]
+        for entity, key, fields in erasures:
+            change = Change(new_id(), entity, key, "hq", clock.now(), BY, fields)
             replica.apply(change)
             conn.execute(
                 "INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -89,6 +112,12 @@ def _purge_hq(conn: sqlite3.Connection) -> int:
         masked = _masked_number(json.loads(fields))
         if masked is not None:
             conn.execute("UPDATE changes SET fields = ? WHERE seq = ?", (json.dumps(masked, separators=(",", ":")), seq))
+    for seq, text in conn.execute("SELECT seq, fields FROM changes WHERE entity = 'customer'").fetchall():
+        fields = json.loads(text)
+        masked = _masked_text(fields)
+        if masked:
+            conn.execute("UPDATE changes SET fields = ? WHERE seq = ?",
+                         (json.dumps(fields | masked, separators=(",", ":")), seq))
     _scrub_rejections(conn)
     return len(cards)
 
@@ -120,6 +149,15 @@ def _purge_edge(conn: sqlite3.Connection) -> int:
             conn.execute("UPDATE cards SET number = ?, active = 0 WHERE id = ?", (mask(number), key))
     for key in carrying:
         conn.executemany("DELETE FROM outbox WHERE n = ?", [(n,) for n in unsent[key]])
+    for key, masked in customers_with_cards(conn):
+        conn.execute(f"UPDATE customers SET {', '.join(f'{name} = ?' for name in masked)} WHERE id = ?",
+                     (*masked.values(), key))
+    for n, text in conn.execute("SELECT n, change FROM outbox").fetchall():
+        change = json.loads(text)
+        masked = _masked_text(change.get("fields") or {}) if change.get("entity") == "customer" else {}
+        if masked:  # still sent (the edit happened), without the number
+            change["fields"] |= masked
+            conn.execute("UPDATE outbox SET change = ? WHERE n = ?", (json.dumps(change), n))
     _scrub_rejections(conn)
     for lane, notices in conn.execute("SELECT lane, notices FROM lanes").fetchall():
         if find_payment_card(notices):

@@ -35,7 +35,9 @@ def write_customer_update(db, current: dict[str, Any], fields: dict[str, Any], e
     changed = {k: v for k, v in fields.items() if current.get(k) != v}
     owned = owned_fields(db.conn, "customer", current)
     written = {k: v for k, v in fields.items() if k in changed or not (only_changed or k in owned)}
-    changed_extra = write_extras(db, current, extra, by) if extra else {}
+    # Likewise for extra values: an owned one given unchanged is left alone.
+    extra = {n: v for n, v in extra.items() if not (PREFIX + n in owned and record.get(PREFIX + n) == v)}
+    changed_extra = write_extras(db, current, extra, by, only_changed=only_changed) if extra else {}
     if written or changed_extra:
         db._write("customer", current["id"], written | {"updated_at": stamp, "updated_by": by}, by)
     return bool(changed)

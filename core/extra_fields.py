@@ -107,13 +107,17 @@ def checked_extras(conn: sqlite3.Connection, values: dict[str, Any]) -> dict[str
     return out
 
 
-def write_extras(db, customer: dict[str, Any], values: dict[str, str], by: str) -> dict[str, str]:
-    """Write the extra values that change, inside the caller's transaction (``db``
-    is HQ's or a store's database; ``_write`` makes the replicated change).
+def write_extras(db, customer: dict[str, Any], values: dict[str, str], by: str,
+                 only_changed: bool = True) -> dict[str, str]:
+    """Write extra values inside the caller's transaction (``db`` is HQ's or a store's
+    database; ``_write`` makes the replicated change) and return those that changed.
+    ``only_changed``: skip values equal to the record's (imports, a posted form);
+    an edit that sets a value on purpose is written even when it is unchanged, so it
+    is stamped and wins over an older edit made elsewhere (last writer wins).
     Values already checked by ``checked_extras``; owned ones were refused by the caller."""
     current = extras_of(db.conn, customer["id"])
     changed = {name: value for name, value in values.items() if current.get(name, "") != value}
-    for name, value in changed.items():
+    for name, value in (changed if only_changed else values).items():
         key = value_key(customer["id"], name)
         if db.replica.get("customer_extra", key) is None:
             db._write("customer_extra", key, {"customer_id": customer["id"], "name": name, "value": value}, by)

@@ -17,7 +17,7 @@ from core.hlc import HybridLogicalClock
 from core.mqtt import RequestTimeout
 from hq.db import HQDatabase
 
-from conftest import customer_by, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from conftest import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def lane_client(chain, mqtt, store: str = "S001"):
@@ -132,3 +132,21 @@ def test_a_lane_request_past_its_deadline_is_refused_not_applied(chain, mqtt):
     assert lane_request(lane, "S001", "L1", {"op": "search", "q": "Dead"})["ok"]  # the edge has caught up
     assert_everywhere(chain, key, city="Lyon")
     assert customer_by(edge_db(chain, "S001"), "first_name", "Never") is None
+
+
+def test_an_extra_value_set_to_what_the_store_shows_is_a_write_and_the_later_one_wins(chain):
+    chain.hq_cli("extra-fields", "add", "loyalty_tier", "Loyalty tier")
+    ann = json.loads(chain.hq_cli("customers", "add", "--first-name", "Ann", "--last-name", "Tier",
+                                  "--extra", "loyalty_tier=gold").stdout)
+    wait_converged(chain)
+    chain.hq_broker.stop()
+    chain.hq_cli("customers", "edit", ann["code"], "--extra", "loyalty_tier=silver")  # HQ, offline from the stores
+    time.sleep(0.5)
+    # S001 still shows gold, and its admin confirms gold after HQ's edit: the later write.
+    chain.edge_cli("S001", "customers", "edit", ann["code"], "--extra", "loyalty_tier=gold")
+    chain.hq_broker.start()
+    wait_converged(chain, 40)
+    for path in (hq_db(chain), *(edge_db(chain, store) for store in chain.stores)):
+        rows = db_query(path, "SELECT value FROM customer_extras WHERE customer_id = ? AND name = 'loyalty_tier'",
+                        (ann["id"],))
+        assert [r["value"] for r in rows] == ["gold"], path

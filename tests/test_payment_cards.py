@@ -572,3 +572,29 @@ def test_the_cli_refuses_a_payment_card_in_a_customer_field(make_chain):
                          check=False)
     assert added.returncode != 0 and MASKED_VISA in added.stderr and VISA not in added.stderr + added.stdout
     assert not db_query(hq_db(chain), "SELECT 1 FROM customers WHERE first_name = 'Ann'")
+
+
+def test_the_upgrade_masks_a_payment_card_typed_into_a_customers_text_field(tmp_path):
+    from edge.db import EdgeDatabase
+    from hq.db import HQDatabase
+
+    path = tmp_path / "hq.db"
+    conn = _old_hq(path)
+    key, old_hlc = new_id(), "1718000000000-000000"
+    change = Change(new_id(), "customer", key, "hq", old_hlc, "old",
+                    {"code": "CUST-00001", "first_name": "Ann", "last_name": "Notes", "notes": f"paid with {VISA} once",
+                     "active": True})
+    Replica(conn).apply(change)
+    conn.execute("INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) "
+                 "VALUES (?, 'customer', ?, 'hq', ?, 'old', ?, 0)", (change.id, key, old_hlc, json.dumps(change.fields)))
+    conn.close()
+
+    hq = HQDatabase(path, CodeFormat())
+    assert hq.replica.get("customer", key)["notes"] == f"paid with {MASKED_VISA} once"
+    assert all(VISA not in json.dumps(c.fields) for c in hq.changes_since(1, 100))
+    fresh = EdgeDatabase(tmp_path / "S001.db", "S001")  # a store replays the log: the masked text
+    fresh.apply_down(hq.changes_since(1, 100))
+    assert fresh.replica.get("customer", key)["notes"] == f"paid with {MASKED_VISA} once"
+    fresh.close()
+    hq.close()
+    assert not _file_holds(path, VISA) and not _file_holds(tmp_path / "S001.db", VISA)
