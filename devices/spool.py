@@ -30,6 +30,8 @@ import re
 import threading
 from pathlib import Path
 
+from core.lane_messages import PrintJob
+
 log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -81,8 +83,7 @@ class Spool:
         check_job_id(job_id)
         if not isinstance(receipt, dict):
             raise TypeError("receipt must be a dict")
-        data = json.dumps({"v": 1, "job": job_id, "receipt": receipt},
-                          ensure_ascii=False, separators=(",", ":")).encode()
+        data = PrintJob(job=job_id, receipt=receipt).to_json()  # the job as it came on the wire
         with self._lock:
             if job_id in self._printed:
                 return False
