@@ -186,7 +186,9 @@ def test_a_close_with_an_address_sends_one_message_with_text_and_html(mail_shop,
     assert picture.get_content_type() == "image/png" and picture.get_filename() == f"receipt-{ticket}.png"
     assert picture.get_content().startswith(b"\x89PNG\r\n\x1a\n")
 
-    row = outbox_row(mail_shop, ticket)
+    # Handed to SMTP first, marked sent after: wait for the mark.
+    row = wait_until(lambda: (r := outbox_row(mail_shop, ticket)) and r["status"] == "sent" and r, 10,
+                     message="the receipt marked sent")
     assert (row["status"], row["attempts"], row["recipient"], row["last_error"]) == ("sent", 1, "ann@example.com", "")
     assert row["sent_at"] >= row["created_at"]
     assert db_value(edge_db(mail_shop, "S001"), "SELECT status FROM print_jobs WHERE ticket = ?", (ticket,)) == "email"
@@ -314,7 +316,8 @@ def test_without_mail_the_receipt_is_printed_or_kept_and_the_error_topic_says_so
     restart_edge(chain, "S001", {"mail": mail_section(smtp)})
     [message] = wait_until(lambda: smtp.to("kim@example.com"), 15, message="the kept receipt e-mailed")
     assert kept in message["Subject"]
-    assert outbox_row(chain, kept)["status"] == "sent"
+    # The message is handed to SMTP before its row is marked sent: wait for the mark.
+    wait_until(lambda: outbox_row(chain, kept)["status"] == "sent", 10, message="the kept receipt marked sent")
 
 
 # --- config --------------------------------------------------------------------------------------
