@@ -18,16 +18,16 @@ import time
 import uuid
 from pathlib import Path
 
-from core import topics
-from core.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
-from core.chain import Chain
-from core.changes import new_id
-from core.codes import CodeFormat
-from core.db import transaction
-from core.demo_data import demo_customers
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
+from lanehub.domain.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
+from lanehub.chain.local import Chain
+from lanehub.protocol.change import new_id
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import transaction
+from lanehub.chain.demo_data import demo_customers
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
-from .sync import _reader, _snapshot_done, _wait, bulk_write, percentile
+from bench.sync import _reader, _snapshot_done, _wait, bulk_write, percentile
 
 LINES_PER_TICKET = 20
 RATES = 100

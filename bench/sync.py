@@ -23,14 +23,14 @@ import time
 import uuid
 from pathlib import Path
 
-from core import topics
-from core.chain import Chain
-from core.changes import FieldClocks, new_id
-from core.codes import CodeFormat
-from core.db import transaction
-from core.demo_data import demo_customers
-from core.model import ENTITIES
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
+from lanehub.chain.local import Chain
+from lanehub.protocol.change import FieldClocks, new_id
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import transaction
+from lanehub.chain.demo_data import demo_customers
+from lanehub.domain.model import ENTITIES
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 ZERO_MS = 1_600_000_000_000
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from core.cli_util import config_option, fail_on_config_errors
-from core.config import Config, ConfigError, load
-from core.process import run_until_signalled, setup_logging
+from lanehub.cli.shared import config_option, fail_on_config_errors
+from lanehub.runtime.config import Config, ConfigError, load
+from lanehub.runtime.process import run_until_signalled, setup_logging
 
-from .printer_io import PrinterStatus
-from .profiles import PROFILES_DIR, UDEV_RULES, check_udev_rules, load_profiles, udev_rules
+from devices.printer.io import PrinterStatus
+from devices.profiles import PROFILES_DIR, UDEV_RULES, check_udev_rules, load_profiles, udev_rules
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ class DeviceBridges:
     """Every bridge configured for this box, started and stopped together."""
 
     def __init__(self, config):
-        from .bridges import EVDEV_MISSING, SOURCES, DeviceLink, ReaderBridge, evdev_available
-        from .config import check_paths
-        from .printer_bridge import PrinterBridge, printer_for
+        from devices.readers.bridge import EVDEV_MISSING, SOURCES, DeviceLink, ReaderBridge, evdev_available
+        from devices.config import check_paths
+        from devices.printer.bridge import PrinterBridge, printer_for
 
         settings = config["devices"]
         self.config_path = config.path
@@ -64,7 +64,7 @@ class DeviceBridges:
         then start every bridge."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from .bridges import DeviceIdTaken
+        from devices.readers.bridge import DeviceIdTaken
 
         with ThreadPoolExecutor(max(1, len(self.bridges))) as pool:
             claims = [(bridge.link.device, pool.submit(bridge.link.claim)) for bridge in self.bridges]
@@ -87,7 +87,7 @@ class DeviceBridges:
 @config_option("devices.toml")
 def run(config_path):
     """Run every device bridge configured in devices.toml."""
-    from .config import load_config
+    from devices.config import load_config
 
     with fail_on_config_errors():
         config = load_config(config_path)
@@ -142,7 +142,7 @@ def udev_command(directory, group, check):
 @click.option("--codepage", default=None, help="The printer's code page when no --profile is given  [default: cp858]")
 def receipt_command(job_file, output, profile_name, columns, codepage):
     """Draw a print job's receipt (JOB.json, or - for stdin) as a PNG, as the printer prints it."""
-    from core.receipt_image import dot_width, receipt_png
+    from lanehub.receipts.image import dot_width, receipt_png
 
     if profile_name and (columns or codepage):
         raise click.UsageError("give --profile or --columns/--codepage, not both")
@@ -190,7 +190,7 @@ def load_store_config(path) -> Config:
     """The store id and broker from a devices.toml, or from another file of the
     store's (an edge.toml): only ``[store] id``, ``[broker]`` and ``[log]`` are
     read, each checked as devices.toml's own keys are."""
-    from .config import SCHEMA as DEVICES
+    from devices.config import SCHEMA as DEVICES
 
     return load(path, {"store": DEVICES["store"], "broker": DEVICES["broker"], "log": DEVICES["log"]}, partial=True)
 
@@ -235,7 +235,7 @@ def simulate_command(config_path, lanes, out, codes_file, read_stdin, http_port,
         config = load_store_config(config_path)
     # First: python-escpos (imported by the simulator) sets up logging when imported.
     setup_logging(config["log"]["level"])
-    from .simulate import Simulator, read_lines
+    from devices.simulate.simulator import Simulator, read_lines
 
     try:
         simulator = Simulator(config.broker("broker"), config["store"]["id"], tuple(lanes), out,
@@ -247,7 +247,7 @@ def simulate_command(config_path, lanes, out, codes_file, read_stdin, http_port,
     simulator.start()
     form = None
     if http_port is not None:
-        from .simulate_http import SimulatorForm
+        from devices.simulate.form import SimulatorForm
 
         try:
             form = SimulatorForm(simulator, http_host, http_port).start()

@@ -16,8 +16,8 @@
 
 from __future__ import annotations
 
-from core.config import STORE_ID, Config, ConfigError, Key, Tables, broker_keys, load
-from core.topics import ID_RE
+from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Tables, broker_keys, load
+from lanehub.protocol.topics import ID_RE
 
 SCHEMA = {
     "store": {"id": STORE_ID},

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from core.config import ConfigError, Key, load
+from lanehub.runtime.config import ConfigError, Key, load
 
 PROFILES_DIR = Path(__file__).resolve().parent / "firmware-config"
 UDEV_RULES = "udev/99-lanehub.rules"

@@ -6,18 +6,18 @@ import json
 
 import click
 
-from core.backup import Site, backup_commands
-from core.cli_util import config_option, customer_commands, fail_on_config_errors, sales_commands
-from core.model import display_name
-from core.process import run_until_signalled, setup_logging
+from lanehub.runtime.backup import Site, backup_commands
+from lanehub.cli.shared import config_option, customer_commands, fail_on_config_errors, sales_commands
+from lanehub.domain.model import display_name
+from lanehub.runtime.process import run_until_signalled, setup_logging
 
-from core.search import search_customers
-from core.web import WebService
+from lanehub.domain.search import search_customers
+from lanehub.web.app import WebService
 
-from .config import load_config
-from .db import EdgeDatabase, NotReady
-from .service import EdgeService
-from .web import create_app
+from edge.config import load_config
+from edge.db import EdgeDatabase, NotReady
+from edge.service import EdgeService
+from edge.web.app import create_app
 
 
 def open_db(config_path) -> EdgeDatabase:

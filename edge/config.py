@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from email.utils import parseaddr
 
-from core.barcodes import parse_layouts
-from core.config import STORE_ID, Config, ConfigError, Key, Tables, broker_keys, load
-from core.topics import ID_RE
+from lanehub.domain.barcodes import parse_layouts
+from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Tables, broker_keys, load
+from lanehub.protocol.topics import ID_RE
 
 ID_RE_OR_EMPTY = re.compile(rf"^(?:{ID_RE.pattern.strip('^$')})?$")  # a device id, or "" for none
 
@@ -37,7 +37,7 @@ SCHEMA = {
         # A coupon while HQ cannot be reached: refuse it, or accept it (HQ flags a double redemption).
         "coupon_offline": Key(str, "deny", choices=("deny", "allow")),
         # Scale label layouts for restricted-circulation EAN-13 (prefixes 02, 20-29), e.g.
-        # "20PPPPPWWWWWC" (core.barcodes). None by default: what those prefixes mean is
+        # "20PPPPPWWWWWC" (lanehub.domain.barcodes). None by default: what those prefixes mean is
         # local, and a wrong guess would misread the store's own in-store codes.
         "variable_measure": Key(list, [], check=parse_layouts),
         # An e-mail receipt while [mail] is not configured: print it, or keep it queued unsent.
@@ -49,7 +49,7 @@ SCHEMA = {
     }, name_pattern=ID_RE, name_help="lane id must be letters, digits, '_', '.', '-' (max 32)"),
     "broker": broker_keys(),
     "hq": broker_keys(),
-    # E-mailed receipts (edge.mail); no host: not configured. The password may come
+    # E-mailed receipts (edge.lane.mail); no host: not configured. The password may come
     # from $LANEHUB_MAIL_PASSWORD instead of the file.
     "mail": {
         "host": Key(str, ""),

@@ -19,19 +19,19 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from core import hlc as hlc_mod
-from core.card_purge import purge_edge
-from core.cards import add_card
-from core.changes import Change, new_id
-from core.codes import CodeFormat
-from core.db import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
-from core.hlc import site_clock
-from core.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
-from core.customer_updates import check_extra, write_customer_update
-from core.extra_fields import write_extras
-from core.payment_cards import redact
-from core.replica import Replica
-from core.users import add_session_schema
+from lanehub.protocol import hlc as hlc_mod
+from lanehub.replication.card_purge import purge_edge
+from lanehub.domain.cards import add_card
+from lanehub.protocol.change import Change, new_id
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
+from lanehub.protocol.hlc import site_clock
+from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
+from lanehub.domain.customer_updates import check_extra, write_customer_update
+from lanehub.domain.extra_fields import write_extras
+from lanehub.domain.payment_cards import redact
+from lanehub.replication.replica import Replica
+from lanehub.domain.users import add_session_schema
 
 edge_migrations = Migrations("lanehub.edge")
 
@@ -115,7 +115,7 @@ def m006_last_read(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE device_status ADD COLUMN last_read REAL")
 
 
-# A sale's ticket number (``STORE-LANE-N``: N), as ``edge.tickets`` reads it. The
+# A sale's ticket number (``STORE-LANE-N``: N), as ``edge.lane.tickets`` reads it. The
 # index below is on this very expression, so a lane's highest sale is one seek.
 SALE_TICKET_NUMBER = "CAST(substr(ticket, length(store) + length(lane) + 3) AS INTEGER)"
 
@@ -131,13 +131,13 @@ def m007_ticket_numbers(db: sqlite_utils.Database) -> None:
 @edge_migrations()
 def m008_variable_measure(db: sqlite_utils.Database) -> None:
     # The price a scale or GS1 label fixed for a line ('' = none): the line's amount,
-    # which re-pricing for a customer must keep (edge.tickets).
+    # which re-pricing for a customer must keep (edge.lane.tickets).
     db.execute("ALTER TABLE ticket_lines ADD COLUMN label_price TEXT NOT NULL DEFAULT ''")
 
 
 @edge_migrations()
 def m009_mail_outbox(db: sqlite_utils.Database) -> None:
-    # E-mailed receipts (edge.mail), queued in the close's transaction and kept
+    # E-mailed receipts (edge.lane.mail), queued in the close's transaction and kept
     # after sending: status queued | sent | failed, with the server's last answer.
     db.execute(
         "CREATE TABLE mail_outbox (id TEXT PRIMARY KEY, job TEXT NOT NULL, ticket TEXT NOT NULL, recipient TEXT NOT NULL, "
@@ -150,14 +150,14 @@ def m009_mail_outbox(db: sqlite_utils.Database) -> None:
 
 @edge_migrations()
 def m010_web_sessions(db: sqlite_utils.Database) -> None:
-    # The store page's own sessions; a user's session_epoch comes from HQ (core.users).
+    # The store page's own sessions; a user's session_epoch comes from HQ (lanehub.domain.users).
     add_session_schema(db)
 
 
 @edge_migrations()
 def m010_purge_payment_cards(db: sqlite_utils.Database) -> None:
-    # Payment card numbers kept before every entry refused them (core.payment_cards):
-    # masked and deactivated here at once, unsent ones dropped (core.card_purge).
+    # Payment card numbers kept before every entry refused them (lanehub.domain.payment_cards):
+    # masked and deactivated here at once, unsent ones dropped (lanehub.replication.card_purge).
     purge_edge(db.conn)
 
 
@@ -184,7 +184,7 @@ class EdgeDatabase:
         migrate(self.conn, replica_migrations, edge_migrations)
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
-        # One clock per store, shared by the sync and lane workers (core.hlc.site_clock).
+        # One clock per store, shared by the sync and lane workers (lanehub.protocol.hlc.site_clock).
         self.clock = site_clock(self.path, self.meta.get("hlc", hlc_mod.ZERO))
         self._deadline = 0.0  # while a lane write runs: when its lane stopped waiting
 
@@ -303,7 +303,7 @@ class EdgeDatabase:
         self.conn.execute("INSERT INTO lane_requests (id, key, at) VALUES (?, ?, ?)", (request_id, key, time.time()))
 
     def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
-        """Give a customer a card (``core.cards.add_card``)."""
+        """Give a customer a card (``lanehub.domain.cards.add_card``)."""
         return add_card(self, customer_id, number, kind, by, error_field="card")
 
     def record_consent(self, customer_id: str, channel: str, granted: bool, lane: str, user: str) -> dict[str, Any]:

@@ -16,24 +16,24 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from core import topics
-from core.changes import Change
-from core.config import Config
-from core.db import transaction
-from core.messages import (CustomerReply, CustomerRequest, DownBatch, EdgeStatus, ErrorReport, PayloadError,
+from lanehub.protocol import topics
+from lanehub.protocol.change import Change
+from lanehub.runtime.config import Config
+from lanehub.replication.schema import transaction
+from lanehub.protocol.envelope import (CustomerReply, CustomerRequest, DownBatch, EdgeStatus, ErrorReport, PayloadError,
                            StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt)
-from core.model import ENTITIES, ValidationError
-from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient, RequestTimeout
-from core.worker import Worker
+from lanehub.domain.model import ENTITIES, ValidationError
+from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient, RequestTimeout
+from lanehub.runtime.worker import Worker
 
-from .db import EdgeDatabase, NotReady, PastDeadline
-from .lanes import TicketLanes
-from .mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
-from .printers import PrinterRoutes
-from core.payment_cards import redact
-from .register import past_deadline, payment_card_refusal, register_op
-from core.search import lane_view, search_customers
-from .tickets import LaneSettings, Refused
+from edge.db import EdgeDatabase, NotReady, PastDeadline
+from edge.lane.bus import TicketLanes
+from edge.lane.mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
+from edge.lane.printers import PrinterRoutes
+from lanehub.domain.payment_cards import redact
+from edge.lane.register import past_deadline, payment_card_refusal, register_op
+from lanehub.domain.search import lane_view, search_customers
+from edge.lane.tickets import LaneSettings, Refused
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class EdgeService:
             on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
             name="HQ broker",
         )
-        # E-mailed receipts (edge.mail): queued by the close on the lane worker, sent
+        # E-mailed receipts (edge.lane.mail): queued by the close on the lane worker, sent
         # by a thread of its own (no sender while [mail] has no host).
         self.mail_settings = MailSettings.from_config(config)
         self.receipt_mail = ReceiptMail(self.mail_settings, self.store, error_topic_alert(self.local, self.store))
@@ -463,7 +463,7 @@ class EdgeService:
             return
         try:
             db = self.lane_db
-            refused = payment_card_refusal(request)  # never searched, stored or echoed (edge.register)
+            refused = payment_card_refusal(request)  # never searched, stored or echoed (edge.lane.register)
             if refused is not None:
                 reply = refused
             elif request.op == "search":

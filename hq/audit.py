@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from core.hlc import stamp_ms
+from lanehub.protocol.hlc import stamp_ms
 
 BOOKKEEPING = ("created_at", "created_by", "updated_at", "updated_by")
 

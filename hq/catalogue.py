@@ -2,7 +2,7 @@
 
 Every write is a normal HQ change (``seq``), so it reaches every store like
 a customer edit. Nothing is ever deleted: a product, barcode, line or price
-is deactivated. CSV and POS imports go through ``hq/importing.py``.
+is deactivated. CSV and POS imports go through ``hq/imports/engine.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from core.catalogue import product_key, rate_key, rate_line_key, specific_price_key
-from core.db import transaction
-from core.model import ENTITIES, ValidationError
-from core.ownership import refuse_owned
-from core.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
+from lanehub.domain.catalogue import product_key, rate_key, rate_line_key, specific_price_key
+from lanehub.replication.schema import transaction
+from lanehub.domain.model import ENTITIES, ValidationError
+from lanehub.domain.ownership import refuse_owned
+from lanehub.domain.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
 
-from .db import HQDatabase
+from hq.db import HQDatabase
 
 
 class HQCatalogue:

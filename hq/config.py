@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.config import Config, Key, Tables, broker_keys, load
+from lanehub.runtime.config import Config, Key, Tables, broker_keys, load
 
 SCHEMA = {
     "hq": {"db": Key(str, "hq.db", path=True)},

@@ -19,25 +19,25 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from core import hlc as hlc_mod
-from core.broker import hash_password, new_password
-from core.card_purge import purge_hq
-from core.cards import add_card
-from core.changes import Change, new_id
-from core.codes import CodeFormat
-from core.db import Meta, connect, migrate, replica_migrations, transaction
-from core.hlc import site_clock
-from core.payment_cards import redact
-from core.messages import PayloadError
-from core.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
-from core.customer_updates import check_extra, write_customer_update
-from core.extra_fields import PREFIX, value_key, with_extras, write_extras
-from core.ownership import refuse_owned
-from core.replica import Replica
-from core.topics import TopicError, check_id
-from core.users import add_session_schema
+from lanehub.protocol import hlc as hlc_mod
+from lanehub.protocol.acl import hash_password, new_password
+from lanehub.replication.card_purge import purge_hq
+from lanehub.domain.cards import add_card
+from lanehub.protocol.change import Change, new_id
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import Meta, connect, migrate, replica_migrations, transaction
+from lanehub.protocol.hlc import site_clock
+from lanehub.domain.payment_cards import redact
+from lanehub.protocol.envelope import PayloadError
+from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
+from lanehub.domain.customer_updates import check_extra, write_customer_update
+from lanehub.domain.extra_fields import PREFIX, value_key, with_extras, write_extras
+from lanehub.domain.ownership import refuse_owned
+from lanehub.replication.replica import Replica
+from lanehub.protocol.topics import TopicError, check_id
+from lanehub.domain.users import add_session_schema
 
-from .duplicates import flag_duplicates
+from hq.duplicates import flag_duplicates
 
 ORIGIN = "hq"
 # A store's change that may only be early (an edit whose create is still on its
@@ -93,7 +93,7 @@ def m002_coupon_redemption(db: sqlite_utils.Database) -> None:
 
 @hq_migrations()
 def m003_batches(db: sqlite_utils.Database) -> None:
-    # Batches (hq/batches.py) are HQ-local: reviewed here, their effects replicate as normal changes.
+    # Batches (hq/batches/writes.py) are HQ-local: reviewed here, their effects replicate as normal changes.
     db.execute(
         "CREATE TABLE batches (id INTEGER PRIMARY KEY, "
         "kind TEXT NOT NULL CHECK (kind IN ('new_customers', 'customer_updates')), "
@@ -140,15 +140,15 @@ def m004_batch_events(db: sqlite_utils.Database) -> None:
 
 @hq_migrations()
 def m005_web_sessions(db: sqlite_utils.Database) -> None:
-    # Web sessions end on logout and when HQ changes a user's session_epoch (core.users).
+    # Web sessions end on logout and when HQ changes a user's session_epoch (lanehub.domain.users).
     add_session_schema(db)
 
 
 @hq_migrations()
 def m006_purge_payment_cards(db: sqlite_utils.Database) -> None:
-    # Payment card numbers kept before every entry refused them (core.payment_cards).
+    # Payment card numbers kept before every entry refused them (lanehub.domain.payment_cards).
     # The erasure is an HQ change per card (number masked, card deactivated) so every
-    # replica, catch-up and snapshot loses the number too; the log is masked (core.card_purge).
+    # replica, catch-up and snapshot loses the number too; the log is masked (lanehub.replication.card_purge).
     purge_hq(db.conn)
 
 
@@ -184,7 +184,7 @@ class HQDatabase:
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
         last = self.conn.execute("SELECT max(hlc) FROM changes").fetchone()[0]
-        # One clock for HQ's writer, reader and exporter (core.hlc.site_clock).
+        # One clock for HQ's writer, reader and exporter (lanehub.protocol.hlc.site_clock).
         self.clock = site_clock(self.path, last or hlc_mod.ZERO)
 
     def close(self) -> None:
@@ -262,7 +262,7 @@ class HQDatabase:
         return self.replica.find_customer(ref)
 
     def add_card(self, customer_id: str, number: str, kind: str, by: str) -> dict[str, Any]:
-        """Give a customer a card (``core.cards.add_card``)."""
+        """Give a customer a card (``lanehub.domain.cards.add_card``)."""
         return add_card(self, customer_id, number, kind, by, error_field="number")
 
     # --- codes ---------------------------------------------------------------------

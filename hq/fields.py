@@ -4,12 +4,12 @@ the chain's declared extra customer fields (``lanehub hq extra-fields``)."""
 
 from __future__ import annotations
 
-from core.db import transaction
-from core.extra_fields import EXTRA_FIELD, declaration_key
-from core.model import ValidationError
-from core.ownership import rule_key
+from lanehub.replication.schema import transaction
+from lanehub.domain.extra_fields import EXTRA_FIELD, declaration_key
+from lanehub.domain.model import ValidationError
+from lanehub.domain.ownership import rule_key
 
-from .db import HQDatabase
+from hq.db import HQDatabase
 
 
 def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.db import transaction
-from core.extra_fields import extras_of
-from core.sales import purchase_history
+from lanehub.replication.schema import transaction
+from lanehub.domain.extra_fields import extras_of
+from lanehub.domain.sales import purchase_history
 
-from .db import HQDatabase, now_iso
+from hq.db import HQDatabase, now_iso
 
 PERSONAL = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode", "country",
             "contact", "notes")

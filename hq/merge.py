@@ -9,11 +9,11 @@ store sees the merge. Consent history stays on the record where it was given.
 
 from __future__ import annotations
 
-from core.db import transaction
-from core.extra_fields import extras_of, write_extras
-from core.model import ValidationError
+from lanehub.replication.schema import transaction
+from lanehub.domain.extra_fields import extras_of, write_extras
+from lanehub.domain.model import ValidationError
 
-from .db import HQDatabase, now_iso
+from hq.db import HQDatabase, now_iso
 
 
 def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) -> dict:

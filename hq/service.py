@@ -13,24 +13,24 @@ import logging
 import subprocess
 import threading
 
-from core import topics
-from core.codes import CodeFormat
-from core.config import Config, ConfigError
-from core.messages import (SYNC_MAX_BYTES, DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest,
+from lanehub.protocol import topics
+from lanehub.domain.codes import CodeFormat
+from lanehub.runtime.config import Config, ConfigError
+from lanehub.protocol.envelope import (SYNC_MAX_BYTES, DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest,
                            SyncStatus, UpBatch, decode_object, excerpt)
-from core.model import ENTITIES
-from core.sales import purchase_history
-from core.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
-from core.payment_cards import redact
-from core.worker import Worker
+from lanehub.domain.model import ENTITIES
+from lanehub.domain.sales import purchase_history
+from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
+from lanehub.domain.payment_cards import redact
+from lanehub.runtime.worker import Worker
 
-from .audit import change_history
-from .coupons import HQCoupons
-from .db import HQDatabase
-from .exporting import export_changes
-from .import_targets import TARGETS
-from .fields import sync_field_rules
-from .importing import ImportSpec
+from hq.audit import change_history
+from hq.coupons import HQCoupons
+from hq.db import HQDatabase
+from hq.imports.export import export_changes
+from hq.imports.targets import TARGETS
+from hq.fields import sync_field_rules
+from hq.imports.engine import ImportSpec
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ def reload_broker(command: str) -> None:
 
 def broker_files_now(db: HQDatabase, config: Config) -> None:
     """Write the HQ broker's password and ACL files from the registered stores."""
-    from core.broker import hash_password, hq_acl_file, password_file, write_atomic
+    from lanehub.protocol.acl import hash_password, hq_acl_file, password_file, write_atomic
 
     broker = config["broker"]
     hashes = db.store_hashes()

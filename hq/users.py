@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.catalogue import natural_key
-from core.db import transaction
-from core.model import ENTITIES, ValidationError
-from core.users import BUILTIN_ROLES, new_session_epoch, split
-from core.web import hash_password
+from lanehub.domain.catalogue import natural_key
+from lanehub.replication.schema import transaction
+from lanehub.domain.model import ENTITIES, ValidationError
+from lanehub.domain.users import BUILTIN_ROLES, new_session_epoch, split
+from lanehub.web.app import hash_password
 
-from .db import HQDatabase
+from hq.db import HQDatabase
 
 MIN_PASSWORD = 10
 
@@ -69,7 +69,7 @@ class HQUsers:
             fields["name"] = name
         if {"password_hash", "roles", "active"} & set(fields):
             # Ends every web session this user has, here at once and at each store once
-            # the record has replicated (core.users: sessions carry the epoch of their login).
+            # the record has replicated (lanehub.domain.users: sessions carry the epoch of their login).
             fields["session_epoch"] = new_session_epoch()
         with transaction(self.db.conn):
             if not self.db.replica.get("user", key):
@@ -82,7 +82,7 @@ class HQUsers:
         """A new API token for the user (shown once; only its hash is kept and replicated)."""
         import secrets
 
-        from core.users import token_hash
+        from lanehub.domain.users import token_hash
 
         token = "lh_" + secrets.token_urlsafe(32)
         key = user_key(username.strip().lower())

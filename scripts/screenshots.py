@@ -18,11 +18,11 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from core import topics
-from core.chain import Chain
-from core.demo import _load_catalogue, declare_demo_fields, load_pos_demo
-from core.demo_data import DEMO_IMPORTS
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
+from lanehub.chain.local import Chain
+from lanehub.chain.demo import _load_catalogue, declare_demo_fields, load_pos_demo
+from lanehub.chain.demo_data import DEMO_IMPORTS
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "demo password 1"
@@ -53,7 +53,7 @@ def sell(chain: Chain, customer_code: str) -> None:
 
 
 def _pos_customer(chain: Chain, workdir: Path) -> str:
-    """The demo's POS import and batch (core.demo); returns an imported customer's code."""
+    """The demo's POS import and batch (lanehub.chain.demo); returns an imported customer's code."""
     load_pos_demo(chain, workdir)
     hq = sqlite3.connect(workdir / "hq.db")
     code = hq.execute("SELECT code FROM customers WHERE external_id = '4711'").fetchone()[0]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 
-from core import topics
-from core.broker import hash_password, new_password
+from lanehub.protocol import topics
+from lanehub.protocol.acl import hash_password, new_password
 
 _names = itertools.count(1)
 

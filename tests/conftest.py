@@ -4,9 +4,9 @@
   config, password file, ACL file and persistence directory; each can be
   stopped, SIGKILLed and restarted on the same port.
 - ``chain``: HQ broker + store brokers + `lanehub hq run` + `lanehub edge run`
-  processes with generated configs (``core.chain.Chain``); parts can be
+  processes with generated configs (``lanehub.chain.local.Chain``); parts can be
   SIGKILLed and restarted.
-- ``mqtt``: a factory for connected ``core.mqtt.MqttClient`` test clients.
+- ``mqtt``: a factory for connected ``lanehub.runtime.mqtt.MqttClient`` test clients.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from pathlib import Path
 import pytest
 
 # `make test` runs the suite in parallel workers (pytest-xdist): each takes its own
-# slice of the free ports (core.broker.free_port), so two never pick the same one.
+# slice of the free ports (lanehub.protocol.acl.free_port), so two never pick the same one.
 if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
     os.environ["LANEHUB_PORT_SLICE"] = (f"{int(os.environ['PYTEST_XDIST_WORKER'][2:])}/"
                                         f"{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}")
 
-from core.broker import Mosquitto
-from core.chain import Chain
-from core.messages import CustomerReply
-from core.mqtt import BrokerSettings, MqttClient
-from core import topics
+from lanehub.protocol.acl import Mosquitto
+from lanehub.chain.local import Chain
+from lanehub.protocol.envelope import CustomerReply
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
 
 
 def wait_until(predicate, timeout: float = 20, interval: float = 0.05, message: str = "condition"):
@@ -172,7 +172,7 @@ def customer_by(path: Path, column: str, value) -> dict | None:
 
 def replica_state(path: Path) -> dict:
     """Every replicated record with its fields and clocks: equal dicts mean identical replicas."""
-    from core.model import ENTITIES
+    from lanehub.domain.model import ENTITIES
 
     state = {}
     for spec in ENTITIES.values():

@@ -39,12 +39,12 @@ with tempfile.TemporaryDirectory(prefix="lanehub-routes-") as scratch:
     work = Path(scratch)
     if site == "hq":
         from hq.config import load_config
-        from hq.web import create_app
+        from hq.web.app import create_app
         (work / "hq.toml").write_text('[hq]\ndb = "hq.db"\n')
         app = create_app(load_config(work / "hq.toml"))
     elif site == "edge":
         from edge.config import load_config
-        from edge.web import create_app
+        from edge.web.app import create_app
         (work / "edge.toml").write_text('[store]\nid = "S001"\ndb = "S001.db"\n')
         app = create_app(load_config(work / "edge.toml"))
     else:

@@ -11,10 +11,10 @@ import uuid
 import pytest
 
 from conftest import kill_chain, start_chain, wait_converged, wait_until
-from core import topics
-from core.chain import Chain
-from core.lane_messages import DeviceStatus
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
+from lanehub.chain.local import Chain
+from lanehub.protocol.lane import DeviceStatus
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 PRODUCTS_CSV = """sku,description,brand,size,retail_price,tax_rate,active,barcodes
 MILK,Whole milk,Dairyco,1L,1.20,4,yes,8410000000011|8410000000012

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from core.broker import free_port, mosquitto_binary, port_open
-from core.config import load
+from lanehub.protocol.acl import free_port, mosquitto_binary, port_open
+from lanehub.runtime.config import load
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE = ROOT / "ansible"
@@ -131,7 +131,7 @@ def test_the_rendered_store_broker_takes_its_users_and_enforces_the_acl(rendered
     sync_users(out / "store.passwd", STORE_USERS)
     broker = start_broker(debian_style(out / "mosquitto-store.conf", out, "store"), ports["store_port"])
     try:
-        from core.mqtt import BrokerSettings, MqttClient
+        from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
         anonymous = MqttClient(BrokerSettings(port=ports["store_port"]), "anon")
         anonymous.start()

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from core.codes import CodeFormat
-from core.config import dump_toml
-from core.procs import lanehub_command, run_lanehub
+from lanehub.domain.codes import CodeFormat
+from lanehub.runtime.config import dump_toml
+from lanehub.chain.processes import lanehub_command, run_lanehub
 from hq.db import HQDatabase
 
 from conftest import db_query, db_value, edge_db, edge_ready, hq_db, hq_head, last_seq, replica_state, wait_converged, wait_until
@@ -395,7 +395,7 @@ def test_restore_replaces_an_unreadable_database_and_never_reads_its_stale_wal(m
 
 
 def test_a_backup_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypatch):
-    from core import backup as backup_module
+    from lanehub.runtime import backup as backup_module
 
     db = HQDatabase(tmp_path / "hq.db", CODES, 100)
     db.create_customer({"first_name": "Ada", "last_name": "Lovelace"}, "test")

@@ -1,4 +1,4 @@
-"""Codes as stores scan them (core.barcodes): AIM identifiers, GS1 element strings,
+"""Codes as stores scan them (lanehub.domain.barcodes): AIM identifiers, GS1 element strings,
 scale labels with weight or price, check digits; then the same codes through a
 real store: a scanner bridge, the store broker, the edge's lane and its pricing."""
 
@@ -16,11 +16,11 @@ from decimal import Decimal
 import pytest
 
 from conftest import wait_converged
-from core import topics
-from core.barcodes import (AIS, GS, BarcodeError, ScaleLayout, gtin_check_digit, gtin_lookup_keys, parse_layouts,
+from lanehub.protocol import topics
+from lanehub.domain.barcodes import (AIS, GS, BarcodeError, ScaleLayout, gtin_check_digit, gtin_lookup_keys, parse_layouts,
                            parse_scan, price_check_digit, split_aim)
-from core.config import ConfigError, load
-from devices.keymap import strip_aim
+from lanehub.runtime.config import ConfigError, load
+from devices.readers.keymap import strip_aim
 from edge.config import SCHEMA as EDGE_SCHEMA
 from shop import LANES, PRODUCTS_CSV, Lane, lane, shop  # noqa: F401  (fixtures)
 
@@ -238,7 +238,7 @@ def test_a_bad_layout_stops_the_edge_with_one_line_naming_file_and_key(tmp_path,
     with pytest.raises(ConfigError) as info:
         load(path, EDGE_SCHEMA, environ={})
     assert f"{path}: [store] variable_measure: " in str(info.value) and problem in str(info.value)
-    result = subprocess.run([sys.executable, "-m", "core.cli", "edge", "run", "-c", str(path)],
+    result = subprocess.run([sys.executable, "-m", "lanehub.cli.main", "edge", "run", "-c", str(path)],
                             capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
@@ -272,8 +272,8 @@ def line_view(state: dict) -> list[tuple]:
 
 
 def test_an_aim_prefixed_ean13_from_a_scanner_without_aim_in_its_profile_is_priced(shop, lane, mqtt):
-    from core.mqtt import BrokerSettings
-    from devices.bridges import DeviceLink, ReaderBridge
+    from lanehub.runtime.mqtt import BrokerSettings
+    from devices.readers.bridge import DeviceLink, ReaderBridge
     from devices.profiles import PROFILES_DIR, load_profile
 
     profile = load_profile(PROFILES_DIR / "datalogic-magellan-serial.toml")

@@ -10,10 +10,10 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from core.cli import main
-from core.codes import CodeFormat
-from hq.batch_checks import similar_customers
-from hq.batches import BatchClosed, BatchError, Batches, NotReady
+from lanehub.cli.main import main
+from lanehub.domain.codes import CodeFormat
+from hq.batches.checks import similar_customers
+from hq.batches.writes import BatchClosed, BatchError, Batches, NotReady
 from hq.catalogue import HQCatalogue
 from hq.db import HQDatabase
 from test_web import csrf, login, sites  # noqa: F401  (sites: fixture)
@@ -228,7 +228,7 @@ def test_a_customer_updates_batch_previews_then_sets_rate_payment_status_or_deac
 
 
 def test_fields_owned_by_an_external_system_are_row_errors(db):
-    from core import ownership
+    from lanehub.domain import ownership
 
     ann = db.find_customer("CUST-00001")
     db._write("field_rule", ownership.rule_key("customer", "payment_status"),
@@ -399,8 +399,8 @@ def test_only_customers_import_may_change_batches(sites):  # noqa: F811
 def test_the_batch_history_says_who_changed_which_row_and_cannot_be_rewritten(tmp_path):
     import sqlite3 as _sqlite3
 
-    from core.codes import CodeFormat
-    from hq.batches import Batches
+    from lanehub.domain.codes import CodeFormat
+    from hq.batches.writes import Batches
     from hq.db import HQDatabase
 
     db = HQDatabase(tmp_path / "hq.db", CodeFormat())

@@ -2,7 +2,7 @@
 
 import json
 
-from core.procs import run_lanehub
+from lanehub.chain.processes import run_lanehub
 
 
 def test_bench_sync_measures_every_part(tmp_path):

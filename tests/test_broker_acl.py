@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from core import topics
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 from conftest import wait_until
 
@@ -64,7 +64,7 @@ def test_unknown_or_wrong_credentials_are_refused_at_connect(chain):
 
 
 def test_free_ports_are_never_handed_out_twice_in_one_process():
-    from core.broker import free_port
+    from lanehub.protocol.acl import free_port
 
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)

@@ -17,10 +17,10 @@ import uuid
 
 import pytest
 
-import core.mqtt
-from core.broker import free_port
-from core.chain import Chain
-from core.mqtt import BrokerSettings, LinkState, MqttClient
+import lanehub.runtime.mqtt
+from lanehub.protocol.acl import free_port
+from lanehub.chain.local import Chain
+from lanehub.runtime.mqtt import BrokerSettings, LinkState, MqttClient
 
 from conftest import kill_chain, wait_until
 from test_tls_link import make_ca, openssl
@@ -49,7 +49,7 @@ def certs(tmp_path_factory):
 @pytest.fixture
 def link(caplog):
     """Start an ``MqttClient`` that logs into caplog; stopped afterwards."""
-    caplog.set_level(logging.INFO, logger="core.mqtt")
+    caplog.set_level(logging.INFO, logger="lanehub.runtime.mqtt")
     clients: list[MqttClient] = []
 
     def start(**settings) -> MqttClient:
@@ -88,7 +88,7 @@ def test_a_wrong_password_is_not_authorized_warned_once_while_paho_retries(mosqu
 
 
 def test_a_link_down_for_long_is_warned_about_again(mosquitto, link, caplog, monkeypatch):
-    monkeypatch.setattr(core.mqtt, "REMIND_EVERY", 2.0)
+    monkeypatch.setattr(lanehub.runtime.mqtt, "REMIND_EVERY", 2.0)
     client = link(port=free_port())
     wait_until(lambda: any("still cannot connect" in w for w in warnings_of(caplog, client)), 20,
                message="a reminder")

@@ -215,8 +215,8 @@ def test_a_new_customers_batch_is_uploaded_fixed_and_executed_in_the_browser(bro
 
 
 def test_fields_a_pos_owns_are_read_only_on_the_store_page(browser, web_chain, tmp_path):
-    from core.config import dump_toml
-    from core.procs import run_lanehub
+    from lanehub.runtime.config import dump_toml
+    from lanehub.chain.processes import run_lanehub
 
     config = tmp_path / "hq-import.toml"
     config.write_text(dump_toml(web_chain.hq_config() | {"import": {"customers": {

@@ -1,4 +1,4 @@
-"""devices.cards: magnetic-stripe and plain-number swipes, payment-card detection, LRC."""
+"""devices.readers.swipe: magnetic-stripe and plain-number swipes, payment-card detection, LRC."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from devices.cards import Swipe, is_payment_pan, lrc, luhn_ok, mask, parse_swipe
+from devices.readers.swipe import Swipe, is_payment_pan, lrc, luhn_ok, mask, parse_swipe
 
 VISA = "4111111111111111"
 FIN_T1 = f"%B{VISA}^DOE/JOHN^2512101000000000000?"
@@ -74,7 +74,7 @@ PAYMENTS = [
     ("plain Amex", "378282246310005", "378282246310005", "***********0005", ()),
     ("plain Visa with dashes", "4111-1111-1111-1111", VISA, "************1111", ()),
     ("CRLF around financial", f"\r\n{FIN_T1}\r\n{FIN_T2}\r\n", VISA, "************1111", ("1", "2")),
-    # core.payment_cards' policy: networks the old prefix table missed, spaced numbers, bank tracks.
+    # lanehub.domain.payment_cards' policy: networks the old prefix table missed, spaced numbers, bank tracks.
     ("plain Visa with spaces", "4111 1111 1111 1111", VISA, "************1111", ()),
     ("plain Mir", "2200000000000004", "2200000000000004", "************0004", ()),
     ("plain RuPay 82", "8200000000000001", "8200000000000001", "************0001", ()),

@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from core.cli import main
+from lanehub.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

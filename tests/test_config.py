@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from core.config import ConfigError, dump_toml, load
+from lanehub.runtime.config import ConfigError, dump_toml, load
 from edge.config import SCHEMA as EDGE_SCHEMA
 from hq.config import SCHEMA as HQ_SCHEMA
 
@@ -69,7 +69,7 @@ def test_run_with_a_bad_config_stops_with_one_line(tmp_path, kind, text, needle)
     path = tmp_path / f"{kind}.toml"
     if text is not None:
         path.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "core.cli", kind, "run", "-c", str(path)],
+    result = subprocess.run([sys.executable, "-m", "lanehub.cli.main", kind, "run", "-c", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

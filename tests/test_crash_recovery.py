@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core.mqtt import RequestTimeout
+from lanehub.runtime.mqtt import RequestTimeout
 
 from conftest import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.codes import CodeFormat
-from core.model import CUSTOMER, derive_customer, normalize_text
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.model import CUSTOMER, derive_customer, normalize_text
 
 CODES = CodeFormat()
 

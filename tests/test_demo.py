@@ -14,15 +14,15 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from core import topics
-from core.broker import port_open
+from lanehub.protocol import topics
+from lanehub.protocol.acl import port_open
 
 from conftest import db_query, wait_until
 
 
 def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path, mqtt):
     workdir = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--dir", str(workdir), "--customers", "40"],
+    proc = subprocess.Popen([sys.executable, "-m", "lanehub.cli.main", "demo", "--dir", str(workdir), "--customers", "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     output = []
     try:

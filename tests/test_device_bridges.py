@@ -16,9 +16,9 @@ import uuid
 import pytest
 
 from conftest import wait_until
-from core import topics
-from core.procs import ServiceProcess
-from devices.cards import lrc
+from lanehub.protocol import topics
+from lanehub.chain.processes import ServiceProcess
+from devices.readers.swipe import lrc
 from fake_printer import FakePrinter
 
 PAN = "4111111111111111"
@@ -267,8 +267,8 @@ def key_events(text: str):
 
 
 def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, mqtt):
-    from core.mqtt import BrokerSettings
-    from devices.bridges import DeviceLink, EvdevSource, ReaderBridge
+    from lanehub.runtime.mqtt import BrokerSettings
+    from devices.readers.bridge import DeviceLink, EvdevSource, ReaderBridge
     from devices.profiles import PROFILES_DIR, load_profile
 
     broker = mosquitto("hid", anonymous=True)
@@ -291,8 +291,8 @@ def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, m
 
 
 def test_an_unplugged_device_is_logged_once_per_state_not_every_retry(mosquitto, tmp_path, caplog):
-    from core.mqtt import BrokerSettings
-    from devices.bridges import DeviceLink, ReaderBridge, SerialSource
+    from lanehub.runtime.mqtt import BrokerSettings
+    from devices.readers.bridge import DeviceLink, ReaderBridge, SerialSource
     from devices.profiles import PROFILES_DIR, load_profile
 
     broker = mosquitto("unplugged", anonymous=True)
@@ -300,7 +300,7 @@ def test_an_unplugged_device_is_logged_once_per_state_not_every_retry(mosquitto,
     scanner = tmp_path / "scanner"
     bridge = ReaderBridge(DeviceLink(BrokerSettings(port=broker.port), "S001", "SC7", "L1", "scanner"),
                           profile, SerialSource(str(scanner), profile), 0.05)
-    with caplog.at_level("INFO", logger="devices.bridges"):
+    with caplog.at_level("INFO", logger="devices.readers.bridge"):
         bridge.start()
         try:
             time.sleep(1.0)  # some 20 retries of an absent device
@@ -324,7 +324,7 @@ def test_an_unplugged_device_is_logged_once_per_state_not_every_retry(mosquitto,
     ('[device."a/b"]\nprofile = "datalogic-magellan-serial"\nlane = "L1"\npath = "/dev/ttyS0"\n', "[device.a/b]"),
 ])
 def test_a_bad_devices_toml_stops_with_one_line(tmp_path, device, problem):
-    from core.procs import run_lanehub
+    from lanehub.chain.processes import run_lanehub
 
     path = tmp_path / "devices.toml"
     path.write_text(f'[store]\nid = "S001"\n\n{device}')

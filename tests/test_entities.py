@@ -1,4 +1,4 @@
-"""Every replicated entity, from the registry (``core.model.ENTITIES``): a valid
+"""Every replicated entity, from the registry (``lanehub.domain.model.ENTITIES``): a valid
 record passes its checks, travels as a change message, applies at HQ and at a
 store, and survives a snapshot unchanged. A new entity without a sample here
 fails the first test."""
@@ -9,12 +9,12 @@ import uuid
 
 import pytest
 
-from core.changes import Change, new_id
-from core.codes import CodeFormat
-from core.db import connect, migrate, replica_migrations
-from core.hlc import HybridLogicalClock
-from core.model import ENTITIES, STORE_WRITABLE
-from core.replica import Replica
+from lanehub.protocol.change import Change, new_id
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import connect, migrate, replica_migrations
+from lanehub.protocol.hlc import HybridLogicalClock
+from lanehub.domain.model import ENTITIES, STORE_WRITABLE
+from lanehub.replication.replica import Replica
 
 C = str(uuid.uuid4())  # a customer id the samples point to
 P = str(uuid.uuid4())  # a product id

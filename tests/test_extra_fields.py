@@ -10,17 +10,17 @@ import uuid
 import pytest
 
 from conftest import customer_by, db_query, edge_db, hq_db, wait_until
-from core.codes import CodeFormat
-from core.extra_fields import value_key
-from core.model import ValidationError
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.extra_fields import value_key
+from lanehub.domain.model import ValidationError
 from edge.db import EdgeDatabase
 from hq.config import load_config
 from hq.db import HQDatabase
 from hq.fields import declare_extra_field, sync_field_rules
 from hq.gdpr import erase_customer, export_customer
-from hq.import_sources import CsvSource
-from hq.import_targets import TARGETS
-from hq.importing import ImportAborted, ImportSpec, run_import
+from hq.imports.sources import CsvSource
+from hq.imports.targets import TARGETS
+from hq.imports.engine import ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
 from test_api import call
 from test_importing import write_config, write_csv
@@ -177,7 +177,7 @@ def test_a_merge_moves_coupons_headship_and_missing_extra_values_to_the_survivor
 
 
 def test_a_new_customers_batch_carries_declared_extra_fields(hq, tmp_path):
-    from hq.batches import Batches
+    from hq.batches.writes import Batches
 
     batches = Batches(hq)
     batch = batches.new("new_customers", "t")

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from core import topics
+from lanehub.protocol import topics
 
 from conftest import db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
 

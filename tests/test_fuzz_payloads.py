@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from core import lane_messages  # noqa: F401  (its messages are Message subclasses too)
-from core import topics
-from core.broker import hq_acl_file
-from core.messages import Message, PayloadError
+from lanehub.protocol import lane as lane_messages  # noqa: F401  (its messages are Message subclasses too)
+from lanehub.protocol import topics
+from lanehub.protocol.acl import hq_acl_file
+from lanehub.protocol.envelope import Message, PayloadError
 
 from broker_users import hq_operator, store_twin
 from conftest import db_query, edge_db, hq_db, wait_until
@@ -34,7 +34,7 @@ from shop import PRODUCTS_CSV, Lane, announce_printer
 STORE = "S001"
 JUNK_LANE, DEVICE, JUNK_REPLY = "LJ", "P1", "junk"
 # Topic kinds lanehub's services only publish: nothing of lanehub reads them, so
-# garbage there must be reported nowhere. Every other kind of core/topics.py is
+# garbage there must be reported nowhere. Every other kind of lanehub/protocol/topics.py is
 # read by the edge or HQ (the test checks both: a report for each payload on those,
 # none on these). The error topic is the test's oracle: nothing is sent there.
 PUBLISHED_ONLY = {"ticket_state", "printer_job", "edge_status", "error"}
@@ -138,7 +138,7 @@ PRICES = {"8410000000011": Decimal("1.20"), "2000000000015": Decimal("0.95")}
 
 
 def test_the_kinds_are_all_classified():
-    assert PUBLISHED_ONLY <= set(topics.BUILDERS), "a published-only kind core/topics.py no longer has"
+    assert PUBLISHED_ONLY <= set(topics.BUILDERS), "a published-only kind lanehub/protocol/topics.py no longer has"
     assert {"sync_up", "sync_req", "sync_status"} <= {topics.parse(t).kind for t in STORE_WRITES}
 
 

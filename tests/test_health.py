@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from core.codes import CodeFormat
+from lanehub.domain.codes import CodeFormat
 from edge.config import load_config as load_edge_config
 from edge.db import EdgeDatabase
-from edge.web import create_app as store_app
+from edge.web.app import create_app as store_app
 from hq.db import HQDatabase
-from hq.web import create_app as hq_app
+from hq.web.app import create_app as hq_app
 
 from conftest import hq_head, wait_converged, wait_until
 from test_broker_link import healthz
@@ -66,10 +66,10 @@ def test_healthz_follows_the_brokers_of_a_running_chain(make_chain):
 
     port = chain.hq_broker.port
     log = chain.hq.tail(200)
-    assert f"WARNING core.mqtt: lanehub-hq: lost HQ broker 127.0.0.1:{port}: connection lost" in log, log
-    assert f"WARNING core.mqtt: lanehub-hq: cannot connect to HQ broker 127.0.0.1:{port}: connection refused" in log
+    assert f"WARNING lanehub.runtime.mqtt: lanehub-hq: lost HQ broker 127.0.0.1:{port}: connection lost" in log, log
+    assert f"WARNING lanehub.runtime.mqtt: lanehub-hq: cannot connect to HQ broker 127.0.0.1:{port}: connection refused" in log
     assert chain.edges["S001"].wait_for_log(
-        f"WARNING core.mqtt: lanehub-edge-S001: cannot connect to HQ broker 127.0.0.1:{port}: connection refused", 10)
+        f"WARNING lanehub.runtime.mqtt: lanehub-edge-S001: cannot connect to HQ broker 127.0.0.1:{port}: connection refused", 10)
 
     chain.hq_broker.start()
     hq = answers(chain, "hq", 200, lambda b: b["status"] == "ok", 30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.hlc import HybridLogicalClock, format_stamp, parse_stamp
+from lanehub.protocol.hlc import HybridLogicalClock, format_stamp, parse_stamp
 
 
 def test_stamps_increase_even_when_the_wall_clock_stands_still():

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from core.changes import Change
-from core.codes import CodeFormat
-from core.hlc import format_stamp
+from lanehub.protocol.change import Change
+from lanehub.domain.codes import CodeFormat
+from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase, NotReady
 from hq.db import HQDatabase
 

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from core.codes import CodeFormat
-from core.config import ConfigError, dump_toml
-from core.model import ValidationError
-from core.procs import run_lanehub
+from lanehub.domain.codes import CodeFormat
+from lanehub.runtime.config import ConfigError, dump_toml
+from lanehub.domain.model import ValidationError
+from lanehub.chain.processes import run_lanehub
 from edge.db import EdgeDatabase
 from hq.config import load_config
 from hq.db import HQDatabase
-from hq.exporting import export_changes
-from hq.import_sources import CsvSource, SqlSource, open_source
-from hq.import_targets import TARGETS
+from hq.imports.export import export_changes
+from hq.imports.sources import CsvSource, SqlSource, open_source
+from hq.imports.targets import TARGETS
 from hq.fields import sync_field_rules
-from hq.importing import Caps, ImportAborted, ImportSpec, run_import
+from hq.imports.engine import Caps, ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
 from test_api import call
 from test_web import csrf, login, sites  # noqa: F401  (fixture)
@@ -282,8 +282,8 @@ def test_owned_fields_are_refused_on_every_write_path_and_lanehub_fields_stay_ed
     with pytest.raises(ValidationError, match="city comes from pos"):
         edge.update_customer(ana["id"], {"city": "Toledo"}, "till")
     assert edge.update_customer(ana["id"], {"phone": "+34 600 000 000"}, "till")["phone"]
-    from core.messages import CustomerRequest
-    from edge.register import register_op
+    from lanehub.protocol.envelope import CustomerRequest
+    from edge.lane.register import register_op
 
     at_lane = register_op(edge, CustomerRequest(op="update", ref=ana["code"], customer={"city": "Toledo"}), "L1",
                           lambda *_: None)
@@ -578,7 +578,7 @@ def test_an_import_killed_while_writing_leaves_nothing_half_done(tmp_path):
     import subprocess
     import time
 
-    from core.procs import lanehub_command
+    from lanehub.chain.processes import lanehub_command
 
     config = write_config(tmp_path, {"customers": POS_CONFIG})
     rows = [{"NUM": str(10_000 + i), "NAME": f"Name{i}", "SURNAME": f"Surname{i}", "MAIL": "", "CITY": "Vigo", "TAXID": ""}

@@ -1,12 +1,12 @@
-"""devices.keymap: scanner key events (real evdev InputEvents) back to scanned text."""
+"""devices.readers.keymap: scanner key events (real evdev InputEvents) back to scanned text."""
 
 from __future__ import annotations
 
 import pytest
 from evdev import InputEvent, ecodes
 
-from devices import keymap
-from devices.keymap import KeyDecoder, strip_aim
+from devices.readers import keymap
+from devices.readers.keymap import KeyDecoder, strip_aim
 
 E = ecodes
 SHIFT, RSHIFT, CTRL, RCTRL, ALTGR = (E.KEY_LEFTSHIFT, E.KEY_RIGHTSHIFT, E.KEY_LEFTCTRL,

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from core.changes import Change
-from core.hlc import format_stamp
+from lanehub.protocol.change import Change
+from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase, NotReady
-from core.search import search_customers
+from lanehub.domain.search import search_customers
 
 from conftest import customer_by, edge_db, hq_db, lane_request, wait_until
 
@@ -78,7 +78,7 @@ def test_search_by_postcode_returns_everyone_there(replica):
 
 def test_search_by_card_number(replica):
     db, made = replica
-    from core.db import transaction
+    from lanehub.replication.schema import transaction
 
     with transaction(db.conn):
         db._write("card", str(uuid.uuid4()), {"number": "LOY-0042", "customer_id": made["Juan"]["id"], "kind": "loyalty", "active": True}, "t")

@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
-from core import topics
-from core.codes import CodeFormat
-from core.hlc import HybridLogicalClock
-from core.mqtt import RequestTimeout
+from lanehub.protocol import topics
+from lanehub.domain.codes import CodeFormat
+from lanehub.protocol.hlc import HybridLogicalClock
+from lanehub.runtime.mqtt import RequestTimeout
 from hq.db import HQDatabase
 
 from conftest import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until

@@ -17,13 +17,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from conftest import db_query, db_value, edge_db, kill_chain, start_chain, wait_converged, wait_until
-from core.broker import free_port
-from core.chain import Chain
-from core.db import connect
-from core.procs import lanehub_command
-from core.receipts import text_lines
+from lanehub.protocol.acl import free_port
+from lanehub.chain.local import Chain
+from lanehub.replication.schema import connect
+from lanehub.chain.processes import lanehub_command
+from lanehub.receipts.layout import text_lines
 from edge.db import EdgeDatabase
-from edge.mail import MailOutbox, MailSender, MailSettings, MailStatus
+from edge.lane.mail import MailOutbox, MailSender, MailSettings, MailStatus
 from shop import PRODUCTS_CSV, Lane
 
 STORE_NAME = "Market <Centro> & Co"  # markup in the data: the HTML part must escape it

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from core import topics
-from core.changes import Change
-from core.hlc import format_stamp
+from lanehub.protocol import topics
+from lanehub.protocol.change import Change
+from lanehub.protocol.hlc import format_stamp
 
 from conftest import customer_by, db_query, edge_db, lane_request, last_seq, wait_until
 from shop import PRODUCTS_CSV, Lane, announce_printer
@@ -201,7 +201,7 @@ def test_the_brokers_lanehub_runs_refuse_oversized_messages(chain, mqtt):
 def test_the_ansible_broker_configs_have_the_same_limits():
     import jinja2
 
-    from core.broker import HQ_BROKER_MESSAGE_LIMIT, STORE_BROKER_MESSAGE_LIMIT, max_packet_size
+    from lanehub.protocol.acl import HQ_BROKER_MESSAGE_LIMIT, STORE_BROKER_MESSAGE_LIMIT, max_packet_size
     from pathlib import Path
 
     template = (Path(__file__).parent.parent / "ansible/roles/mosquitto/templates/mosquitto.conf.j2").read_text()

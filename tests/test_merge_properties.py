@@ -9,11 +9,11 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.changes import Change
-from core.codes import CodeFormat
-from core.db import connect, migrate, replica_migrations, transaction
-from core.hlc import format_stamp
-from core.replica import Replica
+from lanehub.protocol.change import Change
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import connect, migrate, replica_migrations, transaction
+from lanehub.protocol.hlc import format_stamp
+from lanehub.replication.replica import Replica
 from edge.db import EdgeDatabase
 from hq.db import HQDatabase
 

@@ -1,8 +1,8 @@
-"""One payment-card policy (core.payment_cards) at every entry: a card number of
+"""One payment-card policy (lanehub.domain.payment_cards) at every entry: a card number of
 any network, bare, spaced or in a bank track, is refused with its masked form on
 the lane topics, at the register, by HQ's CLI, pages, API, imports and batches,
 and is never on a broker, in a database or in a log; the upgrade purges the
-numbers kept before (core.card_purge)."""
+numbers kept before (lanehub.replication.card_purge)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from broker_users import hq_operator
 from conftest import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
-from core import topics
-from core.changes import Change, new_id
-from core.codes import CodeFormat
-from core.db import connect, replica_migrations
-from core.messages import excerpt
-from core.mqtt import MqttClient
-from core.payment_cards import (RedactingFilter, find_payment_card, is_payment_card, luhn_ok, mask, redact,
+from lanehub.protocol import topics
+from lanehub.protocol.change import Change, new_id
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import connect, replica_migrations
+from lanehub.protocol.envelope import excerpt
+from lanehub.runtime.mqtt import MqttClient
+from lanehub.domain.payment_cards import (RedactingFilter, find_payment_card, is_payment_card, luhn_ok, mask, redact,
                                 refusal)
-from core.replica import Replica
+from lanehub.replication.replica import Replica
 from route_walk import CSRF_RE, get, login
 from shop import LANES, PRODUCTS_CSV, Lane, lane, shop  # noqa: F401  (fixtures)
 

@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from core.pricing import PricingCustomer, Product, Rate, RateLine, SpecificPrice, unit_price
+from lanehub.domain.pricing import PricingCustomer, Product, Rate, RateLine, SpecificPrice, unit_price
 
 DAY = date(2026, 6, 15)
 MILK = Product(id="p-milk", sku="MILK", description="Milk 1L", retail_price=D("10.00"))

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from core.config import ConfigError
-from core.procs import run_lanehub
+from lanehub.runtime.config import ConfigError
+from lanehub.chain.processes import run_lanehub
 from devices.profiles import PROFILES_DIR, UDEV_RULES, check_udev_rules, load_profile, load_profiles, udev_rules
 
 PROFILES = sorted(PROFILES_DIR.glob("*.toml"))

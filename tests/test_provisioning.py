@@ -29,8 +29,8 @@ import pytest
 import boxes
 import route_walk
 from conftest import wait_until
-from core import topics
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.protocol import topics
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 from fake_printer import FakePrinter
 from shop import PRODUCTS_CSV, Lane
 

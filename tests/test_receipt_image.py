@@ -1,4 +1,4 @@
-"""Receipt pictures (core/receipt_image.py): drawn from the printer's own
+"""Receipt pictures (lanehub/receipts/image.py): drawn from the printer's own
 layout, at the printer's dot width, in its code page, with real CODE128 bars;
 and `lanehub devices receipt`.
 
@@ -17,11 +17,11 @@ import pytest
 from barcode.charsets.code128 import CODES
 from PIL import Image, ImageChops
 
-from core.procs import run_lanehub
+from lanehub.chain.processes import run_lanehub
 from devices.profiles import load_profiles
-from core.receipts import BARCODE, BIG, NORMAL, barcode_module_width, layout, printed_text
-from devices.receipt import render_receipt
-from core.receipt_image import (CELL_HEIGHT, LINE_PITCH, TOP_MARGIN, code128b_modules, dot_width, line_image,
+from lanehub.receipts.layout import BARCODE, BIG, NORMAL, barcode_module_width, layout, printed_text
+from devices.printer.receipt import render_receipt
+from lanehub.receipts.image import (CELL_HEIGHT, LINE_PITCH, TOP_MARGIN, code128b_modules, dot_width, line_image,
                                    receipt_image, receipt_png)
 from test_receipt_printer import RECEIPT
 

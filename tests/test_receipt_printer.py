@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from devices.printer_io import FilePrinter, NetworkPrinter, PrinterStatus, query_status
-from devices.receipt import render_receipt, text_lines
-from devices.spool import Spool
+from devices.printer.io import FilePrinter, NetworkPrinter, PrinterStatus, query_status
+from devices.printer.receipt import render_receipt, text_lines
+from devices.printer.spool import Spool
 from fake_printer import FakePrinter
 
 LONG_DESCRIPTION = (
@@ -274,7 +274,7 @@ def test_spool_corrupt_job_file_is_moved_aside(tmp_path, caplog):
     spool.add(JOB_B, RECEIPT)
     [job_b_file] = [p for p in tmp_path.iterdir() if JOB_B in p.name]
     job_b_file.write_bytes(job_b_file.read_bytes()[:25])  # partial JSON
-    with caplog.at_level(logging.WARNING, logger="devices.spool"):
+    with caplog.at_level(logging.WARNING, logger="devices.printer.spool"):
         assert spool.pending() == [(JOB_A, RECEIPT)]
     assert "corrupt" in caplog.text and JOB_B in caplog.text
     assert not job_b_file.exists()

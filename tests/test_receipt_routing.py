@@ -14,10 +14,10 @@ import time
 import pytest
 
 from conftest import db_query, edge_db, wait_converged, wait_until
-from core import topics
-from core.procs import ServiceProcess, lanehub_command
+from lanehub.protocol import topics
+from lanehub.chain.processes import ServiceProcess, lanehub_command
 from edge.db import EdgeDatabase
-from edge.printers import PrinterRoutes, printer_for
+from edge.lane.printers import PrinterRoutes, printer_for
 from fake_printer import FakePrinter
 from shop import PRODUCTS_CSV, Lane
 

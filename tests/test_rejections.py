@@ -7,10 +7,10 @@ import json
 import time
 import uuid
 
-from core import topics
-from core.changes import Change
-from core.db import transaction
-from core.hlc import format_stamp
+from lanehub.protocol import topics
+from lanehub.protocol.change import Change
+from lanehub.replication.schema import transaction
+from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase
 
 from conftest import customer_by, db_query, edge_db, hq_db, replica_state, wait_converged, wait_until

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-import core.web
+import lanehub.web.app
 from conftest import db_query, edge_db, wait_until
 from hq.users import HQUsers
 from test_web import PASSWORD, csrf, login, sites  # noqa: F401  (sites: fixture)
@@ -125,13 +125,13 @@ def test_a_login_does_the_same_password_work_for_unknown_and_known_user_names(si
     apps, hq, _ = sites
     HQUsers(hq).update("powerless", "t", active=False)
     checked = []
-    real = core.web.check_password_hash
+    real = lanehub.web.app.check_password_hash
 
     def counting(stored, password):
         checked.append(stored.split("$")[0])  # the method and its parameters, e.g. scrypt:32768:8:1
         return real(stored, password)
 
-    monkeypatch.setattr(core.web, "check_password_hash", counting)
+    monkeypatch.setattr(lanehub.web.app, "check_password_hash", counting)
     client = apps["hq"].test_client()
     attempts = [("nosuchuser", PASSWORD), ("admin", "wrong password"), ("powerless", PASSWORD),  # deactivated
                 ("till", PASSWORD)]  # a store user at HQ

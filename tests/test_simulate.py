@@ -23,11 +23,11 @@ import pytest
 from PIL import Image
 
 from conftest import db_value, edge_db, wait_until
-from core import topics
-from core.lane_messages import CardRead, DeviceStatus, PrintResult, Scan
-from core.procs import lanehub_command, run_lanehub
-from core.receipts import text_lines
-from devices.simulate import PRINTER_MODES, Command, device_id, parse_command
+from lanehub.protocol import topics
+from lanehub.protocol.lane import CardRead, DeviceStatus, PrintResult, Scan
+from lanehub.chain.processes import lanehub_command, run_lanehub
+from lanehub.receipts.layout import text_lines
+from devices.simulate.simulator import PRINTER_MODES, Command, device_id, parse_command
 from test_device_bridges import job
 
 # The console script itself, as a store box runs it.

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from core.changes import Change
-from core.codes import CodeFormat
-from core.db import transaction
-from core.hlc import format_stamp
+from lanehub.protocol.change import Change
+from lanehub.domain.codes import CodeFormat
+from lanehub.replication.schema import transaction
+from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase
 from hq.db import HQDatabase
 

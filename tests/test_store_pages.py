@@ -11,10 +11,10 @@ import re
 import time
 
 from conftest import db_query, db_value, edge_db, wait_until
-from core import topics
-from core.db import transaction
-from core.sales import sale_key
-from edge.tickets import LaneSettings, apply_settings, stored_settings
+from lanehub.protocol import topics
+from lanehub.replication.schema import transaction
+from lanehub.domain.sales import sale_key
+from edge.lane.tickets import LaneSettings, apply_settings, stored_settings
 from test_web import csrf, login, sites  # noqa: F401  (fixture)
 
 
@@ -80,7 +80,7 @@ def test_a_waiting_receipt_is_moved_to_another_printer_and_a_printer_gets_a_test
 def test_the_receipts_page_shows_each_lanes_last_receipts_as_pictures_and_the_e_mails(sites):  # noqa: F811
     from PIL import Image
 
-    from edge.mail import MailOutbox
+    from edge.lane.mail import MailOutbox
 
     apps, _, edge = sites
     receipt = {"store": {"name": "Centro"}, "ticket": "S001-L1-7", "lane": "L1", "closed_at": "2026-11-25T10:00:00+00:00",
@@ -150,9 +150,9 @@ def test_store_settings_are_saved_and_applied_to_the_lanes(sites):  # noqa: F811
 def test_the_sync_page_shows_the_hq_link_and_the_lanes_page_the_last_read(make_chain, mqtt):
     import uuid
 
-    from core.config import load
+    from lanehub.runtime.config import load
     from edge.config import SCHEMA
-    from edge.web import create_app
+    from edge.web.app import create_app
 
     chain = make_chain(stores=("S001",))
     client = mqtt(chain.store_brokers["S001"].port)

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from conftest import db_query, db_value, edge_db, hq_db, wait_until
-from core import topics
+from lanehub.protocol import topics
 from shop import LANES, Lane, lane, shop  # noqa: F401  (fixtures)
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core.mqtt import BrokerSettings, MqttClient
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 from conftest import customer_by, edge_db, wait_until
 

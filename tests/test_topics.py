@@ -1,4 +1,4 @@
-"""Topics are built and parsed only by core.topics, and every topic round-trips."""
+"""Topics are built and parsed only by lanehub.protocol.topics, and every topic round-trips."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core import topics
+from lanehub.protocol import topics
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = topics.ParsedTopic
@@ -63,9 +63,9 @@ def test_no_topic_string_literals_outside_core():
     assert offenders == []
 
 
-def test_core_imports_no_site_package():
+def test_lanehub_imports_no_site_package():
     offenders = []
-    for path in (ROOT / "core").rglob("*.py"):
+    for path in (ROOT / "lanehub").rglob("*.py"):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.match(r"\s*(from|import)\s+(edge|hq|devices|bench)\b", line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")

@@ -14,7 +14,7 @@ import sqlite3
 
 import pytest
 
-from core.procs import run_lanehub
+from lanehub.chain.processes import run_lanehub
 from test_web import csrf, login, sites  # noqa: F401  (sites: fixture)
 
 NAMES = ("Müller", "Peña", "Gómez-Ibáñez")
@@ -63,7 +63,7 @@ def post_file(client, path, data: bytes, name: str, **form):
 
 @pytest.mark.parametrize("label", ENCODINGS)
 def test_decode_upload_gives_the_exact_text(label):
-    from core.text_files import decode_upload
+    from lanehub.runtime.text_files import decode_upload
 
     encoding, delimiter = ENCODINGS[label]
     text = products_csv(encoding, delimiter).decode(encoding)
@@ -74,7 +74,7 @@ def test_decode_upload_gives_the_exact_text(label):
 @pytest.mark.parametrize("data, looks_like", [(SHIFT_JIS, "Japanese"), (BINARY, "binary data")],
                          ids=["shift-jis", "binary"])
 def test_decode_upload_refuses_what_it_cannot_read_and_says_what_it_looks_like(data, looks_like):
-    from core.text_files import UploadEncodingError, decode_upload
+    from lanehub.runtime.text_files import UploadEncodingError, decode_upload
 
     with pytest.raises(UploadEncodingError) as caught:
         decode_upload(data, "people.csv")
@@ -146,7 +146,7 @@ def test_a_file_no_encoding_reads_is_refused_on_the_page_with_what_it_looks_like
 
 @pytest.fixture
 def hq_config(tmp_path):
-    from core.codes import CodeFormat
+    from lanehub.domain.codes import CodeFormat
     from hq.db import HQDatabase
 
     HQDatabase(tmp_path / "hq.db", CodeFormat()).close()

@@ -9,14 +9,14 @@ import re
 
 import pytest
 
-from core.codes import CodeFormat
-from core.web import PUBLIC
+from lanehub.domain.codes import CodeFormat
+from lanehub.web.app import PUBLIC
 from edge.db import EdgeDatabase
-from edge.web import create_app as store_app
+from edge.web.app import create_app as store_app
 from hq.db import HQDatabase
-from hq.importing import import_file
+from hq.imports.engine import import_file
 from hq.users import HQUsers
-from hq.web import create_app as hq_app
+from hq.web.app import create_app as hq_app
 
 PASSWORD = "correct horse battery"
 

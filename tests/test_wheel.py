@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from conftest import db_query, db_value, edge_db, edge_ready, hq_db, kill_chain, wait_until
-from core.chain import PASSWORD_RE, Chain
-from core.config import dump_toml
-from core.procs import ServiceProcess
+from lanehub.chain.local import PASSWORD_RE, Chain
+from lanehub.runtime.config import dump_toml
+from lanehub.chain.processes import ServiceProcess
 from route_walk import expand, list_routes, login, walk
 from shop import PRODUCTS_CSV, Lane
 
@@ -123,12 +123,12 @@ def test_the_wheel_holds_every_file_of_every_package(wheel):
     with zipfile.ZipFile(wheel.path) as archive:
         shipped = set(archive.namelist())
     assert expected - shipped == set(), "left out of the wheel: check [tool.setuptools.package-data]"
-    assert {"core/templates/store/lanes.html", "core/templates/rates/index.html", "core/static/lanehub.css",
+    assert {"edge/web/templates/store/lanes.html", "hq/web/templates/rates/index.html", "lanehub/web/static/lanehub.css",
             "devices/firmware-config/zebra-ls2208-hid.toml", "devices/firmware-config/udev/99-lanehub.rules"} <= shipped
 
 
 def test_the_venv_runs_the_installed_wheel_not_the_checkout(wheel):
-    out = check_run([str(wheel.python), "-c", "import core, devices.profiles as p; print(core.__file__); print(p.PROFILES_DIR)"],
+    out = check_run([str(wheel.python), "-c", "import lanehub, devices.profiles as p; print(lanehub.__file__); print(p.PROFILES_DIR)"],
                     cwd=wheel.scratch, env=clean_env()).stdout.split()
     site_packages = next((wheel.venv / "lib").glob("python3*/site-packages")).resolve()
     assert [Path(p).resolve().is_relative_to(site_packages) for p in out] == [True, True], out

@@ -1,0 +1,328 @@
+"""Bridges between lane devices and the store broker (DESIGN sections 4 and 8).
+
+Each device has its own MQTT connection, so each has its own last will: its
+retained ``device/{device}/status`` turns ``offline`` the moment the bridge
+dies. Readers (scanners, card readers) run a thread that opens the device,
+frames what it sends, and publishes; an unplugged device is reported and
+reopened every ``retry`` seconds, never in a busy loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Callable
+
+import serial
+
+from lanehub.protocol import topics
+from lanehub.protocol.lane import CardRead, DeviceStatus, Scan
+from lanehub.protocol.envelope import ErrorReport, PayloadError
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
+
+from devices.readers.swipe import parse_swipe
+from devices.readers.keymap import KeyDecoder, strip_aim
+from devices.profiles import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+
+# A bridge's MQTT keepalive: the broker publishes its last will (offline) after
+# 1.5 x this without a packet, checked on its own coarse schedule: Mosquitto 2.0.11
+# took ~12 s with 5 and takes ~6.5 s with 3, so a frozen or cut bridge shows
+# offline within 10 s (tests/test_receipt_routing.py). A ping every 3 s per device
+# is nothing to a store broker.
+BRIDGE_KEEPALIVE = 3
+CLAIM_LOOK = 0.5  # seconds to wait for a device id's retained status before claiming it
+
+
+class DeviceIdTaken(RuntimeError):
+    """Another bridge is online with this device id on the store broker."""
+
+
+class DeviceLink:
+    """One device's MQTT connection: its status (with last will) and its publishes."""
+
+    def __init__(self, broker: BrokerSettings, store: str, device: str, lane: str, kind: str):
+        self.store, self.device, self.lane, self.kind = store, device, lane, kind
+        self.broker = replace(broker, keepalive=min(broker.keepalive, BRIDGE_KEEPALIVE))
+        self.status_topic = topics.device_status(store, device)
+        self.instance = uuid.uuid4().hex[:12]  # tells this bridge's statuses from another's
+        self.detail = ""
+        self.online = False
+        self.client = MqttClient(
+            self.broker, f"lanehub-device-{store}-{device}",
+            will=(self.status_topic, self._status("offline", "bridge gone")),
+            on_connect=lambda: self.client.publish(self.status_topic, self._current(), retain=True),
+            on_taken_over=self._taken_over, name="store broker",
+        )
+
+    def claim(self) -> None:
+        """Raise DeviceIdTaken when another bridge is online with this device id.
+
+        Device ids (and so MQTT client ids) are unique per store: two bridges with
+        one id would kick each other off the broker for ever. An ``online`` status
+        may also be a bridge that just died (its will comes after 1.5 keepalives),
+        so wait that long for it to turn offline before refusing. When the broker
+        cannot be reached the bridge starts anyway (a device works through outages).
+        """
+        statuses: list[DeviceStatus | None] = []
+
+        def seen(msg) -> None:
+            try:
+                statuses.append(DeviceStatus.parse(msg.payload) if msg.payload else None)
+            except PayloadError:
+                statuses.append(None)
+
+        probe = MqttClient(self.broker, f"lanehub-claim-{self.store}-{self.device}-{self.instance}", name="store broker")
+        probe.subscribe(self.status_topic, seen)
+        probe.start()
+        try:
+            if not probe.wait_connected(5):
+                log.warning("%s: store broker not reachable; starting without checking the device id", self.device)
+                return
+            deadline = time.monotonic() + CLAIM_LOOK
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            deadline = time.monotonic() + 1.5 * BRIDGE_KEEPALIVE + 2
+            while statuses and statuses[-1] is not None and statuses[-1].state == "online" \
+                    and statuses[-1].instance != self.instance:
+                if time.monotonic() > deadline:
+                    other = statuses[-1]
+                    raise DeviceIdTaken(
+                        f"device {self.device} is already online on store {self.store}'s broker ({other.kind or 'device'}"
+                        f"{', lane ' + other.lane if other.lane else ''}): another bridge runs with this device id; "
+                        f"give this one another id (device ids are unique per store)")
+                time.sleep(0.1)
+        finally:
+            probe.stop()
+
+    def _taken_over(self) -> None:
+        log.error("%s: another bridge connected with this device id (%s) and took over its broker session; "
+                  "this bridge stops talking to the broker (device ids are unique per store)",
+                  self.device, self.client.client_id)
+
+    def _status(self, state: str, detail: str) -> bytes:
+        return DeviceStatus(state=state, kind=self.kind, lane=self.lane, detail=detail,
+                            instance=self.instance).to_json()
+
+    def _current(self) -> bytes:
+        return self._status("online" if self.online else "offline", self.detail)
+
+    def set_state(self, online: bool, detail: str = "") -> None:
+        """Publish the device's state when it changes (retained)."""
+        if (online, detail) == (self.online, self.detail):
+            return
+        self.online, self.detail = online, detail
+        self.client.publish(self.status_topic, self._current(), retain=True)
+
+    def error(self, reason: str, excerpt: str = "") -> None:
+        topic = topics.lane_topic(self.store, self.lane, "scan" if self.kind == "scanner" else "card")
+        self.client.publish(topics.error(self.store), ErrorReport(topic=topic, reason=f"{self.device}: {reason}",
+                                                                  payload_excerpt=excerpt).to_json())
+
+    def start(self) -> None:
+        self.client.start()
+
+    def stop(self) -> None:
+        self.client.stop(last=(self.status_topic, self._status("offline", "stopped")))
+
+
+# --- sources: where a reader's frames come from ------------------------------------------
+
+class SerialSource:
+    """A serial scanner or reader: pyserial with a timeout and ``read_until(terminator)``."""
+
+    def __init__(self, path: str, profile: DeviceProfile):
+        self.path, self.profile = path, profile
+        self.port: serial.Serial | None = None
+        self.terminator = profile.terminator.encode("latin-1")
+        self.pending = b""
+
+    def open(self) -> None:
+        p = self.profile
+        self.port = serial.Serial(self.path, baudrate=p.baudrate, bytesize=p.bytesize, parity=p.parity,
+                                  stopbits=p.stopbits, rtscts=p.rtscts, timeout=0.2)
+
+    def read(self) -> str | None:
+        """One frame, or None when nothing complete arrived within the timeout.
+        Raises OSError/SerialException when the device is gone."""
+        chunk = self.port.read_until(self.terminator)
+        if not chunk:
+            # pyserial returns b"" on a timeout, and also (without raising) when the
+            # other end of a tty hung up: ask the port whether it is still there.
+            if not self._alive():
+                raise OSError("device disconnected")
+            return None
+        self.pending += chunk
+        if not self.pending.endswith(self.terminator):
+            return None
+        frame, self.pending = self.pending[:-len(self.terminator)], b""
+        return frame.decode("latin-1")
+
+    def _alive(self) -> bool:
+        try:
+            self.port.in_waiting  # raises once the device is gone
+        except (OSError, serial.SerialException):
+            return False
+        return os.path.exists(self.path)
+
+    def close(self) -> None:
+        if self.port is not None:
+            try:
+                self.port.close()
+            except (OSError, serial.SerialException):
+                pass
+            self.port = None
+
+
+EVDEV_MISSING = "HID devices need evdev: install lanehub[devices]"
+
+
+def evdev_available() -> bool:
+    """evdev is an optional dependency (the ``devices`` extra: a C extension that
+    needs gcc and the kernel headers), so HQ and boxes without HID devices go
+    without it."""
+    try:
+        import evdev  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class EvdevSource:
+    """A USB HID (keyboard-mode) scanner or reader, grabbed exclusively so its
+    keystrokes never reach a console, decoded with the profile's layout.
+    Needs evdev (``evdev_available()``; `lanehub devices run` checks first)."""
+
+    def __init__(self, path: str, profile: DeviceProfile):
+        self.path, self.profile = path, profile
+        self.device = None
+        self.decoder = KeyDecoder(profile.layout, profile.terminator)
+
+    def open(self) -> None:
+        import evdev
+
+        self.device = evdev.InputDevice(self.path or self._find(evdev))
+        self.device.grab()
+        self.decoder.reset()
+
+    def _find(self, evdev) -> str:
+        """Without a path (no udev rules installed), the first input device with
+        the profile's USB ids that has keys."""
+        vendor, product = int(self.profile.vendor_id, 16), int(self.profile.product_id, 16)
+        for path in evdev.list_devices():
+            device = evdev.InputDevice(path)
+            try:
+                if (device.info.vendor, device.info.product) == (vendor, product) and \
+                        evdev.ecodes.EV_KEY in device.capabilities():
+                    return path
+            finally:
+                device.close()
+        raise OSError(f"no input device {self.profile.vendor_id}:{self.profile.product_id} is plugged in")
+
+    def read(self) -> str | None:
+        import select
+
+        ready, _, _ = select.select([self.device.fd], [], [], 0.2)
+        if not ready:
+            return None
+        for event in self.device.read():  # OSError (ENODEV) when unplugged
+            text = self.decoder.feed_event(event)
+            if text is not None:
+                return text
+        return None
+
+    def close(self) -> None:
+        if self.device is not None:
+            try:
+                self.device.ungrab()
+            except OSError:
+                pass
+            self.device.close()
+            self.device = None
+
+
+SOURCES: dict[str, Callable] = {"serial": SerialSource, "evdev": EvdevSource}
+
+
+class ReaderBridge:
+    """A scanner or card reader: frames in, ``scan``/``card`` (or ``error``) out."""
+
+    def __init__(self, link: DeviceLink, profile: DeviceProfile, source, retry: float):
+        self.link, self.profile, self.source, self.retry = link, profile, source, retry
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"reader-{link.device}", daemon=True)
+
+    def start(self) -> "ReaderBridge":
+        self.link.start()
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.link.stop()
+
+    def _run(self) -> None:
+        told = ""  # the open error last logged: logged again only when it changes
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+            except (OSError, serial.SerialException) as exc:
+                self.link.set_state(False, "unplugged")
+                if str(exc) != told:
+                    told = str(exc)
+                    log.warning("%s: cannot open %s (%s); retrying every %g s", self.link.device, self.source.path,
+                                exc, self.retry)
+                self._stop.wait(self.retry)
+                continue
+            told = ""
+            self.link.set_state(True, "")
+            log.info("%s: reading %s", self.link.device, self.source.path)
+            try:
+                while not self._stop.is_set():
+                    frame = self.source.read()
+                    if frame is not None:
+                        self.handle(frame)
+            except (OSError, serial.SerialException) as exc:
+                log.warning("%s: device lost (%s)", self.link.device, exc)
+                self.link.set_state(False, "unplugged")
+            finally:
+                self.source.close()
+            self._stop.wait(self.retry)
+
+    def handle(self, frame: str) -> None:
+        """One framed read: strip the profile's prefix/suffix and publish it."""
+        p = self.profile
+        text = frame.strip("\r\n")
+        if p.prefix and text.startswith(p.prefix):
+            text = text[len(p.prefix):]
+        if p.suffix and text.endswith(p.suffix):
+            text = text[:-len(p.suffix)]
+        if not text:
+            return
+        if p.kind == "scanner":
+            # Always, whatever the profile's ``aim`` says: a scanner reprogrammed to send
+            # AIM identifiers must not turn every scan into an unknown code.
+            symbology, text = strip_aim(text)
+            if not text:
+                return
+            scan = Scan(id=str(uuid.uuid4()), code=text, ts=time.time(), device=self.link.device, symbology=symbology)
+            self.link.client.publish(topics.scan(self.link.store, self.link.lane), scan.to_json())
+            return
+        swipe = parse_swipe(text)
+        if swipe.kind == "card":
+            card = CardRead(id=str(uuid.uuid4()), card=swipe.number, ts=time.time(), device=self.link.device)
+            self.link.client.publish(topics.card(self.link.store, self.link.lane), card.to_json())
+        elif swipe.kind == "payment":
+            # Never published, stored or logged: only the masked number leaves the bridge.
+            log.warning("%s: payment card refused (%s)", self.link.device, swipe.masked)
+            self.link.error(f"payment card refused: {swipe.masked} (use the payment terminal)")
+        else:
+            log.warning("%s: card read error: %s", self.link.device, swipe.reason)
+            self.link.error(f"card read error: {swipe.reason}")

@@ -1,0 +1,212 @@
+"""The lanes' tickets on the store broker: scans, card reads and ticket
+commands in, retained ticket states and receipt jobs out (DESIGN section 4).
+
+Everything runs on the edge's lane worker, one event at a time, so a lane's
+events apply in the order the broker delivered them.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+
+from lanehub.protocol import topics
+from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
+from lanehub.protocol.envelope import ErrorReport, PayloadError
+from lanehub.runtime.mqtt import Incoming, MqttClient
+from lanehub.runtime.worker import Worker
+
+from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for
+from edge.lane.tickets import CouponGate, LaneSettings, Outcome, TicketBook, apply_settings, stored_settings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 64  # events per transaction under load
+
+
+class TicketLanes:
+    def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float,
+                 coupons: CouponGate, routes: PrinterRoutes | None = None):
+        self.local = local
+        self.routes = routes or PrinterRoutes(fallback=settings.printer)
+        # Told once on the error topic (until it changes): lanes without a printer,
+        # printers receipts go to that no bridge has ever reported as.
+        self._told_no_printer: set[str] = set()
+        self._told_unknown_printer: set[str] = set()
+        self.coupons = coupons
+        self.worker = worker
+        self.settings = settings
+        self.report = report  # report(msg, reason): the error topic
+        self.print_retry = print_retry
+        self.book: TicketBook | None = None
+        self.events: collections.deque = collections.deque()  # filled by paho's thread, drained by the worker
+
+    def start(self, db) -> None:
+        """Open the ticket book on the lane worker's database and subscribe."""
+        self.book = TicketBook(db, self.settings, self.coupons)
+        self.book.printer_for = lambda lane: printer_for(self.book.conn, self.routes, lane)
+        store = self.settings.store
+        self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self._queue_event(m, Scan))
+        self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self._queue_event(m, CardRead))
+        self.local.subscribe(topics.lane_filter(store, "ticket/cmd"), lambda m: self._queue_event(m, TicketCommand))
+        self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
+        self.local.subscribe(topics.device_status_filter(store), lambda m: self.worker.submit(self._on_device_status, m))
+        self.worker.every(2.0, self._refresh_settings)
+        # Also picks up receipts the store page queued (reprints, test prints) within a second.
+        self.worker.every(1.0, self.resend_receipts)
+        self.worker.every(3600, self.book.forget_old_events)
+
+    def republish(self) -> None:
+        """Every lane's state again (on connect): the broker may have lost its retained copy."""
+        for lane in self.book.lanes():
+            self.local.publish(topics.ticket_state(self.settings.store, lane), _json(self.book.state(lane)), retain=True)
+
+    def _queue_event(self, msg: Incoming, kind) -> None:
+        self.events.append((msg, kind))
+        self.worker.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Carry out the events queued so far, in arrival order, in one transaction;
+        publish their states once it has committed. A coupon asks HQ, so it goes
+        alone, outside any batch."""
+        batch: list[tuple[Incoming, str, object]] = []
+        try:
+            while self.events and len(batch) < MAX_BATCH:
+                msg, kind = self.events.popleft()
+                try:
+                    lane = topics.parse(msg.topic).lane
+                    event = kind.parse(msg.payload)
+                except (PayloadError, topics.TopicError) as exc:
+                    self.report(msg, str(exc))
+                    continue
+                except Exception as exc:  # a bug in parsing one event: reported, the others go on
+                    log.exception("lane event on %s could not be read", msg.topic)
+                    self.report(msg, f"internal error: {exc}")
+                    continue
+                if kind is TicketCommand and event.op == "apply_coupon":
+                    before, batch = batch, []
+                    self._run_batch(before)
+                    self._run_batch([(msg, lane, event)], together=False)
+                else:
+                    batch.append((msg, lane, event))
+        finally:  # the events taken so far are carried out whatever happened after them
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list, together: bool = True) -> None:
+        if not batch:
+            return
+        done = []  # (msg, outcome)
+        try:
+            with self.book.batch() if together else contextlib.nullcontext():
+                for msg, lane, event in batch:
+                    try:
+                        if isinstance(event, Scan):
+                            done.append((msg, self.book.scan(lane, event)))
+                        elif isinstance(event, CardRead):
+                            done.append((msg, self.book.card(lane, event)))
+                        else:
+                            done.append((msg, self.book.command(lane, event)))
+                    except Exception as exc:  # a bug with one event must not lose the others
+                        log.exception("lane event on %s failed", msg.topic)
+                        self.report(msg, f"internal error: {exc}")
+        except Exception as exc:
+            # The batch's own transaction failed (BEGIN or COMMIT): none of it was kept.
+            # Each event again on its own, so that one cannot sink the others.
+            if together and len(batch) > 1:
+                log.exception("lane batch of %d events failed; carrying them out one by one", len(batch))
+                for item in batch:
+                    self._run_batch([item], together=True)
+            else:
+                log.exception("lane event on %s failed", batch[0][0].topic)
+                self.report(batch[0][0], f"internal error: {exc}")
+            return
+        for msg, outcome in done:
+            try:
+                self._publish(outcome)
+            except Exception as exc:  # committed: its state goes out on the next event or reconnect
+                log.exception("publishing the outcome of %s failed", msg.topic)
+                self.report(msg, f"internal error: {exc}")
+
+    def _publish(self, outcome: Outcome) -> None:
+        if outcome.duplicate:
+            return
+        store = self.settings.store
+        self.local.publish(topics.ticket_state(store, outcome.lane), _json(outcome.state), retain=True)
+        for device, job, receipt in outcome.jobs:
+            if device:
+                self._send_receipt(outcome.lane, device, job, receipt)
+            else:
+                self._tell_no_printer(outcome.lane)
+
+    def _send_receipt(self, lane: str, device: str, job: str, receipt: dict) -> None:
+        try:
+            topic = topics.printer_job(self.settings.store, lane, device)
+        except topics.TopicError as exc:
+            log.error("receipt %s not sent: %s", job, exc)
+            return
+        if device not in self._told_unknown_printer and not is_known_printer(self.book.conn, device):
+            self._told_unknown_printer.add(device)
+            self._tell(lane, f"lane {lane}: receipts go to printer {device}, which has never reported "
+                             f"(is its bridge running? see [lane.{lane}] / [store] printer in edge.toml)")
+        self.local.publish(topic, PrintJob(job=job, receipt=receipt).to_json())
+        self.book.job_sent(job)
+
+    def resend_receipts(self) -> None:
+        """Receipts a printer has not reported printed are sent again (the bridge
+        prints a job id once, however often it arrives); a receipt that has no
+        printer yet is routed now if its lane has one, else it waits."""
+        if not self.local.connected.is_set():
+            return
+        for lane, device, job, receipt in self.book.due_jobs(self.print_retry):
+            if not device:
+                device = self.book.route_job(job, self.book.printer_for(lane))
+                if not device:
+                    self._tell_no_printer(lane)
+                    continue
+                self._told_no_printer.discard(lane)
+            self._send_receipt(lane, device, job, receipt)
+
+    def _tell_no_printer(self, lane: str) -> None:
+        if lane in self._told_no_printer:
+            return
+        self._told_no_printer.add(lane)
+        self._tell(lane, f"lane {lane} has no receipt printer: its receipts are kept until a printer bridge "
+                         f"for lane {lane} comes online or edge.toml names one ([lane.{lane}] printer)")
+
+    def _tell(self, lane: str, reason: str) -> None:
+        log.warning("%s", reason)
+        self.local.publish(topics.error(self.settings.store), ErrorReport(
+            topic=topics.ticket_state(self.settings.store, lane), reason=reason, payload_excerpt="").to_json())
+
+    def _on_device_status(self, msg: Incoming) -> None:
+        if not msg.payload:  # a cleared retained status
+            return
+        try:
+            device = topics.parse(msg.topic).device
+            status = DeviceStatus.parse(msg.payload)
+        except (PayloadError, topics.TopicError) as exc:
+            self.report(msg, str(exc))
+            return
+        self.book.record_device(device, status.kind, status.lane, status.state, status.detail)
+        if status.kind == "printer" and status.state == "online":
+            self._told_unknown_printer.discard(device)
+            self.resend_receipts()  # receipts waiting for a printer on this lane go now
+
+    def _refresh_settings(self) -> None:
+        """Settings changed on the store page apply to the next event."""
+        self.book.settings = apply_settings(self.settings, stored_settings(self.book.conn))
+
+    def _on_print_result(self, msg: Incoming) -> None:
+        try:
+            result = PrintResult.parse(msg.payload)
+        except PayloadError as exc:
+            self.report(msg, str(exc))
+            return
+        if self.book.job_result(result.job, result.ok, result.status, result.error or ""):
+            log.info("receipt %s %s (%s)", result.job, "printed" if result.ok else "not printed", result.error or result.status)
+
+
+def _json(state: dict) -> bytes:
+    return json.dumps(state, separators=(",", ":")).encode()

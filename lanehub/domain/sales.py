@@ -1,0 +1,84 @@
+"""Closed sales: written by the store that closed the ticket, kept by HQ per
+customer across stores, and replicated like any other record so that a sale
+can be tracked to a customer after the fact (from the store or from HQ)."""
+
+from __future__ import annotations
+
+import json
+
+from lanehub.domain.catalogue import natural_key
+from lanehub.domain.entity import UUID_RE, EntitySpec, check_unknown, text_checks
+
+SALE_FIELDS = ("ticket", "store", "lane", "customer_id", "closed_at", "total", "currency", "lines", "coupon", "by")
+
+
+def sale_key(ticket: str) -> str:
+    return natural_key("sale", ticket)
+
+
+def check_sale_fields(fields: dict, codes=None) -> dict[str, str]:
+    errors = text_checks(fields, {name: 64 for name in SALE_FIELDS if name != "lines"} | {"lines": 1_000_000})
+    check_unknown(fields, SALE_FIELDS, "sale", errors)
+    value = fields.get("customer_id")
+    if value and "customer_id" not in errors and not UUID_RE.match(value):
+        errors["customer_id"] = "must be a customer id"
+    if "lines" in fields and "lines" not in errors:
+        try:
+            lines = json.loads(fields["lines"])
+        except ValueError:
+            lines = None
+        if not isinstance(lines, list):
+            errors["lines"] = "must be a JSON list of lines"
+    return errors
+
+
+SALE = EntitySpec(
+    name="sale",
+    table="sales",
+    fields=SALE_FIELDS,
+    defaults={name: "" for name in SALE_FIELDS} | {"lines": "[]"},
+    check_fields=check_sale_fields,
+    required=("ticket", "store", "lane", "closed_at", "total", "lines"),
+    immutable=("ticket", "store", "lane", "closed_at", "total", "currency", "lines"),
+    indexes=(("ticket",), ("customer_id", "closed_at")),
+)
+
+
+def purchase_history(conn, customer_id: str, limit: int = 50) -> list[dict]:
+    """A customer's sales across stores, newest first: items, brands, sizes, dates, stores."""
+    rows = conn.execute(
+        "SELECT ticket, store, lane, closed_at, total, currency, lines FROM sales WHERE customer_id = ? "
+        "ORDER BY closed_at DESC LIMIT ?", (customer_id, limit)).fetchall()
+    out = []
+    for row in rows:
+        lines = json.loads(row[6] or "[]")
+        out.append({"ticket": row[0], "store": row[1], "lane": row[2], "date": row[3], "total": row[4], "currency": row[5],
+                    "items": [{k: line.get(k, "") for k in ("sku", "description", "brand", "size", "qty", "unit_price", "amount")}
+                              for line in lines]})
+    return out
+
+
+class SaleError(ValueError):
+    """A sale that cannot be tracked to a customer (one line for the CLI or page)."""
+
+
+def track_sale(db, ticket: str, customer_ref: str, by: str) -> dict:
+    """Attach a closed sale without a customer to one, after the fact. ``db`` is
+    HQ's or an edge's database: the change replicates like any other."""
+    from lanehub.replication.schema import transaction
+
+    with transaction(db.conn):
+        sale = db.replica.get("sale", sale_key(ticket))
+        if sale is None:
+            raise SaleError(f"no sale {ticket}")
+        customer = db.find_customer(customer_ref)
+        if customer is None:
+            raise SaleError(f"no customer {customer_ref}")
+        if sale["customer_id"] == customer["id"]:
+            return sale
+        if sale["customer_id"]:
+            raise SaleError(f"sale {ticket} already belongs to another customer")
+        if not customer["active"]:
+            raise SaleError(f"customer {customer['code']} is deactivated")
+        db._write("sale", sale["id"], {"customer_id": customer["id"]}, by)
+    return db.replica.get("sale", sale["id"])

@@ -1,0 +1,141 @@
+"""Lane payloads on the store broker (DESIGN section 4): scans, card reads,
+ticket commands, print jobs and their results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from lanehub.domain.entity import EMAIL_RE
+from lanehub.protocol.envelope import Message, PayloadError
+
+MAX_QTY = Decimal("9999")
+MAX_CODE = 128
+
+
+def _need_id(kind: str, value: str) -> None:
+    if not value.strip() or len(value) > 64:
+        raise PayloadError(f"{kind}: 'id' must be a non-empty string of at most 64 characters")
+
+
+def _need_code(kind: str, name: str, value: str) -> None:
+    if not value.strip() or len(value) > MAX_CODE or any(ord(ch) < 0x1d for ch in value):
+        raise PayloadError(f"{kind}: {name!r} must be 1-{MAX_CODE} printable characters")
+
+
+@dataclass(frozen=True)
+class Scan(Message):
+    KIND: ClassVar[str] = "scan"
+    id: str
+    code: str
+    ts: float = 0.0
+    device: str = ""
+    symbology: str = ""
+
+    @classmethod
+    def from_dict(cls, data):
+        msg = super().from_dict(data)
+        _need_id(cls.KIND, msg.id)
+        _need_code(cls.KIND, "code", msg.code)
+        return msg
+
+
+@dataclass(frozen=True)
+class CardRead(Message):
+    KIND: ClassVar[str] = "card read"
+    id: str
+    card: str
+    ts: float = 0.0
+    device: str = ""
+
+    @classmethod
+    def from_dict(cls, data):
+        msg = super().from_dict(data)
+        _need_id(cls.KIND, msg.id)
+        _need_code(cls.KIND, "card", msg.card)
+        return msg
+
+
+def parse_qty(value: Any) -> Decimal:
+    """A quantity: a positive number up to 9999 with at most 3 decimals (weighed goods)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+        raise PayloadError("ticket command: 'qty' must be a number")
+    try:
+        qty = Decimal(str(value))
+    except InvalidOperation:
+        raise PayloadError(f"ticket command: 'qty' {value!r} is not a number") from None
+    if not qty.is_finite() or qty <= 0 or qty > MAX_QTY or qty != qty.quantize(Decimal("0.001")):
+        raise PayloadError("ticket command: 'qty' must be above 0, at most 9999, with at most 3 decimals")
+    return qty.normalize() if qty == qty.to_integral() else qty
+
+
+@dataclass(frozen=True)
+class TicketCommand(Message):
+    KIND: ClassVar[str] = "ticket command"
+    id: str
+    op: str
+    code: str = ""
+    sku: str = ""
+    qty: Any = 1
+    line: int = 0
+    card: str = ""
+    customer_id: str = ""
+    coupon: str = ""
+    user: str = ""
+    email: str = ""  # close: e-mail the receipt here (kept with the receipt only, never on the customer)
+
+    OPS: ClassVar[tuple[str, ...]] = ("open", "add", "remove", "set_customer", "clear_customer", "apply_coupon", "close", "void")
+
+    @classmethod
+    def from_dict(cls, data):
+        msg = super().from_dict(data)
+        _need_id(cls.KIND, msg.id)
+        if msg.op not in cls.OPS:
+            raise PayloadError(f"ticket command: unknown op {msg.op!r} (expected one of {', '.join(cls.OPS)})")
+        if msg.op == "add":
+            if bool(msg.code) == bool(msg.sku):
+                raise PayloadError("ticket command: add needs exactly one of 'code' or 'sku'")
+            _need_code(cls.KIND, "code" if msg.code else "sku", msg.code or msg.sku)
+            parse_qty(msg.qty)
+        if msg.op == "remove" and msg.line < 1:
+            raise PayloadError("ticket command: remove needs 'line' (1, 2, ...)")
+        if msg.op == "set_customer" and sum(map(bool, (msg.code, msg.card, msg.customer_id))) != 1:
+            raise PayloadError("ticket command: set_customer needs exactly one of 'code', 'card' or 'customer_id'")
+        if msg.email and (msg.op != "close" or not EMAIL_RE.match(msg.email)):
+            raise PayloadError("ticket command: 'email' is for close and must be an e-mail address")
+        if msg.op == "apply_coupon":
+            _need_code(cls.KIND, "coupon", msg.coupon)
+        return msg
+
+    @property
+    def quantity(self) -> Decimal:
+        return parse_qty(self.qty)
+
+
+@dataclass(frozen=True)
+class PrintJob(Message):
+    KIND: ClassVar[str] = "print job"
+    job: str
+    receipt: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrintResult(Message):
+    KIND: ClassVar[str] = "print result"
+    job: str
+    ok: bool
+    error: str | None = None
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceStatus(Message):
+    """A bridge's retained status on device/{device}/status (last will: offline)."""
+
+    KIND: ClassVar[str] = "device status"
+    state: str  # online | offline
+    kind: str = ""  # scanner | card_reader | printer
+    lane: str = ""
+    detail: str = ""  # e.g. unplugged, paper_near_end, paper_out, cover_open, unknown
+    instance: str = ""  # one bridge run: tells a second bridge with the same device id from this one

@@ -1,0 +1,220 @@
+"""SQLite connections and the schema shared by HQ and edge replicas.
+
+Schema steps are sqlite-utils ``Migrations``; each site adds its own set on
+top of ``replica_migrations``. The hot path uses raw ``sqlite3`` cursors
+(DESIGN section 11); sqlite-utils is for schema and bulk work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from lanehub.domain.model import ENTITIES, EntitySpec
+
+
+def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection in WAL mode with full fsync: a commit is on disk when it returns."""
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = True):
+    """One write transaction; BEGIN IMMEDIATE so two writers queue instead of deadlocking.
+    Inside an open transaction it is a savepoint, so a write path (``create_customer``)
+    can run as one step of a larger all-or-nothing write (a batch, an import)."""
+    if conn.in_transaction:
+        name = f"nested_{next(_savepoints)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+_savepoints = itertools.count(1)
+
+
+def migrate(conn: sqlite3.Connection, *sets: Migrations) -> None:
+    db = sqlite_utils.Database(conn)
+    for migrations in sets:
+        migrations.apply(db)
+
+
+def column_type(spec: EntitySpec, name: str) -> str:
+    return "INTEGER" if name in spec.bools else "TEXT"
+
+
+def create_entity_table(db: sqlite_utils.Database, spec: EntitySpec) -> None:
+    columns = ", ".join(
+        [f"[{name}] {column_type(spec, name)}" for name in spec.fields]
+        + [f"[{name}] TEXT NOT NULL DEFAULT ''" for name in spec.derived_columns]
+    )
+    # rid is an explicit INTEGER PRIMARY KEY so FTS rowids survive VACUUM.
+    db.execute(
+        f"CREATE TABLE [{spec.table}] (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, {columns}, "
+        "_clocks TEXT NOT NULL DEFAULT '{}')"
+    )
+    create_indexes(db.conn, spec)
+    if spec.fts:
+        db.execute(
+            f"CREATE VIRTUAL TABLE [{spec.table}_fts] USING fts5({', '.join(spec.fts)}, "
+            f"content='{spec.table}', content_rowid='rid', tokenize='unicode61 remove_diacritics 2', prefix='2 3')"
+        )
+
+
+def _index_name(spec: EntitySpec, columns: tuple[str, ...]) -> str:
+    return f"idx_{spec.table}_{'_'.join(columns)}"
+
+
+def create_indexes(conn: sqlite3.Connection, spec: EntitySpec) -> None:
+    for columns in spec.indexes:
+        conn.execute(f"CREATE INDEX IF NOT EXISTS [{_index_name(spec, columns)}] ON [{spec.table}] "
+                     f"({', '.join(f'[{c}]' for c in columns)})")
+
+
+def drop_indexes(conn: sqlite3.Connection, spec: EntitySpec) -> None:
+    """Bulk loads into an empty table are several times faster without its
+    secondary indexes; ``create_indexes`` builds them afterwards in one pass."""
+    for columns in spec.indexes:
+        conn.execute(f"DROP INDEX IF EXISTS [{_index_name(spec, columns)}]")
+
+
+replica_migrations = Migrations("lanehub.replica")
+
+
+@replica_migrations()
+def m001_entities(db: sqlite_utils.Database) -> None:
+    for name in ("customer", "card", "code_alias"):
+        create_entity_table(db, ENTITIES[name])
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@replica_migrations()
+def m002_catalogue_and_sales(db: sqlite_utils.Database) -> None:
+    for name in ("product", "barcode", "rate", "rate_line", "specific_price", "sale"):
+        create_entity_table(db, ENTITIES[name])
+
+
+@replica_migrations()
+def m003_consents(db: sqlite_utils.Database) -> None:
+    create_entity_table(db, ENTITIES["consent"])
+
+
+@replica_migrations()
+def m004_households_and_coupons(db: sqlite_utils.Database) -> None:
+    for name in ("household", "coupon", "coupon_use"):
+        create_entity_table(db, ENTITIES[name])
+    # Databases made before households got the column here; new ones have it from m001.
+    if "household_id" not in db["customers"].columns_dict:
+        db.execute("ALTER TABLE customers ADD COLUMN household_id TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_customers_household_id ON customers (household_id)")
+
+
+@replica_migrations()
+def m005_users_and_roles(db: sqlite_utils.Database) -> None:
+    for name in ("user", "role"):
+        create_entity_table(db, ENTITIES[name])
+
+
+@replica_migrations()
+def m006_merged_customers(db: sqlite_utils.Database) -> None:
+    # A duplicate merged into a survivor keeps its record and code and points here.
+    if "merged_into" not in db["customers"].columns_dict:
+        db.execute("ALTER TABLE customers ADD COLUMN merged_into TEXT")
+
+
+@replica_migrations()
+def m007_api_tokens(db: sqlite_utils.Database) -> None:
+    if "api_token_hash" not in db["users"].columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN api_token_hash TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_users_api_token_hash ON users (api_token_hash)")
+
+
+@replica_migrations()
+def m008_external_keys_and_field_rules(db: sqlite_utils.Database) -> None:
+    # Imports key customers by the external system's number; rules say which fields it owns.
+    if "external_id" not in db["customers"].columns_dict:
+        db.execute("ALTER TABLE customers ADD COLUMN external_id TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_customers_external_id ON customers (external_id)")
+    create_entity_table(db, ENTITIES["field_rule"])
+
+
+@replica_migrations()
+def m009_extra_fields(db: sqlite_utils.Database) -> None:
+    for name in ("extra_field", "customer_extra"):
+        create_entity_table(db, ENTITIES[name])
+
+
+class Meta:
+    """Small persistent key/value settings of a site (last seq, clock, leases...)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        value = self.get(key)
+        return int(value) if value is not None else default
+
+    def set(self, key: str, value) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, str(value)),
+        )
+
+
+class ThreadConnections:
+    """One SQLite connection per thread for a database path (sqlite3 objects are not shared)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
