@@ -221,7 +221,7 @@ def bench_catchup(workdir: Path, changes: int = 10_000, customers: int = 1000) -
         for start in range(0, changes, 1000):  # HQ's own writes, a thousand per transaction
             with transaction(hq.conn):
                 for i in range(start, min(start + 1000, changes)):
-                    hq._write("customer", keys[i % len(keys)], {"city": f"C{i}"}, "bench")
+                    hq.write("customer", keys[i % len(keys)], {"city": f"C{i}"}, "bench")
         head = hq.head()
         hq.close()
         reader = _reader(chain.workdir / "S001.db")

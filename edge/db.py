@@ -227,7 +227,7 @@ class EdgeDatabase:
 
     # --- local writes ------------------------------------------------------------------
 
-    def _write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
+    def write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
         """Apply a local change and queue it for HQ; the caller holds the transaction."""
         # The stamp persisted by any writer (another process too: the edge CLI) is
         # read under the write lock, so no two changes of this store share a stamp
@@ -270,7 +270,7 @@ class EdgeDatabase:
                 "code": self._take_code(codes), "origin_store": self.store,
                 "created_at": stamp, "created_by": by, "updated_at": stamp, "updated_by": by,
             }
-            self._write("customer", key, record, by)
+            self.write("customer", key, record, by)
             write_extras(self, {"id": key}, extra, by)
         return self.replica.get("customer", key)
 
@@ -315,7 +315,7 @@ class EdgeDatabase:
             raise ValidationError(errors)
         key = new_id()
         with transaction(self.conn):
-            self._write("consent", key, fields, user or f"lane:{lane}")
+            self.write("consent", key, fields, user or f"lane:{lane}")
         return self.replica.get("consent", key)
 
     # --- codes -------------------------------------------------------------------------

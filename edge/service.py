@@ -20,8 +20,9 @@ from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.runtime.config import Config
 from lanehub.replication.schema import transaction
-from lanehub.protocol.envelope import (CustomerReply, CustomerRequest, DownBatch, EdgeStatus, ErrorReport, PayloadError,
-                           StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch, excerpt)
+from lanehub.protocol.lane import CustomerReply, CustomerRequest, EdgeStatus, ErrorReport
+from lanehub.protocol.sync import DownBatch, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch
+from lanehub.protocol.envelope import PayloadError, excerpt
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient, RequestTimeout
 from lanehub.runtime.worker import Worker

@@ -50,7 +50,7 @@ class HQCatalogue:
         """Create or update one record inside the caller's transaction; returns what changed."""
         current, changed = self._checked(entity, key, fields)
         if changed:
-            self.db._write(entity, key, (dict(ENTITIES[entity].defaults) | changed) if current is None else changed, by)
+            self.db.write(entity, key, (dict(ENTITIES[entity].defaults) | changed) if current is None else changed, by)
         return changed
 
     # --- products -----------------------------------------------------------------------

@@ -44,8 +44,8 @@ class HQCoupons:
             raise ValidationError(errors)
         key = new_id()
         with transaction(self.db.conn):
-            self.db._write("household", key, fields, by)
-            self.db._write("customer", head["id"], {"household_id": key, "updated_at": now_iso(), "updated_by": by}, by)
+            self.db.write("household", key, fields, by)
+            self.db.write("customer", head["id"], {"household_id": key, "updated_at": now_iso(), "updated_by": by}, by)
         return self.db.replica.get("household", key)
 
     def household(self, ref: str) -> dict[str, Any]:
@@ -64,7 +64,7 @@ class HQCoupons:
         customer = self._customer(customer_ref)
         with transaction(self.db.conn):
             if customer["household_id"] != household_id:
-                self.db._write("customer", customer["id"], {"household_id": household_id, "updated_at": now_iso(),
+                self.db.write("customer", customer["id"], {"household_id": household_id, "updated_at": now_iso(),
                                                             "updated_by": by}, by)
         return self.db.replica.get("customer", customer["id"])
 
@@ -97,14 +97,14 @@ class HQCoupons:
         with transaction(self.db.conn):
             if self.db.replica.get("coupon", coupon_key(code)):
                 raise ValidationError({"code": f"coupon {code} already exists"})
-            self.db._write("coupon", coupon_key(code), fields, by)
+            self.db.write("coupon", coupon_key(code), fields, by)
         return self.db.replica.get("coupon", coupon_key(code))
 
     def disable(self, code: str, by: str) -> dict[str, Any]:
         with transaction(self.db.conn):
             if not self.db.replica.get("coupon", coupon_key(code)):
                 raise ValidationError({"code": f"no coupon {code.upper()}"})
-            self.db._write("coupon", coupon_key(code), {"status": "disabled"}, by)
+            self.db.write("coupon", coupon_key(code), {"status": "disabled"}, by)
         return self.db.replica.get("coupon", coupon_key(code))
 
     def double_uses(self) -> list[dict[str, Any]]:

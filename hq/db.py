@@ -219,7 +219,7 @@ class HQDatabase:
 
     # --- HQ's own writes --------------------------------------------------------------
 
-    def _write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
+    def write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
         change = Change(new_id(), entity, key, ORIGIN, self.clock.now(), by, fields)
         self.replica.apply(change)
         self._log(change)
@@ -242,7 +242,7 @@ class HQDatabase:
             "code": self.codes.format(self._take_numbers(1)), "origin_store": "", "created_at": stamp,
             "created_by": by, "updated_at": stamp, "updated_by": by,
         }
-        self._write("customer", key, record, by)
+        self.write("customer", key, record, by)
         flag_duplicates(self.conn, key)
         return key
 
@@ -478,8 +478,8 @@ class HQDatabase:
             # Replace the provisional code with a permanent one; the old code
             # stays a resolvable alias. Both are HQ changes, so every replica gets them.
             permanent = self.codes.format(self._take_numbers(1))
-            self._write("code_alias", new_id(), {"alias": code, "customer_id": change.key}, "hq:codes")
-            self._write("customer", change.key, {"code": permanent}, "hq:codes")
+            self.write("code_alias", new_id(), {"alias": code, "customer_id": change.key}, "hq:codes")
+            self.write("customer", change.key, {"code": permanent}, "hq:codes")
         flag_duplicates(self.conn, change.key)
 
     def _after_coupon_use(self, store: str, change: Change) -> None:

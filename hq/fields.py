@@ -25,7 +25,7 @@ def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:
         rows = db.conn.execute("SELECT id, field FROM field_rules WHERE entity = ? AND active = 1", (target.entity,))
         for key, name in [tuple(r) for r in rows]:
             if name not in wanted:
-                db._write("field_rule", key, {"active": False}, by)
+                db.write("field_rule", key, {"active": False}, by)
                 changed += 1
         for name, values in wanted.items():
             key = rule_key(target.entity, name)
@@ -33,7 +33,7 @@ def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:
             fields = {"entity": target.entity, "field": name, "active": True} | values
             delta = fields if record is None else {k: v for k, v in fields.items() if record[k] != v}
             if delta:
-                db._write("field_rule", key, delta, by)
+                db.write("field_rule", key, delta, by)
                 changed += 1
     return changed
 
@@ -50,5 +50,5 @@ def declare_extra_field(db: HQDatabase, name: str, label: str, by: str, *, activ
             raise ValidationError(errors)
         delta = fields if current is None else {k: v for k, v in fields.items() if current[k] != v}
         if delta:
-            db._write("extra_field", key, delta, by)
+            db.write("extra_field", key, delta, by)
     return db.replica.get("extra_field", key)

@@ -47,11 +47,11 @@ def erase_customer(db: HQDatabase, customer_id: str, by: str) -> dict[str, Any]:
         blank = {name: "" for name in PERSONAL} | {"first_name": ERASED_NAME, "last_name": ERASED_NAME,
                                                    "active": False, "no_paper": False,
                                                    "updated_at": now_iso(), "updated_by": by}
-        db._write("customer", customer_id, blank, by)
+        db.write("customer", customer_id, blank, by)
         for (card,) in db.conn.execute("SELECT id FROM cards WHERE customer_id = ? AND active = 1",
                                        (customer_id,)).fetchall():
-            db._write("card", card, {"active": False}, by)
+            db.write("card", card, {"active": False}, by)
         for (extra,) in db.conn.execute("SELECT id FROM customer_extras WHERE customer_id = ? AND value != ''",
                                         (customer_id,)).fetchall():
-            db._write("customer_extra", extra, {"value": ""}, by)
+            db.write("customer_extra", extra, {"value": ""}, by)
     return db.replica.get("customer", customer_id)

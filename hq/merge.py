@@ -25,24 +25,24 @@ def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) ->
         if other["merged_into"] or survivor["merged_into"]:
             raise ValidationError({"survivor": "one of these customers was already merged"})
         stamp = now_iso()
-        db._write("customer", other_id, {"active": False, "merged_into": survivor_id, "updated_at": stamp,
+        db.write("customer", other_id, {"active": False, "merged_into": survivor_id, "updated_at": stamp,
                                          "updated_by": by}, by)
         for (card,) in db.conn.execute("SELECT id FROM cards WHERE customer_id = ? AND active = 1", (other_id,)).fetchall():
-            db._write("card", card, {"customer_id": survivor_id}, by)
+            db.write("card", card, {"customer_id": survivor_id}, by)
         for (sale,) in db.conn.execute("SELECT id FROM sales WHERE customer_id = ?", (other_id,)).fetchall():
-            db._write("sale", sale, {"customer_id": survivor_id}, by)
+            db.write("sale", sale, {"customer_id": survivor_id}, by)
         # Coupons not yet redeemed were given to the person, who is the survivor now.
         for (coupon,) in db.conn.execute("SELECT id FROM coupons WHERE customer_id = ? AND status = 'active'",
                                          (other_id,)).fetchall():
-            db._write("coupon", coupon, {"customer_id": survivor_id}, by)
+            db.write("coupon", coupon, {"customer_id": survivor_id}, by)
         for (household,) in db.conn.execute("SELECT id FROM households WHERE head_customer_id = ?", (other_id,)).fetchall():
-            db._write("household", household, {"head_customer_id": survivor_id}, by)
+            db.write("household", household, {"head_customer_id": survivor_id}, by)
         # Extra field values the survivor lacks are taken from the other record.
         kept = extras_of(db.conn, survivor_id)
         write_extras(db, survivor, {name: value for name, value in extras_of(db.conn, other_id).items()
                                     if value and not kept.get(name)}, by)
         if other["household_id"] and not survivor["household_id"]:
-            db._write("customer", survivor_id, {"household_id": other["household_id"], "updated_at": stamp,
+            db.write("customer", survivor_id, {"household_id": other["household_id"], "updated_at": stamp,
                                                 "updated_by": by}, by)
         a, b = sorted((survivor_id, other_id))
         db.conn.execute("UPDATE possible_duplicates SET status = 'merged' WHERE a = ? AND b = ?", (a, b))

@@ -16,8 +16,9 @@ import threading
 from lanehub.protocol import topics
 from lanehub.domain.codes import CodeFormat
 from lanehub.runtime.config import Config, ConfigError
-from lanehub.protocol.envelope import (SYNC_MAX_BYTES, DownBatch, ErrorReport, PayloadError, StoreMessage, SyncReply, SyncRequest,
-                           SyncStatus, UpBatch, decode_object, excerpt)
+from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object, excerpt
+from lanehub.protocol.sync import DownBatch, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch
+from lanehub.protocol.lane import ErrorReport
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient

@@ -44,7 +44,7 @@ class HQUsers:
         with transaction(self.db.conn):
             if self.db.replica.get("user", user_key(username)):
                 raise ValidationError({"username": f"user {username} already exists"})
-            self.db._write("user", user_key(username), fields, by)
+            self.db.write("user", user_key(username), fields, by)
         return self.get(username)
 
     def get(self, username: str) -> dict[str, Any] | None:
@@ -75,7 +75,7 @@ class HQUsers:
             if not self.db.replica.get("user", key):
                 raise ValidationError({"username": f"no user {username}"})
             if fields:
-                self.db._write("user", key, fields, by)
+                self.db.write("user", key, fields, by)
         return self.get(username)
 
     def new_token(self, username: str, by: str) -> str:
@@ -89,7 +89,7 @@ class HQUsers:
         with transaction(self.db.conn):
             if not self.db.replica.get("user", key):
                 raise ValidationError({"username": f"no user {username}"})
-            self.db._write("user", key, {"api_token_hash": token_hash(token)}, by)
+            self.db.write("user", key, {"api_token_hash": token_hash(token)}, by)
         return token
 
     def list(self) -> list[dict[str, Any]]:
@@ -101,7 +101,7 @@ class HQUsers:
         if errors:
             raise ValidationError(errors)
         with transaction(self.db.conn):
-            self.db._write("role", natural_key("role", name), fields, by)
+            self.db.write("role", natural_key("role", name), fields, by)
         return self.db.replica.get("role", natural_key("role", name))
 
 

@@ -26,9 +26,9 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
     os.environ["LANEHUB_PORT_SLICE"] = (f"{int(os.environ['PYTEST_XDIST_WORKER'][2:])}/"
                                         f"{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}")
 
-from lanehub.protocol.acl import Mosquitto
+from lanehub.chain.mosquitto import Mosquitto
 from lanehub.chain.local import Chain
-from lanehub.protocol.envelope import CustomerReply
+from lanehub.protocol.lane import CustomerReply
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 from lanehub.protocol import topics
 

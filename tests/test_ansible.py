@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from lanehub.protocol.acl import free_port, mosquitto_binary, port_open
+from lanehub.chain.mosquitto import free_port, mosquitto_binary, port_open
 from lanehub.runtime.config import load
 
 ROOT = Path(__file__).resolve().parent.parent

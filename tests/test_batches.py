@@ -231,9 +231,9 @@ def test_fields_owned_by_an_external_system_are_row_errors(db):
     from lanehub.domain import ownership
 
     ann = db.find_customer("CUST-00001")
-    db._write("field_rule", ownership.rule_key("customer", "payment_status"),
+    db.write("field_rule", ownership.rule_key("customer", "payment_status"),
               {"entity": "customer", "field": "payment_status", "owner": "POS", "export": False, "active": True}, "t")
-    db._write("customer", ann["id"], {"external_id": "POS-1"}, "t")
+    db.write("customer", ann["id"], {"external_id": "POS-1"}, "t")
     batches = Batches(db)
     batch_id = batches.new("customer_updates", "alice", action="set_payment_status", value="pending")
     batches.add_row(batch_id, {"code": "CUST-00001"})

@@ -64,7 +64,7 @@ def test_unknown_or_wrong_credentials_are_refused_at_connect(chain):
 
 
 def test_free_ports_are_never_handed_out_twice_in_one_process():
-    from lanehub.protocol.acl import free_port
+    from lanehub.chain.mosquitto import free_port
 
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 import lanehub.runtime.mqtt
-from lanehub.protocol.acl import free_port
+from lanehub.chain.mosquitto import free_port
 from lanehub.chain.local import Chain
 from lanehub.runtime.mqtt import BrokerSettings, LinkState, MqttClient
 

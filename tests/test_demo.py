@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from lanehub.protocol import topics
-from lanehub.protocol.acl import port_open
+from lanehub.chain.mosquitto import port_open
 
 from conftest import db_query, wait_until
 

@@ -282,7 +282,7 @@ def test_owned_fields_are_refused_on_every_write_path_and_lanehub_fields_stay_ed
     with pytest.raises(ValidationError, match="city comes from pos"):
         edge.update_customer(ana["id"], {"city": "Toledo"}, "till")
     assert edge.update_customer(ana["id"], {"phone": "+34 600 000 000"}, "till")["phone"]
-    from lanehub.protocol.envelope import CustomerRequest
+    from lanehub.protocol.lane import CustomerRequest
     from edge.lane.register import register_op
 
     at_lane = register_op(edge, CustomerRequest(op="update", ref=ana["code"], customer={"city": "Toledo"}), "L1",

@@ -81,7 +81,7 @@ def test_search_by_card_number(replica):
     from lanehub.replication.schema import transaction
 
     with transaction(db.conn):
-        db._write("card", str(uuid.uuid4()), {"number": "LOY-0042", "customer_id": made["Juan"]["id"], "kind": "loyalty", "active": True}, "t")
+        db.write("card", str(uuid.uuid4()), {"number": "LOY-0042", "customer_id": made["Juan"]["id"], "kind": "loyalty", "active": True}, "t")
     assert codes(search_customers(db.conn, "loy-0042")) == [made["Juan"]["code"]]
 
 

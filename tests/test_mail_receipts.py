@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from conftest import db_query, db_value, edge_db, kill_chain, start_chain, wait_converged, wait_until
-from lanehub.protocol.acl import free_port
+from lanehub.chain.mosquitto import free_port
 from lanehub.chain.local import Chain
 from lanehub.replication.schema import connect
 from lanehub.chain.processes import lanehub_command

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lanehub.protocol import lane as lane_messages  # noqa: F401  (its messages are Message subclasses too)
-from lanehub.protocol.envelope import Message, PayloadError, SyncReply, UpBatch, decode_object
+from lanehub.protocol.envelope import Message, PayloadError, decode_object
+from lanehub.protocol.sync import SyncReply, UpBatch
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -207,7 +208,7 @@ def test_every_lone_surrogate_is_found_and_only_those(obj):
 
 
 def test_a_reason_that_quotes_a_giant_value_is_cut():
-    from lanehub.protocol.envelope import CustomerRequest
+    from lanehub.protocol.lane import CustomerRequest
 
     text = reason(json.dumps({"v": 1, "op": "x" * 200_000}).encode(), CustomerRequest)
     assert text.startswith("customer request: unknown op 'xxx") and len(text) == 300 and text.endswith("…")

@@ -21,7 +21,7 @@ def test_a_refused_change_does_not_block_the_ones_behind_it(chain):
     db = EdgeDatabase(edge_db(chain, "S001"), "S001")
     bad_key = str(uuid.uuid4())
     with transaction(db.conn):
-        db._write("customer", bad_key, {"code": "CUST-09999", "first_name": "Not", "last_name": "Leased",
+        db.write("customer", bad_key, {"code": "CUST-09999", "first_name": "Not", "last_name": "Leased",
                                         "origin_store": "S001", "active": True}, "test")
     db.close()
     good = [json.loads(chain.edge_cli("S001", "customers", "add", "--first-name", f"Good{i}", "--last-name", "Behind").stdout)

@@ -25,7 +25,7 @@ def queue_at_store(chain, store: str, entity: str, key: str, fields: dict) -> No
     db = EdgeDatabase(edge_db(chain, store), store)
     try:
         with transaction(db.conn):
-            db._write(entity, key, fields, "test")
+            db.write(entity, key, fields, "test")
     finally:
         db.close()
 

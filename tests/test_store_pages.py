@@ -113,7 +113,7 @@ def test_the_receipts_page_shows_each_lanes_last_receipts_as_pictures_and_the_e_
 def test_a_closed_sale_is_tracked_to_a_customer_from_the_store_page(sites):  # noqa: F811
     apps, _, edge = sites
     with transaction(edge.conn):
-        edge._write("sale", sale_key("S001-L1-9"), {"ticket": "S001-L1-9", "store": "S001", "lane": "L1",
+        edge.write("sale", sale_key("S001-L1-9"), {"ticket": "S001-L1-9", "store": "S001", "lane": "L1",
                                                    "closed_at": "2026-11-25T10:00:00+00:00", "total": "3.20",
                                                    "currency": "EUR", "lines": "[]", "by": "t"}, "t")
     client = apps["store"].test_client()

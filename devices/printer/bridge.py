@@ -16,7 +16,8 @@ from pathlib import Path
 
 from lanehub.protocol import topics
 from lanehub.protocol.lane import PrintJob, PrintResult
-from lanehub.protocol.envelope import ErrorReport, PayloadError, excerpt
+from lanehub.protocol.lane import ErrorReport
+from lanehub.protocol.envelope import PayloadError, excerpt
 from lanehub.runtime.mqtt import Incoming
 
 from devices.readers.bridge import DeviceLink

@@ -21,7 +21,8 @@ import serial
 
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CardRead, DeviceStatus, Scan
-from lanehub.protocol.envelope import ErrorReport, PayloadError
+from lanehub.protocol.lane import ErrorReport
+from lanehub.protocol.envelope import PayloadError
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 from devices.readers.swipe import parse_swipe

@@ -14,7 +14,8 @@ import logging
 
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
-from lanehub.protocol.envelope import ErrorReport, PayloadError
+from lanehub.protocol.lane import ErrorReport
+from lanehub.protocol.envelope import PayloadError
 from lanehub.runtime.mqtt import Incoming, MqttClient
 from lanehub.runtime.worker import Worker
 

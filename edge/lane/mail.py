@@ -32,7 +32,7 @@ from lanehub.protocol import topics
 from lanehub.protocol.change import new_id
 from lanehub.runtime.config import Config
 from lanehub.replication.schema import connect, transaction
-from lanehub.protocol.envelope import ErrorReport
+from lanehub.protocol.lane import ErrorReport
 from lanehub.receipts.image import receipt_png
 from lanehub.receipts.layout import text_lines
 from lanehub.runtime.worker import Worker

@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from lanehub.replication.schema import transaction
-from lanehub.protocol.envelope import CustomerReply, CustomerRequest
+from lanehub.protocol.lane import CustomerReply, CustomerRequest
 from lanehub.domain.model import ValidationError, current_consents
 from lanehub.domain.payment_cards import payment_card_errors
 from lanehub.domain.sales import purchase_history

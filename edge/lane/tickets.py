@@ -338,14 +338,14 @@ class TicketBook:
                                               "retail_price", "price_source", "amount")}
                       | self._line_extra(ticket, line["line"]) for line in state["lines"]]
         coupon = state["coupon"]
-        self.db._write("sale", sale_key(ticket), {
+        self.db.write("sale", sale_key(ticket), {
             "ticket": ticket, "store": self.settings.store, "lane": ctx.lane, "customer_id": customer["id"] if customer else "",
             "closed_at": closed_at, "total": state["total"], "currency": self.settings.currency,
             "lines": json.dumps(sale_lines, separators=(",", ":")), "coupon": coupon["code"] if coupon else "", "by": ctx.by,
         }, ctx.by)
         if coupon:  # the redemption: through the outbox, so it reaches HQ whatever happens next
             coupon_id = coupon_key(coupon["code"])
-            self.db._write("coupon_use", coupon_use_key(coupon_id, ticket), {
+            self.db.write("coupon_use", coupon_use_key(coupon_id, ticket), {
                 "coupon_id": coupon_id, "ticket": ticket, "store": self.settings.store, "at": closed_at,
                 "mode": coupon["mode"] or "online", "discount": coupon["discount"]}, ctx.by)
         receipt = self._receipt(ticket, ctx.lane, closed_at, sale_lines, state, customer)

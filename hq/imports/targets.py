@@ -205,7 +205,7 @@ class CustomerTarget(Target):
     def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
         fields, extra = split_extras(fields)
         write_extras(self.db, {"id": record_id}, extra, by)
-        self.db._write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
+        self.db.write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
         flag_duplicates(self.conn, record_id)
 
 

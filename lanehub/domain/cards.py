@@ -32,5 +32,5 @@ def add_card(db, customer_id: str, number: str, kind: str, by: str, *, error_fie
         if owner:
             return db.replica.get("card", owner["id"])
         key = new_id()
-        db._write("card", key, fields, by)
+        db.write("card", key, fields, by)
     return db.replica.get("card", key)

@@ -39,5 +39,5 @@ def write_customer_update(db, current: dict[str, Any], fields: dict[str, Any], e
     extra = {n: v for n, v in extra.items() if not (PREFIX + n in owned and record.get(PREFIX + n) == v)}
     changed_extra = write_extras(db, current, extra, by, only_changed=only_changed) if extra else {}
     if written or changed_extra:
-        db._write("customer", current["id"], written | {"updated_at": stamp, "updated_by": by}, by)
+        db.write("customer", current["id"], written | {"updated_at": stamp, "updated_by": by}, by)
     return bool(changed)

@@ -120,9 +120,9 @@ def write_extras(db, customer: dict[str, Any], values: dict[str, str], by: str,
     for name, value in (changed if only_changed else values).items():
         key = value_key(customer["id"], name)
         if db.replica.get("customer_extra", key) is None:
-            db._write("customer_extra", key, {"customer_id": customer["id"], "name": name, "value": value}, by)
+            db.write("customer_extra", key, {"customer_id": customer["id"], "name": name, "value": value}, by)
         else:
-            db._write("customer_extra", key, {"value": value}, by)
+            db.write("customer_extra", key, {"value": value}, by)
     return changed
 
 

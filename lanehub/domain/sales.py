@@ -80,5 +80,5 @@ def track_sale(db, ticket: str, customer_ref: str, by: str) -> dict:
             raise SaleError(f"sale {ticket} already belongs to another customer")
         if not customer["active"]:
             raise SaleError(f"customer {customer['code']} is deactivated")
-        db._write("sale", sale["id"], {"customer_id": customer["id"]}, by)
+        db.write("sale", sale["id"], {"customer_id": customer["id"]}, by)
     return db.replica.get("sale", sale["id"])

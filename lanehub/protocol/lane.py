@@ -3,6 +3,7 @@ ticket commands, print jobs and their results."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -139,3 +140,87 @@ class DeviceStatus(Message):
     lane: str = ""
     detail: str = ""  # e.g. unplugged, paper_near_end, paper_out, cover_open, unknown
     instance: str = ""  # one bridge run: tells a second bridge with the same device id from this one
+
+
+# --- the edge's own messages on the store broker: status, errors, lane customer requests ---
+
+@dataclass(frozen=True)
+class ErrorReport(Message):
+    KIND: ClassVar[str] = "error"
+    topic: str
+    reason: str
+    payload_excerpt: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeStatus(Message):
+    KIND: ClassVar[str] = "edge status"
+    state: str  # online | offline
+    hq_link: str = "unknown"  # up | down | unknown
+    pending_up: int = 0
+    last_seq: int = 0
+
+
+@dataclass(frozen=True)
+class CustomerRequest(Message):
+    """A lane's request on customer/req: search or create."""
+
+    KIND: ClassVar[str] = "customer request"
+    op: str
+    id: str = ""
+    q: str = ""
+    limit: int = 20
+    customer: dict = field(default_factory=dict)
+    user: str = ""
+    ref: str = ""  # update, add_card, consent, history: the customer's id or code
+    card: str = ""
+    kind: str = "customer"
+    channel: str = ""
+    granted: bool | None = None
+    # When the lane stops waiting (seconds since the epoch; 0: no deadline, i.e. "now").
+    # A write that reaches the edge later is refused, not applied late (the store
+    # broker keeps the edge's session, so a request can wait there for minutes).
+    deadline: float = 0.0
+
+    OPS: ClassVar[tuple[str, ...]] = ("search", "create", "update", "add_card", "consent", "history")
+
+    @classmethod
+    def from_dict(cls, data):
+        msg = super().from_dict(data)
+        if msg.op not in cls.OPS:
+            raise PayloadError(f"customer request: unknown op {msg.op!r} (expected one of {', '.join(cls.OPS)})")
+        if msg.op == "search" and not msg.q.strip():
+            raise PayloadError("customer request: search needs a non-empty 'q'")
+        if msg.op in ("create", "update") and not msg.customer:
+            raise PayloadError(f"customer request: {msg.op} needs a 'customer' object")
+        if msg.op in ("update", "add_card", "consent", "history") and not msg.ref.strip():
+            raise PayloadError(f"customer request: {msg.op} needs 'ref' (the customer's id or code)")
+        if msg.op == "add_card" and not msg.card.strip():
+            raise PayloadError("customer request: add_card needs 'card' (the card number)")
+        if msg.op == "consent" and (msg.channel not in ("email", "sms", "post") or msg.granted is None):
+            raise PayloadError("customer request: consent needs 'channel' (email, sms or post) and 'granted' (true/false)")
+        if not 1 <= msg.limit <= 100:
+            raise PayloadError("customer request: 'limit' must be between 1 and 100")
+        if not math.isfinite(msg.deadline) or msg.deadline < 0:
+            raise PayloadError("customer request: 'deadline' must be a time in seconds since the epoch (0: none)")
+        return msg
+
+
+@dataclass(frozen=True)
+class CustomerReply(Message):
+    KIND: ClassVar[str] = "customer reply"
+    ok: bool
+    error: str | None = None
+    customers: list | None = None
+    customer: dict | None = None
+    errors: dict | None = None  # field -> message, for a create that failed validation
+    history: list | None = None  # op=history: the customer's sales, newest first
+    source: str | None = None  # op=history: "hq", or "local" when HQ could not be asked
+
+    def to_dict(self):
+        data = super().to_dict()
+        # A reply carries either the search results, the customer or the history.
+        for key in ("customers", "customer", "errors", "history", "source"):
+            if data[key] is None:
+                del data[key]
+        return data
