@@ -2,7 +2,7 @@
 
 Each target says how to key, normalize, diff, create, update and deactivate
 its records; the engine (``hq/imports/engine.py``) is the same for all. Writes go
-through ``HQDatabase._write`` (customers) or ``HQCatalogue.upsert``
+through ``HQDatabase.write`` (customers) or ``HQCatalogue.upsert``
 (catalogue): ordinary HQ changes with a ``seq``, replicated to every store.
 """
 
