@@ -22,7 +22,7 @@ from lanehub.runtime.config import Config
 from lanehub.replication.schema import transaction
 from lanehub.protocol.lane import CustomerReply, CustomerRequest, EdgeStatus, ErrorReport
 from lanehub.protocol.sync import DownBatch, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch
-from lanehub.protocol.envelope import PayloadError, excerpt
+from lanehub.protocol.envelope import PayloadError
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient, RequestTimeout
 from lanehub.runtime.worker import Worker
@@ -31,9 +31,9 @@ from edge.db import EdgeDatabase, NotReady, PastDeadline
 from edge.lane.bus import TicketLanes
 from edge.lane.mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
 from edge.lane.printers import PrinterRoutes
-from lanehub.domain.payment_cards import redact
 from edge.lane.register import past_deadline, payment_card_refusal, register_op
 from lanehub.domain.search import lane_view, search_customers
+from lanehub.runtime.report import publish_report
 from edge.lane.tickets import LaneSettings, Refused
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
 INTERNAL_ERROR_REPLY = "internal error: the edge could not handle this request (see the store's error topic)"
 LEASE_WAIT = 0.05  # a lane create out of numbers waits this long for HQ's block, then goes provisional
 LEASE_RETRY_AFTER_REFUSAL = 30.0  # HQ refused a block (the cap): the edge asks again after this
-
-
-MAX_REASON = 1000  # characters: an exception's text can be long, a report stays one readable line
-
-
-def one_line(reason: str) -> str:
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
 
 
 REJECTIONS_LISTED = 10  # in the one error report about a batch's rejections; `lanehub edge rejections` has them all
@@ -215,11 +207,7 @@ class EdgeService:
     # --- errors ---------------------------------------------------------------------------
 
     def report(self, msg: Incoming, reason: str) -> None:
-        reason = one_line(reason)
-        log.warning("bad message on %s: %s", msg.topic, reason)
-        # A reason may quote the payload (an unknown op...): masked like the excerpt.
-        report = ErrorReport(topic=msg.topic, reason=redact(reason), payload_excerpt=excerpt(msg.payload))
-        self.local.publish(topics.error(self.store), report.to_json())
+        publish_report(self.local, self.store, msg.topic, reason, msg.payload, log)
 
     # --- HQ link (sync worker) -------------------------------------------------------------------
 

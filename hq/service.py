@@ -16,14 +16,13 @@ import threading
 from lanehub.protocol import topics
 from lanehub.domain.codes import CodeFormat
 from lanehub.runtime.config import Config, ConfigError
-from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object, excerpt
+from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object
 from lanehub.protocol.sync import DownBatch, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch
-from lanehub.protocol.lane import ErrorReport
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
-from lanehub.domain.payment_cards import redact
 from lanehub.runtime.worker import Worker
+from lanehub.runtime.report import publish_report
 
 from hq.audit import change_history
 from hq.coupons import HQCoupons
@@ -42,7 +41,6 @@ DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
 POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
 SNAPSHOT_PAGE_MAX = 20000
-MAX_REASON = 1000  # characters of an error report's reason: an exception's text can be long
 
 
 def code_format(config: Config) -> CodeFormat:
@@ -153,12 +151,7 @@ class HQService:
 
     def _report(self, store: str | None, msg: Incoming, reason: str) -> None:
         """A bad payload: tell HQ's error topic and, when known, the store that sent it."""
-        reason = " ".join(reason.split())
-        if len(reason) > MAX_REASON:
-            reason = reason[:MAX_REASON - 1] + "…"
-        report = ErrorReport(topic=msg.topic, reason=redact(reason), payload_excerpt=excerpt(msg.payload))
-        log.warning("bad message on %s: %s", msg.topic, reason)
-        self.client.publish(topics.error("hq"), report.to_json())
+        report = publish_report(self.client, "hq", msg.topic, reason, msg.payload, log)
         if store:
             error = StoreMessage(type="error", error=report.to_dict())
             self.client.publish(topics.sync_store(store), error.to_json())

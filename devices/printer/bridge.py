@@ -16,9 +16,9 @@ from pathlib import Path
 
 from lanehub.protocol import topics
 from lanehub.protocol.lane import PrintJob, PrintResult
-from lanehub.protocol.lane import ErrorReport
-from lanehub.protocol.envelope import PayloadError, excerpt
+from lanehub.protocol.envelope import PayloadError
 from lanehub.runtime.mqtt import Incoming
+from lanehub.runtime.report import publish_report
 
 from devices.readers.bridge import DeviceLink
 from devices.printer.io import FilePrinter, NetworkPrinter, SerialPrinter
@@ -76,8 +76,7 @@ class PrinterBridge:
                 raise PayloadError("print job: empty 'receipt'")
             added = self.spool.add(job.job, job.receipt)
         except (PayloadError, ValueError) as exc:
-            self.link.client.publish(topics.error(self.link.store), ErrorReport(
-                topic=msg.topic, reason=str(exc), payload_excerpt=excerpt(msg.payload)).to_json())
+            publish_report(self.link.client, self.link.store, msg.topic, str(exc), msg.payload, log)
             return
         if not added and self.spool.printed(job.job):
             # Printed before: the edge did not hear about it, so say it again.

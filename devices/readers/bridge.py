@@ -21,9 +21,9 @@ import serial
 
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CardRead, DeviceStatus, Scan
-from lanehub.protocol.lane import ErrorReport
 from lanehub.protocol.envelope import PayloadError
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
+from lanehub.runtime.report import publish_report
 
 from devices.readers.swipe import parse_swipe
 from devices.readers.keymap import KeyDecoder, strip_aim
@@ -123,8 +123,7 @@ class DeviceLink:
 
     def error(self, reason: str, excerpt: str = "") -> None:
         topic = topics.lane_topic(self.store, self.lane, "scan" if self.kind == "scanner" else "card")
-        self.client.publish(topics.error(self.store), ErrorReport(topic=topic, reason=f"{self.device}: {reason}",
-                                                                  payload_excerpt=excerpt).to_json())
+        publish_report(self.client, self.store, topic, f"{self.device}: {reason}", excerpt, log)
 
     def start(self) -> None:
         self.client.start()

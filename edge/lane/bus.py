@@ -14,10 +14,10 @@ import logging
 
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
-from lanehub.protocol.lane import ErrorReport
 from lanehub.protocol.envelope import PayloadError
 from lanehub.runtime.mqtt import Incoming, MqttClient
 from lanehub.runtime.worker import Worker
+from lanehub.runtime.report import publish_report
 
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for
 from edge.lane.tickets import CouponGate, LaneSettings, Outcome, TicketBook, apply_settings, stored_settings
@@ -177,9 +177,7 @@ class TicketLanes:
                          f"for lane {lane} comes online or edge.toml names one ([lane.{lane}] printer)")
 
     def _tell(self, lane: str, reason: str) -> None:
-        log.warning("%s", reason)
-        self.local.publish(topics.error(self.settings.store), ErrorReport(
-            topic=topics.ticket_state(self.settings.store, lane), reason=reason, payload_excerpt="").to_json())
+        publish_report(self.local, self.settings.store, topics.ticket_state(self.settings.store, lane), reason, logger=log)
 
     def _on_device_status(self, msg: Incoming) -> None:
         if not msg.payload:  # a cleared retained status

@@ -32,10 +32,10 @@ from lanehub.protocol import topics
 from lanehub.protocol.change import new_id
 from lanehub.runtime.config import Config
 from lanehub.replication.schema import connect, transaction
-from lanehub.protocol.lane import ErrorReport
 from lanehub.receipts.image import receipt_png
 from lanehub.receipts.layout import text_lines
 from lanehub.runtime.worker import Worker
+from lanehub.runtime.report import publish_report
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,7 @@ def error_topic_alert(client, store: str) -> Alert:
     """alert(topic, reason): logged, and an ``ErrorReport`` on the store's error topic."""
 
     def alert(topic: str, reason: str) -> None:
-        log.warning("edge %s: %s", store, reason)
-        client.publish(topics.error(store), ErrorReport(topic=topic, reason=reason).to_json())
+        publish_report(client, store, topic, reason, logger=log)
 
     return alert
 
