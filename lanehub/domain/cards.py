@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lanehub.protocol.change import new_id
-from lanehub.replication.schema import transaction
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.domain.payment_cards import find_payment_card, mask, refusal
+from lanehub.protocol.change import new_id
+from lanehub.replication.sqlite import transaction
+
+if TYPE_CHECKING:  # the protocol's module imports the replica, which imports the domain model
+    from lanehub.replication.site import SiteDatabase
 
 
-def add_card(db, customer_id: str, number: str, kind: str, by: str, *, error_field: str = "number") -> dict[str, Any]:
+def add_card(db: SiteDatabase, customer_id: str, number: str, kind: str, by: str, *, error_field: str = "number") -> dict[str, Any]:
     """Give a customer a card through ``db`` (HQ's or an edge's database). A number
     belongs to one customer only: checked against this replica, and at HQ again
     against every store's. Errors are reported under ``error_field``. A payment card

@@ -9,17 +9,25 @@ holds the transaction; ``db`` is HQ's or a store's database (both have
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lanehub.domain.extra_fields import PREFIX, checked_extras, with_extras, write_extras
+from lanehub.domain.extra_fields import (
+    PREFIX,
+    checked_extras,
+    with_extras,
+    write_extras,
+)
 from lanehub.domain.ownership import owned_fields, refuse_owned
 
+if TYPE_CHECKING:  # the protocol's module imports the replica, which imports the domain model
+    from lanehub.replication.site import SiteDatabase
 
-def check_extra(db, extra: dict[str, Any] | None) -> dict[str, str]:
+
+def check_extra(db: SiteDatabase, extra: dict[str, Any] | None) -> dict[str, str]:
     return checked_extras(db.conn, extra) if extra else {}
 
 
-def write_customer_update(db, current: dict[str, Any], fields: dict[str, Any], extra: dict[str, str], by: str,
+def write_customer_update(db: SiteDatabase, current: dict[str, Any], fields: dict[str, Any], extra: dict[str, str], by: str,
                           stamp: str, only_changed: bool = False) -> bool:
     """Write every field given, changed or not; True when the customer's own fields changed.
 

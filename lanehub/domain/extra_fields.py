@@ -13,9 +13,19 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lanehub.domain.entity import UUID_RE, EntitySpec, ValidationError, check_bools, check_unknown, text_checks
+from lanehub.domain.entity import (
+    UUID_RE,
+    EntitySpec,
+    ValidationError,
+    check_bools,
+    check_unknown,
+    text_checks,
+)
+
+if TYPE_CHECKING:  # the protocol's module imports the replica, which imports the domain model
+    from lanehub.replication.site import SiteDatabase
 
 NAMESPACE = uuid.UUID("5b0c7f0e-2a43-4d0a-9f57-7c3c2b9d8e21")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -107,7 +117,7 @@ def checked_extras(conn: sqlite3.Connection, values: dict[str, Any]) -> dict[str
     return out
 
 
-def write_extras(db, customer: dict[str, Any], values: dict[str, str], by: str,
+def write_extras(db: SiteDatabase, customer: dict[str, Any], values: dict[str, str], by: str,
                  only_changed: bool = True) -> dict[str, str]:
     """Write extra values inside the caller's transaction (``db`` is HQ's or a store's
     database; ``_write`` makes the replicated change) and return those that changed.

@@ -5,9 +5,14 @@ can be tracked to a customer after the fact (from the store or from HQ)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from lanehub.domain.catalogue import natural_key
 from lanehub.domain.entity import UUID_RE, EntitySpec, check_unknown, text_checks
+from lanehub.replication.sqlite import transaction
+
+if TYPE_CHECKING:  # the protocol's module imports the replica, which imports the domain model
+    from lanehub.replication.site import SiteDatabase
 
 SALE_FIELDS = ("ticket", "store", "lane", "customer_id", "closed_at", "total", "currency", "lines", "coupon", "by")
 
@@ -62,11 +67,9 @@ class SaleError(ValueError):
     """A sale that cannot be tracked to a customer (one line for the CLI or page)."""
 
 
-def track_sale(db, ticket: str, customer_ref: str, by: str) -> dict:
+def track_sale(db: SiteDatabase, ticket: str, customer_ref: str, by: str) -> dict:
     """Attach a closed sale without a customer to one, after the fact. ``db`` is
     HQ's or an edge's database: the change replicates like any other."""
-    from lanehub.replication.schema import transaction
-
     with transaction(db.conn):
         sale = db.replica.get("sale", sale_key(ticket))
         if sale is None:

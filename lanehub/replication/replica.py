@@ -8,7 +8,6 @@ each arrived (DESIGN section 5). Callers own the transaction.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -249,7 +248,3 @@ class Replica:
         for spec in ENTITIES.values():
             if spec.fts:
                 self.conn.execute(f"INSERT INTO [{spec.table}_fts] ([{spec.table}_fts]) VALUES ('rebuild')")
-
-
-def record_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))

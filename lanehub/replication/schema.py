@@ -1,4 +1,4 @@
-"""SQLite connections and the schema shared by HQ and edge replicas.
+"""The schema shared by HQ and edge replicas (connections: ``lanehub.replication.sqlite``).
 
 Schema steps are sqlite-utils ``Migrations``; each site adds its own set on
 top of ``replica_migrations``. The hot path uses raw ``sqlite3`` cursors
@@ -7,57 +7,15 @@ top of ``replica_migrations``. The hot path uses raw ``sqlite3`` cursors
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
-import threading
-from contextlib import contextmanager
-from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from lanehub.domain.model import ENTITIES, EntitySpec
+from lanehub.replication.sqlite import connect, transaction  # noqa: F401  (callers' old import path, until they move)
 
 
-def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
-    """A connection in WAL mode with full fsync: a commit is on disk when it returns."""
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection, immediate: bool = True):
-    """One write transaction; BEGIN IMMEDIATE so two writers queue instead of deadlocking.
-    Inside an open transaction it is a savepoint, so a write path (``create_customer``)
-    can run as one step of a larger all-or-nothing write (a batch, an import)."""
-    if conn.in_transaction:
-        name = f"nested_{next(_savepoints)}"
-        conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute(f"ROLLBACK TO {name}")
-            conn.execute(f"RELEASE {name}")
-            raise
-        else:
-            conn.execute(f"RELEASE {name}")
-        return
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
-
-
-_savepoints = itertools.count(1)
 
 
 def migrate(conn: sqlite3.Connection, *sets: Migrations) -> None:
@@ -190,31 +148,3 @@ class Meta:
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, str(value)),
         )
-
-
-class ThreadConnections:
-    """One SQLite connection per thread for a database path (sqlite3 objects are not shared)."""
-
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, check_same_thread=False)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def close_all(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()

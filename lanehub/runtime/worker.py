@@ -26,7 +26,6 @@ class Worker:
         self._setup = setup
         self._teardown = teardown
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._timers: list[tuple[float, Callable[[], None]]] = []
         self._stop = threading.Event()
 
     def start(self) -> "Worker":
@@ -65,10 +64,6 @@ class Worker:
         self._queue.put(_STOP)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
 
     def _run(self) -> None:
         if self._setup:

@@ -30,6 +30,7 @@ from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redir
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.utils import secure_filename
 
+from lanehub.replication.sqlite import transaction
 from lanehub.domain.users import (end_session, find_session_user, find_user, find_user_by_token, permissions_of,
     start_session)
 
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 def web_secret(db) -> str:
     """The session-signing key, kept in the site's database so sessions survive restarts."""
-    from lanehub.replication.schema import transaction
-
     with transaction(db.conn):
         secret = db.meta.get("web_secret")
         if not secret:
@@ -93,8 +92,6 @@ def dummy_password_hash() -> str:
 def begin_session(db, user: dict) -> None:
     """Log ``user`` in on this browser: a new session row and id (a new id on every
     login and renewal, so an id seen before it is worthless)."""
-    from lanehub.replication.schema import transaction
-
     old = session.get("sid")
     csrf = session.get("csrf")
     with transaction(db.conn):
@@ -371,8 +368,6 @@ def auth_blueprint() -> Blueprint:
     @requires(PUBLIC)
     def logout():
         if session.get("sid"):
-            from lanehub.replication.schema import transaction
-
             with transaction(g.db.conn):
                 end_session(g.db.conn, session["sid"])  # every copy of this cookie stops working
         session.clear()
