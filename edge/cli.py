@@ -23,7 +23,7 @@ from edge.web.app import create_app
 def open_db(config_path) -> EdgeDatabase:
     with fail_on_config_errors():
         config = load_config(config_path)
-    return EdgeDatabase(config["store"]["db"], config["store"]["id"])
+    return EdgeDatabase.from_config(config)
 
 
 @click.group()

@@ -177,16 +177,24 @@ class PastDeadline(RuntimeError):
 
 
 class EdgeDatabase:
-    def __init__(self, path: str | Path, store: str):
+    def __init__(self, path: str | Path, store: str, *, migrations: bool = True):
+        """``migrations=False``: the schema is known to be current (a web request, after
+        the app brought it up to date at start)."""
         self.path = str(path)
         self.store = store
         self.conn = connect(self.path)
-        migrate(self.conn, replica_migrations, edge_migrations)
+        if migrations:
+            migrate(self.conn, replica_migrations, edge_migrations)
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
         # One clock per store, shared by the sync and lane workers (lanehub.protocol.hlc.site_clock).
         self.clock = site_clock(self.path, self.meta.get("hlc", hlc_mod.ZERO))
         self._deadline = 0.0  # while a lane write runs: when its lane stopped waiting
+
+    @classmethod
+    def from_config(cls, config, *, migrations: bool = True) -> "EdgeDatabase":
+        """The store's database as edge.toml names it: the one way the edge's service, CLI and page open it."""
+        return cls(config["store"]["db"], config["store"]["id"], migrations=migrations)
 
     @contextmanager
     def until(self, deadline: float):

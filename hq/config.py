@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from lanehub.runtime.config import Config, Key, Tables, broker_keys, load
+from lanehub.domain.codes import CodeFormat
+from lanehub.runtime.config import Config, ConfigError, Key, Tables, broker_keys, load
 
 SCHEMA = {
     "hq": {"db": Key(str, "hq.db", path=True)},
@@ -50,3 +51,12 @@ SCHEMA = {
 
 def load_config(path) -> Config:
     return load(path, SCHEMA)
+
+
+def code_format(config: Config) -> CodeFormat:
+    """The chain's customer code format ([codes] prefix and width), or a one-line ConfigError."""
+    try:
+        return CodeFormat(config["codes"]["prefix"], config["codes"]["width"])
+    except ValueError as exc:
+        key = "prefix" if "prefix" in str(exc) else "width"
+        raise ConfigError(f"{config.path}: [codes] {key}: {exc}") from None

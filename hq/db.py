@@ -37,6 +37,7 @@ from lanehub.replication.replica import Replica
 from lanehub.protocol.topics import TopicError, check_id
 from lanehub.domain.users import add_session_schema
 
+from hq.config import code_format
 from hq.duplicates import flag_duplicates
 
 ORIGIN = "hq"
@@ -175,17 +176,25 @@ class Outcome:
 
 
 class HQDatabase:
-    def __init__(self, path: str | Path, codes: CodeFormat, block_size: int = 100):
+    def __init__(self, path: str | Path, codes: CodeFormat, block_size: int = 100, *, migrations: bool = True):
+        """``migrations=False``: the schema is known to be current (a web request, after
+        the app brought it up to date at start)."""
         self.path = str(path)
         self.codes = codes
         self.block_size = block_size
         self.conn = connect(self.path)
-        migrate(self.conn, replica_migrations, hq_migrations)
+        if migrations:
+            migrate(self.conn, replica_migrations, hq_migrations)
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
         last = self.conn.execute("SELECT max(hlc) FROM changes").fetchone()[0]
         # One clock for HQ's writer, reader and exporter (lanehub.protocol.hlc.site_clock).
         self.clock = site_clock(self.path, last or hlc_mod.ZERO)
+
+    @classmethod
+    def from_config(cls, config, *, migrations: bool = True) -> "HQDatabase":
+        """HQ's database as hq.toml names it: the one way HQ's CLI, pages and benchmarks open it."""
+        return cls(config["hq"]["db"], code_format(config), config["codes"]["block_size"], migrations=migrations)
 
     def close(self) -> None:
         self.conn.close()

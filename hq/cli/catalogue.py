@@ -11,11 +11,11 @@ import click
 from lanehub.cli.shared import by_option, config_option, fail_on_config_errors, validation_exit
 from lanehub.domain.model import ValidationError
 
+from hq.db import HQDatabase
+from hq.cli.common import open_db
 from hq.catalogue import HQCatalogue
 
 def catalogue_for(config_path) -> HQCatalogue:
-    from hq.cli.main import open_db
-
     return HQCatalogue(open_db(config_path))
 
 
@@ -39,13 +39,12 @@ def products_import(csv_file, dry_run, config_path, by):
     """Import products from CSV_FILE (sku, description, brand, size, retail_price,
     tax_rate, active, barcodes separated by '|'). All or nothing: an invalid row
     aborts the import and every row's errors are listed."""
-    from hq.cli.main import db_for
     from hq.config import load_config
     from hq.imports.engine import ImportAborted, import_file
 
     with fail_on_config_errors():
         config = load_config(config_path)
-        db = db_for(config)
+        db = HQDatabase.from_config(config)
     try:
         result = import_file(db, "products", csv_file, by, dry_run=dry_run, config=config)
     except ImportAborted as exc:

@@ -9,11 +9,10 @@ import click
 from lanehub.cli.shared import by_option, config_option, validation_exit
 from lanehub.domain.model import ValidationError, display_name
 
+from hq.cli.common import open_db
 from hq.coupons import HQCoupons
 
 def coupons_for(config_path) -> HQCoupons:
-    from hq.cli.main import open_db
-
     return HQCoupons(open_db(config_path))
 
 

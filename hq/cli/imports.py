@@ -12,6 +12,8 @@ from lanehub.domain.extra_fields import declared
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import RULE_ENTITIES, field_rules
 
+from hq.db import HQDatabase
+from hq.cli.common import open_db
 from hq.config import load_config
 from hq.imports.sources import SourceError, open_source
 from hq.imports.targets import TARGETS
@@ -27,11 +29,9 @@ def register(hq: click.Group) -> None:
 
 
 def _setup(config_path, kind):
-    from hq.cli.main import db_for
-
     with fail_on_config_errors():
         config = load_config(config_path)
-        db = db_for(config)
+        db = HQDatabase.from_config(config)
         target = TARGETS[kind](db)
         spec = ImportSpec.from_config(config, kind, target)
     return db, target, spec
@@ -141,8 +141,6 @@ def export_command(kind, config_path):
 @config_option("hq.toml")
 def fields(entity, config_path):
     """Which fields an external system owns (read-only in lanehub) and which are exported."""
-    from hq.cli.main import open_db
-
     db = open_db(config_path)
     try:
         for name in [entity] if entity else RULE_ENTITIES:
@@ -181,8 +179,6 @@ def extra_fields_remove(name, config_path, by):
 @config_option("hq.toml")
 def extra_fields_list(config_path):
     """Declared extra fields: name and label."""
-    from hq.cli.main import open_db
-
     db = open_db(config_path)
     try:
         for name, label in declared(db.conn).items():
@@ -192,8 +188,6 @@ def extra_fields_list(config_path):
 
 
 def _declare(config_path, name, label, by, active):
-    from hq.cli.main import open_db
-
     db = open_db(config_path)
     try:
         record = declare_extra_field(db, name, label, by, active=active)

@@ -14,6 +14,7 @@ from lanehub.domain.payment_cards import redact
 from lanehub.runtime.process import run_until_signalled, setup_logging
 from lanehub.web.app import WebService
 
+from hq.cli.common import open_db
 from hq.cli.batches import batch
 from hq.cli.catalogue import register as register_catalogue_commands
 from hq.cli.coupons import register as register_coupon_commands
@@ -21,17 +22,8 @@ from hq.cli.imports import register as register_import_commands
 from hq.cli.users import users as users_group
 from hq.config import load_config
 from hq.db import HQDatabase
-from hq.service import HQService, broker_files_now, code_format
+from hq.service import HQService, broker_files_now
 from hq.web.app import create_app
-
-
-def db_for(config) -> HQDatabase:
-    return HQDatabase(config["hq"]["db"], code_format(config), config["codes"]["block_size"])
-
-
-def open_db(config_path) -> HQDatabase:
-    with fail_on_config_errors():
-        return db_for(load_config(config_path))
 
 
 @click.group()
@@ -65,7 +57,7 @@ def store_add(store_id, config_path):
     """Register STORE_ID and print its HQ broker credentials (shown once)."""
     with fail_on_config_errors():
         config = load_config(config_path)
-        db = db_for(config)
+        db = HQDatabase.from_config(config)
     try:
         password = db.add_store(store_id)
     except ValueError as exc:
@@ -98,7 +90,7 @@ def store_password(store_id, config_path):
     """Give STORE_ID a new broker password (the old one stops working)."""
     with fail_on_config_errors():
         config = load_config(config_path)
-        db = db_for(config)
+        db = HQDatabase.from_config(config)
     try:
         password = db.reset_store_password(store_id)
     except KeyError:
@@ -221,7 +213,7 @@ def broker_files(config_path):
     """Write the HQ broker's password and ACL files (HQ's user and every registered store) and reload it."""
     with fail_on_config_errors():
         config = load_config(config_path)
-    db = db_for(config)
+    db = HQDatabase.from_config(config)
     if not config["broker"]["passwd_file"] or not config["broker"]["acl_file"]:
         raise click.ClickException("set [broker] passwd_file and acl_file in the HQ config first")
     try:

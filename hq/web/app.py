@@ -12,6 +12,7 @@ from lanehub.web.app import health_blueprint, make_app, requires, web_secret
 from lanehub.web.api import Api, customer_api
 from lanehub.web.customers import customers_blueprint
 
+from hq.db import HQDatabase
 from hq.audit import change_history
 from hq.web.fields import fields_blueprint
 from hq.web.imports import imports_blueprint
@@ -28,14 +29,14 @@ LINKS = {"hq_broker": True}  # /healthz: HQ without its broker serves no store: 
 def create_app(config, open_db=None, links=None):
     """``links()``: the service's broker links for /healthz (``WebService`` passes
     the running service's; without it /healthz calls them unknown)."""
-    from hq.cli.main import db_for
-
-    open_db = open_db or (lambda: db_for(config))
-    db = open_db()
+    db = HQDatabase.from_config(config)  # brings the schema up to date, once
     try:
         secret = web_secret(db)
     finally:
         db.close()
+    # Each request opens its own connection (requests run on threads of their own)
+    # on the schema made current above.
+    open_db = open_db or (lambda: HQDatabase.from_config(config, migrations=False))
     app = make_app(__name__, site="hq", open_db=open_db, secret_key=secret, templates=TEMPLATES,
                    secure_cookies=config["web"]["secure_cookies"], title="lanehub HQ Manager")
     app.extensions["lanehub"]["config"] = config
