@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -20,6 +21,77 @@ def test_every_topic_round_trips(kind):
     again = topics.parse(topic)
     assert again.kind == kind
     assert topics.build(again) == topic
+
+
+IDS = {"store": "S-1.a", "lane": "L_2", "device": "P3", "name": "r4"}
+
+
+@pytest.mark.parametrize("kind", list(topics.KINDS))
+def test_every_kind_in_the_table_round_trips_with_its_ids(kind):
+    """build -> parse -> build, and parse gives back exactly the ids the pattern has."""
+    entry = topics.KINDS[kind]
+    topic = topics.build(SAMPLE(kind, **IDS))
+    assert topic == entry.pattern.format(**IDS)
+    parsed = topics.parse(topic)
+    assert parsed == SAMPLE(kind, **{key: IDS[key] for key in entry.ids})
+    assert topics.build(parsed) == topic
+
+
+@pytest.mark.parametrize("kind", list(topics.KINDS))
+def test_every_kind_has_its_builder(kind):
+    """The builder of a kind is the module function of its name, taking its ids in order."""
+    entry = topics.KINDS[kind]
+    builder = getattr(topics, kind)
+    assert list(inspect.signature(builder).parameters) == list(entry.ids)
+    assert builder(*(IDS[key] for key in entry.ids)) == topics.build(SAMPLE(kind, **IDS))
+
+
+def test_the_table_spells_each_topic_once():
+    patterns = [entry.pattern for entry in topics.KINDS.values()]
+    assert len(set(patterns)) == len(patterns)
+    assert all(name == entry.name for name, entry in topics.KINDS.items())
+    assert list(topics.BUILDERS) == list(topics.KINDS)
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT's filter match, for "+" (lanehub subscribes with no "#")."""
+    want, have = topic_filter.split("/"), topic.split("/")
+    return len(want) == len(have) and all(w in ("+", h) for w, h in zip(want, have))
+
+
+@pytest.mark.parametrize("kind", list(topics.KINDS))
+def test_a_kind_s_filter_matches_its_topics_and_no_other_kind_s(kind):
+    entry = topics.KINDS[kind]
+    every = entry.filter()
+    assert every.count("+") == len(entry.ids)
+    samples = [topics.build(SAMPLE(name, **IDS)) for name in topics.KINDS]
+    assert [topic for topic in samples if matches(every, topic)] == [topics.build(SAMPLE(kind, **IDS))]
+
+
+def test_filters():
+    assert topics.lane_filter("S001", topics.LEAF_SCAN) == "lanehub/S001/lane/+/scan"
+    assert topics.device_status_filter("S001") == "lanehub/S001/device/+/status"
+    assert topics.printer_results_filter("S001") == "lanehub/S001/lane/+/printer/+/result"
+    assert topics.sync_replies_filter("S001") == "lanehub/sync/store/S001/+"
+    assert topics.sync_reply_prefix("S001") == "lanehub/sync/store/S001/"
+    assert (topics.SYNC_UP_ALL, topics.SYNC_REQ_ALL, topics.SYNC_STATUS_ALL) == (
+        "lanehub/sync/up/+", "lanehub/sync/req/+", "lanehub/sync/status/+")
+    with pytest.raises(topics.TopicError):
+        topics.device_status_filter("S/1")
+
+
+def test_leaves():
+    assert (topics.LEAF_SCAN, topics.LEAF_CARD, topics.LEAF_TICKET_CMD, topics.LEAF_TICKET_STATE,
+            topics.LEAF_CUSTOMER_REQ) == ("scan", "card", "ticket/cmd", "ticket/state", "customer/req")
+    for kind in ("scan", "card", "ticket_cmd", "ticket_state", "customer_req"):
+        assert topics.lane_topic("S001", "L1", topics.KINDS[kind].leaf) == getattr(topics, kind)("S001", "L1")
+    assert topics.KINDS["sync_up"].leaf is None
+
+
+def test_a_store_called_sync_is_not_an_hq_topic():
+    """lanehub/sync/... is the HQ broker's; a store-broker topic of a store "sync" still parses as one."""
+    assert topics.parse("lanehub/sync/store/S001").kind == "sync_store"
+    assert topics.parse("lanehub/sync/error") == SAMPLE("error", store="sync")
 
 
 def test_normative_topic_names():

@@ -32,6 +32,7 @@ import io
 
 from escpos.printer import Dummy
 
+from lanehub.protocol.lane import Receipt
 from lanehub.receipts.layout import BARCODE, BIG, BOLD, barcode_module_width, layout, text_lines
 
 __all__ = ["render_receipt", "text_lines"]
@@ -52,16 +53,18 @@ def _print_barcode(printer: Dummy, data: str, width: int) -> None:
 
 
 def render_receipt(
-    receipt: dict,
+    receipt: Receipt | dict,
     *,
     width: int = 42,
     codepage: str = "cp858",
     profile: str = "default",
     cut: bool = True,
 ) -> bytes:
-    """ESC/POS bytes for ``receipt`` on a printer with ``width`` columns.
+    """ESC/POS bytes for ``receipt`` (a Receipt, or a print job's receipt object:
+    ``Receipt.of``) on a printer with ``width`` columns.
 
-    Raises ValueError when ``profile`` does not know ``codepage``.
+    Raises ValueError when ``profile`` does not know ``codepage``, PayloadError (a
+    ValueError) for a receipt that is not one.
     """
     printer = Dummy(profile=profile)
     encoding = printer.magic.encoder.get_encoding_name(codepage)

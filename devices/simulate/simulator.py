@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lanehub.protocol import topics
+from lanehub.protocol.lane import Receipt
 
 from devices.readers.bridge import DeviceLink, ReaderBridge
 from devices.printer.bridge import PrinterBridge
@@ -167,7 +168,8 @@ class PaperPrinter:
 
     def _write(self, job: str, receipt: dict) -> None:
         p = self.profile
-        ticket = str(receipt.get("ticket") or "receipt")
+        receipt = Receipt.of(receipt)  # the spooled job's receipt object, read once
+        ticket = str(receipt.ticket or "receipt")
         stem = f"{_FILE_SAFE.sub('_', ticket)[:64]}-{job}"
         self.out.mkdir(parents=True, exist_ok=True)
         txt, png = self.out / f"{stem}.txt", self.out / f"{stem}.png"

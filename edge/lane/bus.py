@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 
 from lanehub.protocol import topics
@@ -29,9 +28,13 @@ MAX_BATCH = 64  # events per transaction under load
 
 class TicketLanes:
     def __init__(self, local: MqttClient, worker: Worker, settings: LaneSettings, report, print_retry: float,
-                 coupons: CouponGate, routes: PrinterRoutes | None = None):
+                 coupons: CouponGate, routes: PrinterRoutes | None = None, receipt_mail=None):
+        """``routes``: edge.toml's printers (``PrinterRoutes.from_config``; without them, the
+        store's printer only). ``receipt_mail``: edge.lane.mail.ReceiptMail, given to the
+        ticket book (without it, e-mail receipts are kept unsent)."""
         self.local = local
         self.routes = routes or PrinterRoutes(fallback=settings.printer)
+        self.receipt_mail = receipt_mail
         # Told once on the error topic (until it changes): lanes without a printer,
         # printers receipts go to that no bridge has ever reported as.
         self._told_no_printer: set[str] = set()
@@ -46,8 +49,8 @@ class TicketLanes:
 
     def start(self, db) -> None:
         """Open the ticket book on the lane worker's database and subscribe."""
-        self.book = TicketBook(db, self.settings, self.coupons)
-        self.book.printer_for = lambda lane: printer_for(self.book.conn, self.routes, lane)
+        self.book = TicketBook(db, self.settings, self.coupons, receipt_mail=self.receipt_mail,
+                               printer_for=lambda lane: printer_for(db.conn, self.routes, lane))
         store = self.settings.store
         self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self._queue_event(m, Scan))
         self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self._queue_event(m, CardRead))
@@ -62,7 +65,7 @@ class TicketLanes:
     def republish(self) -> None:
         """Every lane's state again (on connect): the broker may have lost its retained copy."""
         for lane in self.book.lanes():
-            self.local.publish(topics.ticket_state(self.settings.store, lane), _json(self.book.state(lane)), retain=True)
+            self.local.publish(topics.ticket_state(self.settings.store, lane), self.book.state(lane).to_json(), retain=True)
 
     def _queue_event(self, msg: Incoming, kind) -> None:
         self.events.append((msg, kind))
@@ -134,14 +137,15 @@ class TicketLanes:
         if outcome.duplicate:
             return
         store = self.settings.store
-        self.local.publish(topics.ticket_state(store, outcome.lane), _json(outcome.state), retain=True)
+        self.local.publish(topics.ticket_state(store, outcome.lane), outcome.state.to_json(), retain=True)
         for device, job, receipt in outcome.jobs:
             if device:
-                self._send_receipt(outcome.lane, device, job, receipt)
+                self._send_receipt(outcome.lane, device, job, receipt.to_dict())
             else:
                 self._tell_no_printer(outcome.lane)
 
     def _send_receipt(self, lane: str, device: str, job: str, receipt: dict) -> None:
+        """``receipt``: a ``Receipt``'s JSON object (``to_dict()``, or as ``print_jobs`` keeps it)."""
         try:
             topic = topics.printer_job(self.settings.store, lane, device)
         except topics.TopicError as exc:
@@ -160,14 +164,16 @@ class TicketLanes:
         printer yet is routed now if its lane has one, else it waits."""
         if not self.local.connected.is_set():
             return
-        for lane, device, job, receipt in self.book.due_jobs(self.print_retry):
+        for lane, device, job in self.book.due_jobs(self.print_retry):
             if not device:
                 device = self.book.route_job(job, self.book.printer_for(lane))
                 if not device:
                     self._tell_no_printer(lane)
                     continue
                 self._told_no_printer.discard(lane)
-            self._send_receipt(lane, device, job, receipt)
+            receipt = self.book.job_receipt(job)  # read only for the jobs sent now
+            if receipt is not None:
+                self._send_receipt(lane, device, job, receipt)
 
     def _tell_no_printer(self, lane: str) -> None:
         if lane in self._told_no_printer:
@@ -205,7 +211,3 @@ class TicketLanes:
             return
         if self.book.job_result(result.job, result.ok, result.status, result.error or ""):
             log.info("receipt %s %s (%s)", result.job, "printed" if result.ok else "not printed", result.error or result.status)
-
-
-def _json(state: dict) -> bytes:
-    return json.dumps(state, separators=(",", ":")).encode()

@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any, Callable
+from typing import Callable
 
 from lanehub.protocol import topics
 from lanehub.protocol.change import new_id
+from lanehub.protocol.lane import Receipt, TicketWarning
 from lanehub.runtime.config import Config
 from lanehub.replication.schema import connect, transaction
 from lanehub.receipts.image import receipt_png
@@ -97,7 +98,7 @@ class QueuedMail:
     id: str
     recipient: str
     subject: str
-    receipt: dict[str, Any]
+    receipt: Receipt
     created_at: float
 
 
@@ -111,24 +112,37 @@ class MailOutbox:
     def __init__(self, conn):
         self.conn = conn
 
-    def queue(self, job: str, ticket: str, recipient: str, subject: str, receipt: dict, waiting: str = "") -> str:
-        """Queue a receipt; inside the caller's transaction when there is one (the
-        close), so the message is durable exactly when the sale is. ``waiting``
-        says why it is not sent yet (e-mail not configured)."""
+    def queue(self, job: str, ticket: str, recipient: str, subject: str, receipt: Receipt | dict,
+              waiting: str = "") -> str:
+        """Queue a receipt (a ``Receipt``, or its JSON object: ``Receipt.of``); inside the
+        caller's transaction when there is one (the close), so the message is durable
+        exactly when the sale is. ``waiting`` says why it is not sent yet (e-mail not configured)."""
+        stored = json.dumps(Receipt.of(receipt).to_dict())
         mail_id = new_id()
         now = time.time()
         with transaction(self.conn):
             self.conn.execute(
                 "INSERT INTO mail_outbox (id, job, ticket, recipient, subject, receipt, status, last_error, created_at, "
                 "next_attempt) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (mail_id, job, ticket, recipient, subject, json.dumps(receipt), waiting, now, now))
+                (mail_id, job, ticket, recipient, subject, stored, waiting, now, now))
         return mail_id
 
     def due(self, now: float | None = None, limit: int = SEND_BATCH) -> list[QueuedMail]:
+        """Messages due now. One whose stored receipt cannot be read is marked failed
+        here: it would fail every round."""
         rows = self.conn.execute(
             "SELECT id, recipient, subject, receipt, created_at FROM mail_outbox WHERE status = 'queued' "
             "AND next_attempt <= ? ORDER BY next_attempt LIMIT ?", (time.time() if now is None else now, limit)).fetchall()
-        return [QueuedMail(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        due = []
+        for r in rows:
+            try:
+                receipt = Receipt.from_dict(json.loads(r[3]))
+            except ValueError as exc:  # not JSON, or not a receipt (PayloadError)
+                log.exception("mail %s: its receipt cannot be read", r[0])
+                self.mark_failed(r[0], f"the message could not be built: {exc}")
+                continue
+            due.append(QueuedMail(r[0], r[1], r[2], receipt, r[4]))
+        return due
 
     def mark_sent(self, mail_id: str) -> None:
         with transaction(self.conn):
@@ -179,9 +193,8 @@ class MailOutbox:
         return {r[0]: r[1] for r in self.conn.execute("SELECT status, count(*) FROM mail_outbox GROUP BY status")}
 
 
-def receipt_subject(receipt: dict) -> str:
-    store = receipt.get("store") or {}
-    return f"Your receipt {receipt.get('ticket', '')} — {store.get('name') or store.get('id', '')}"
+def receipt_subject(receipt: Receipt) -> str:
+    return f"Your receipt {receipt.ticket} — {receipt.store.name or receipt.store.id}"
 
 
 class ReceiptMail:
@@ -194,15 +207,15 @@ class ReceiptMail:
         self.alert = alert
         self._told_not_configured = False  # the error topic hears it once per process, not per receipt
 
-    def route(self, conn, lane: str, job: str, receipt: dict, address: str, notices: list[dict]) -> str:
+    def route(self, conn, lane: str, job: str, receipt: Receipt, address: str, notices: list[TicketWarning]) -> str:
         """Queue the receipt for ``address`` and return the print job's status:
         "email" (queued, or kept with ``email_fallback = "keep"``) or "pending"
         (printed instead: no address, or e-mail not configured with "print")."""
-        ticket = receipt.get("ticket", "")
+        ticket = receipt.ticket
         topic = _close_topic(self.store, lane)
         if not address:  # nothing could ever send it: paper now beats no receipt
-            notices.append({"code": "email_no_address",
-                            "message": f"receipt {ticket} printed: the customer has no e-mail address"})
+            notices.append(TicketWarning(code="email_no_address",
+                                         message=f"receipt {ticket} printed: the customer has no e-mail address"))
             self.alert(topic, f"receipt {ticket}: an e-mail receipt was asked for, but there is no e-mail address; printed")
             return "pending"
         if not self.settings.configured:
@@ -211,16 +224,18 @@ class ReceiptMail:
                 self.alert(topic, f"{NOT_CONFIGURED}; e-mail receipts are "
                                   f"{'printed' if self.settings.fallback == 'print' else 'kept unsent'}")
             if self.settings.fallback == "print":
-                notices.append({"code": "email_not_configured", "message": f"receipt {ticket} printed: {NOT_CONFIGURED}"})
+                notices.append(TicketWarning(code="email_not_configured", message=f"receipt {ticket} printed: {NOT_CONFIGURED}"))
                 return "pending"
             MailOutbox(conn).queue(job, ticket, address, receipt_subject(receipt), receipt, waiting=NOT_CONFIGURED)
-            notices.append({"code": "email_not_configured", "message": f"receipt {ticket} kept unsent: {NOT_CONFIGURED}"})
+            notices.append(TicketWarning(code="email_not_configured",
+                                         message=f"receipt {ticket} kept unsent: {NOT_CONFIGURED}"))
             return "email"
         MailOutbox(conn).queue(job, ticket, address, receipt_subject(receipt), receipt)
         return "email"
 
     def attach(self, book) -> None:
-        """Give a ``TicketBook`` this policy (a book without one keeps e-mail receipts unsent)."""
+        """Give a ``TicketBook`` this policy (a book without one keeps e-mail receipts unsent).
+        Kept until EdgeService passes it as ``TicketLanes(receipt_mail=...)``."""
         book.receipt_mail = self
 
 
@@ -263,7 +278,7 @@ def build_message(mail: QueuedMail, settings: MailSettings) -> EmailMessage:
         subtype="html")
     png = _receipt_picture(mail)
     if png is not None:
-        ticket = str(mail.receipt.get("ticket", "receipt"))
+        ticket = mail.receipt.ticket or "receipt"
         message.add_attachment(png, maintype="image", subtype="png", filename=f"receipt-{ticket}.png")
     return message
 
@@ -272,7 +287,7 @@ def _receipt_picture(mail: QueuedMail) -> bytes | None:
     try:
         return receipt_png(mail.receipt, columns=RECEIPT_COLUMNS)
     except Exception:  # the text is the receipt: send it without the picture
-        log.exception("receipt picture for %s failed; sent without it", mail.receipt.get("ticket"))
+        log.exception("receipt picture for %s failed; sent without it", mail.receipt.ticket)
         return None
 
 
@@ -362,7 +377,7 @@ class MailSender:
         try:
             message = build_message(mail, self.settings)
         except Exception as exc:  # a bad receipt or address would fail every round: failed, visible
-            log.exception("receipt %s: no e-mail could be built", mail.receipt.get("ticket"))
+            log.exception("receipt %s: no e-mail could be built", mail.receipt.ticket)
             self.outbox.mark_failed(mail.id, f"the message could not be built: {exc}")
             return False
         try:
@@ -375,14 +390,14 @@ class MailSender:
             self._refused(mail, exc.smtp_code, describe(exc))
             return False
         self.outbox.mark_sent(mail.id)  # at once: the window for a duplicate is this commit
-        log.info("edge %s: receipt %s e-mailed", self.store, mail.receipt.get("ticket"))
+        log.info("edge %s: receipt %s e-mailed", self.store, mail.receipt.ticket)
         return True
 
     def _refused(self, mail: QueuedMail, code: int, answer: str) -> None:
-        ticket = mail.receipt.get("ticket", "")
+        ticket = mail.receipt.ticket
         if code >= 500:  # permanent: the same message would be refused again
             self.outbox.mark_failed(mail.id, answer)
-            self.alert(_close_topic(self.store, mail.receipt.get("lane", "")),
+            self.alert(_close_topic(self.store, mail.receipt.lane),
                        f"receipt {ticket} e-mail to {mail.recipient} refused: {answer}")
             return
         status = self.outbox.mark_retry(mail.id, answer, self.settings.retry, self.settings.give_up_hours)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from lanehub.protocol.lane import Receipt, ReceiptStore
 from lanehub.runtime.config import Config
 
 from edge.db import now_iso
@@ -60,12 +61,11 @@ def is_known_printer(conn, device: str) -> bool:
     return conn.execute("SELECT 1 FROM device_status WHERE device = ? AND kind = 'printer'", (device,)).fetchone() is not None
 
 
-def test_receipt(store: dict, lane: str, device: str, by: str) -> dict:
+def test_receipt(store: ReceiptStore, lane: str, device: str, by: str) -> Receipt:
     """A receipt that says which printer printed it, for the store page's test print."""
-    return {
-        "store": store, "ticket": "TEST", "lane": lane, "closed_at": now_iso(),
-        "lines": [], "subtotal": "0.00", "total": "0.00", "currency": "",
-        "barcode": f"TEST-{device}",
-        "footer": f"Test print on printer {device} (lane {lane or '-'}), asked for by {by} at "
-                  f"{time.strftime('%Y-%m-%d %H:%M')}.",
-    }
+    return Receipt(
+        store=store, ticket="TEST", lane=lane, closed_at=now_iso(), subtotal="0.00", total="0.00",
+        barcode=f"TEST-{device}",
+        footer=f"Test print on printer {device} (lane {lane or '-'}), asked for by {by} at "
+               f"{time.strftime('%Y-%m-%d %H:%M')}.",
+    )

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from lanehub.domain.barcodes import GRAM, GS, BarcodeError, ScaleLayout, parse_layouts, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
 from lanehub.protocol.change import new_id
 from lanehub.domain.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
 from lanehub.replication.schema import transaction
-from lanehub.protocol.lane import MAX_QTY, CardRead, Scan, TicketCommand
+from lanehub.protocol.lane import (MAX_QTY, CardRead, Receipt, ReceiptCoupon, ReceiptCustomer, ReceiptLine,
+                                   ReceiptStore, ReceiptTax, Scan, TicketCommand, TicketCoupon, TicketCustomer,
+                                   TicketLine, TicketState, TicketWarning)
 from lanehub.domain.model import display_name
 from lanehub.domain.payment_cards import find_payment_card, mask, refusal
 from lanehub.domain.pricing import PricingCustomer, SqliteCatalogue, unit_price
@@ -46,10 +48,25 @@ class LaneSettings:
     coupon_offline: str = "deny"
     variable_measure: tuple[str, ...] = ()  # scale label layouts, as [store] variable_measure has them
 
+    @classmethod
+    def from_config(cls, config) -> "LaneSettings":
+        """The settings edge.toml gives (a loaded edge config: every key has its value or
+        its default); the store page overrides some of them (``apply_settings``)."""
+        cfg = config["store"]
+        return cls(store=cfg["id"], currency=cfg["currency"], block_defaulters=cfg["block_defaulters"],
+                   receipt_shows_customer=cfg["receipt_shows_customer"], printer=cfg["printer"],
+                   name=cfg["name"], address=cfg["address"], tax_id=cfg["tax_id"], footer=cfg["receipt_footer"],
+                   coupon_offline=cfg["coupon_offline"], variable_measure=tuple(cfg["variable_measure"]))
+
     @cached_property
     def scale_layouts(self) -> tuple[ScaleLayout, ...]:
         """``variable_measure`` read once (edge.toml was checked when it was loaded)."""
         return parse_layouts(self.variable_measure)
+
+    @property
+    def receipt_store(self) -> ReceiptStore:
+        """The receipt's header."""
+        return ReceiptStore(id=self.store, name=self.name, address=self.address, tax_id=self.tax_id)
 
 
 # Settings a store admin may change on the store page (edge.toml gives the defaults).
@@ -61,8 +78,6 @@ def stored_settings(conn) -> dict[str, str]:
 
 
 def apply_settings(base: LaneSettings, stored: dict[str, str]) -> LaneSettings:
-    from dataclasses import replace
-
     changes = {}
     for key, kind in EDITABLE_SETTINGS.items():
         if key in stored:
@@ -75,8 +90,8 @@ class Outcome:
     """What an event did: the lane's state to publish and receipts to print."""
 
     lane: str
-    state: dict[str, Any] | None = None
-    jobs: list[tuple[str, str, dict]] = field(default_factory=list)  # (device, job id, receipt)
+    state: TicketState | None = None
+    jobs: list[tuple[str, str, Receipt]] = field(default_factory=list)  # (device, job id, receipt)
     duplicate: bool = False
 
 
@@ -99,15 +114,19 @@ class CouponGate(Protocol):
 
 
 class TicketBook:
-    def __init__(self, db: EdgeDatabase, settings: LaneSettings, coupons: CouponGate):
+    def __init__(self, db: EdgeDatabase, settings: LaneSettings, coupons: CouponGate,
+                 printer_for: Callable[[str], str] | None = None, receipt_mail=None):
+        """``printer_for(lane)``: the lane's receipt printer (edge.lane.bus routes by the
+        devices' retained status), "" when the lane has none yet: the job waits to be
+        routed; without it, the store's printer. ``receipt_mail``: edge.lane.mail.ReceiptMail;
+        without it, e-mail receipts are kept unsent."""
         self.db = db
         self.conn = db.conn
         self.settings = settings
         self.coupons = coupons
         self.catalogue = SqliteCatalogue(db.conn)
-        # The lane's receipt printer (edge.lane.bus routes by the devices' retained
-        # status); "" when the lane has none yet: the job waits to be routed.
-        self.printer_for: Callable[[str], str] = lambda lane: settings.printer
+        self.printer_for: Callable[[str], str] = printer_for or (lambda lane: settings.printer)
+        self.receipt_mail = receipt_mail
 
     # --- events ---------------------------------------------------------------------------
 
@@ -206,10 +225,10 @@ class TicketBook:
                 run(ctx)
             except Refused as refused:
                 self.conn.execute("ROLLBACK TO event")  # a refused event changes nothing but the notice
-                ctx.notices.append({"code": refused.code, "message": refused.message})
+                ctx.notices.append(TicketWarning(code=refused.code, message=refused.message))
             self.conn.execute("RELEASE event")
             self.conn.execute("UPDATE lanes SET notices = ?, cause = ? WHERE lane = ?",
-                              (json.dumps(ctx.notices), event_id, lane))
+                              (json.dumps([notice.to_dict() for notice in ctx.notices]), event_id, lane))
             state = self.state(lane)
         except BaseException:
             self.conn.execute("ROLLBACK TO lane_event")  # this event only; the batch goes on
@@ -328,33 +347,31 @@ class TicketBook:
     def _close(self, ctx: "_Event", email: str = "") -> None:
         ticket = self._need_open(ctx.lane)
         state = self.state(ctx.lane)
-        if not state["lines"]:
+        if not state.lines:
             raise Refused("empty_ticket", "an empty ticket cannot be closed (void it instead)")
         closed_at = now_iso()
         self.conn.execute("UPDATE tickets SET status = 'closed', closed_at = ?, by = ? WHERE ticket = ?",
                           (closed_at, ctx.by, ticket))
-        customer = self.db.replica.get("customer", state["customer"]["id"]) if state["customer"] else None
-        sale_lines = [{k: line[k] for k in ("line", "sku", "barcode", "description", "qty", "unit_price",
-                                              "retail_price", "price_source", "amount")}
-                      | self._line_extra(ticket, line["line"]) for line in state["lines"]]
-        coupon = state["coupon"]
+        customer = self.db.replica.get("customer", state.customer.id) if state.customer else None
+        # The sale's lines: the state's, with what the receipt and HQ need beyond them.
+        sale_lines = [line.to_dict() | self._line_extra(ticket, line.line) for line in state.lines]
+        coupon = state.coupon
         self.db.write("sale", sale_key(ticket), {
             "ticket": ticket, "store": self.settings.store, "lane": ctx.lane, "customer_id": customer["id"] if customer else "",
-            "closed_at": closed_at, "total": state["total"], "currency": self.settings.currency,
-            "lines": json.dumps(sale_lines, separators=(",", ":")), "coupon": coupon["code"] if coupon else "", "by": ctx.by,
+            "closed_at": closed_at, "total": state.total, "currency": self.settings.currency,
+            "lines": json.dumps(sale_lines, separators=(",", ":")), "coupon": coupon.code if coupon else "", "by": ctx.by,
         }, ctx.by)
         if coupon:  # the redemption: through the outbox, so it reaches HQ whatever happens next
-            coupon_id = coupon_key(coupon["code"])
+            coupon_id = coupon_key(coupon.code)
             self.db.write("coupon_use", coupon_use_key(coupon_id, ticket), {
                 "coupon_id": coupon_id, "ticket": ticket, "store": self.settings.store, "at": closed_at,
-                "mode": coupon["mode"] or "online", "discount": coupon["discount"]}, ctx.by)
+                "mode": coupon.mode or "online", "discount": coupon.discount}, ctx.by)
         receipt = self._receipt(ticket, ctx.lane, closed_at, sale_lines, state, customer)
         job = new_id()
         # No paper: the customer asked for e-mailed receipts, or the till took an
         # address for this one receipt.
         status = "email" if email or (customer and customer["no_paper"]) else "pending"
-        # edge.lane.mail.ReceiptMail, given by EdgeService; a book without one keeps the receipt unsent.
-        mail = getattr(self, "receipt_mail", None)
+        mail = self.receipt_mail  # a book without one keeps the receipt unsent
         if status == "email" and mail is not None:
             # Queued in this transaction: never lost, never sent before the close commits.
             # No address, or e-mail not configured with email_fallback = "print": printed.
@@ -363,7 +380,7 @@ class TicketBook:
         device = self.printer_for(ctx.lane) if status == "pending" else ""
         self.conn.execute(
             "INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job, ticket, ctx.lane, device, json.dumps(receipt), status, time.time(), email),
+            (job, ticket, ctx.lane, device, json.dumps(receipt.to_dict()), status, time.time(), email),
         )
         if status == "pending":
             ctx.jobs.append((device, job, receipt))
@@ -373,8 +390,9 @@ class TicketBook:
                                 (ticket, line)).fetchone()
         return {"product_id": row[0], "brand": row[1], "size": row[2], "tax_rate": row[3]}
 
-    def _receipt(self, ticket: str, lane: str, closed_at: str, lines: list[dict], state: dict, customer: dict | None) -> dict:
-        total, subtotal = Decimal(state["total"]), Decimal(state["subtotal"])
+    def _receipt(self, ticket: str, lane: str, closed_at: str, lines: list[dict], state: TicketState,
+                 customer: dict | None) -> Receipt:
+        total, subtotal = Decimal(state.total), Decimal(state.subtotal)
         share = total / subtotal if subtotal else Decimal(1)  # a coupon lowers every tax base alike
         taxes: dict[str, Decimal] = {}
         for line in lines:
@@ -383,20 +401,18 @@ class TicketBook:
         for rate, gross in sorted(taxes.items(), key=lambda kv: Decimal(kv[0])):
             gross = money(gross * share)
             base = money(gross / (1 + Decimal(rate) / 100))
-            tax_lines.append({"rate": rate, "base": str(base), "tax": str((gross - base).quantize(CENT)), "total": str(gross)})
+            tax_lines.append(ReceiptTax(rate=rate, base=str(base), tax=str((gross - base).quantize(CENT)), total=str(gross)))
         shown = None
         if customer and self.settings.receipt_shows_customer:
-            shown = {"code": customer["code"], "name": display_name(customer), "tax_id": customer["tax_id"]}
+            shown = ReceiptCustomer(code=customer["code"], name=display_name(customer), tax_id=customer["tax_id"])
         s = self.settings
-        return {
-            "store": {"id": s.store, "name": s.name, "address": s.address, "tax_id": s.tax_id},
-            "ticket": ticket, "lane": lane, "closed_at": closed_at,
-            "lines": [{k: line[k] for k in ("sku", "description", "qty", "unit_price", "amount", "tax_rate")} for line in lines],
-            "subtotal": state["subtotal"], "total": state["total"], "currency": s.currency, "taxes": tax_lines,
-            "coupon": {"code": state["coupon"]["code"], "discount": state["coupon"]["discount"]} if state["coupon"] else None,
-            "customer": shown,
-            "barcode": ticket, "footer": s.footer,
-        }
+        return Receipt(
+            store=s.receipt_store, ticket=ticket, lane=lane, closed_at=closed_at,
+            lines=tuple(ReceiptLine.from_dict(line) for line in lines),  # the sale line's keys of those names
+            subtotal=state.subtotal, total=state.total, currency=s.currency, taxes=tuple(tax_lines),
+            coupon=ReceiptCoupon(code=state.coupon.code, discount=state.coupon.discount) if state.coupon else None,
+            customer=shown, barcode=ticket, footer=s.footer,
+        )
 
     # --- coupons -------------------------------------------------------------------------------
 
@@ -500,56 +516,59 @@ class TicketBook:
         self.conn.execute("UPDATE lanes SET current = ? WHERE lane = ?", (ticket, ctx.lane))
         return ticket
 
-    def state(self, lane: str) -> dict[str, Any]:
+    def state(self, lane: str) -> TicketState:
         """The lane's ticket state as DESIGN section 4 gives it."""
         row = self.conn.execute("SELECT current, notices, cause FROM lanes WHERE lane = ?", (lane,)).fetchone()
-        warnings = json.loads(row["notices"]) if row else []
-        state: dict[str, Any] = {
-            "v": 1, "ticket": None, "store": self.settings.store, "lane": lane, "status": "closed", "customer": None,
-            "warnings": warnings, "lines": [], "subtotal": "0.00", "coupon": None, "total": "0.00",
-            "currency": self.settings.currency,
-            "cause": row["cause"] if row else "",
-        }
+        warnings = list(TicketWarning.list_from(json.loads(row["notices"]), "notices")) if row else []
+        empty = TicketState(store=self.settings.store, lane=lane, warnings=tuple(warnings),
+                            currency=self.settings.currency, cause=row["cause"] if row else "")
         ticket = self.conn.execute("SELECT * FROM tickets WHERE ticket = ?", (row["current"],)).fetchone() if row else None
         if ticket is None:
-            return state
-        state.update(ticket=ticket["ticket"], status=ticket["status"])
+            return empty
+        shown = None
         if ticket["customer_id"]:
             customer = self.db.replica.get("customer", ticket["customer_id"])
             if customer:
-                state["customer"] = {"id": customer["id"], "code": customer["code"], "name": display_name(customer),
-                                     "payment_status": customer["payment_status"], "tax_id": customer["tax_id"]}
+                shown = TicketCustomer(id=customer["id"], code=customer["code"], name=display_name(customer),
+                                       payment_status=customer["payment_status"], tax_id=customer["tax_id"])
                 if customer["payment_status"] in ("pending", "defaulter"):
-                    warnings.append({"code": f"payment_{customer['payment_status']}",
-                                     "message": f"customer payment status is {customer['payment_status']}"})
+                    warnings.append(TicketWarning(code=f"payment_{customer['payment_status']}",
+                                                  message=f"customer payment status is {customer['payment_status']}"))
         subtotal = Decimal(0)
+        lines = []
         for line in self.conn.execute("SELECT * FROM ticket_lines WHERE ticket = ? AND removed = 0 ORDER BY line",
                                       (ticket["ticket"],)):
             subtotal += Decimal(line["amount"])
-            state["lines"].append({k: line[k] for k in ("line", "sku", "barcode", "description", "qty", "unit_price",
-                                                        "retail_price", "price_source", "amount")})
+            lines.append(TicketLine.from_dict(dict(line)))  # the row's columns of those names
         discount = Decimal(0)
-        state["coupon"] = None
+        applied = None
         if ticket["coupon"]:
             coupon = find_coupon(self.conn, ticket["coupon"])
             discount = coupon_discount(coupon["kind"], coupon["value"], subtotal)
-            state["coupon"] = {"code": coupon["code"], "kind": coupon["kind"], "value": coupon["value"],
-                               "discount": str(discount), "mode": ticket["coupon_mode"]}
-        state["subtotal"] = str(money(subtotal))
-        state["total"] = str(money(subtotal - discount))
-        return state
+            applied = TicketCoupon(code=coupon["code"], kind=coupon["kind"], value=coupon["value"],
+                                   discount=str(discount), mode=ticket["coupon_mode"])
+        return replace(empty, ticket=ticket["ticket"], status=ticket["status"], customer=shown,
+                       warnings=tuple(warnings), lines=tuple(lines), subtotal=str(money(subtotal)), coupon=applied,
+                       total=str(money(subtotal - discount)))
 
     def lanes(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT lane FROM lanes ORDER BY lane")]
 
     # --- receipts ---------------------------------------------------------------------------------
 
-    def due_jobs(self, retry_after: float) -> list[tuple[str, str, str, dict]]:
-        """(lane, device, job, receipt) of receipts not yet printed, not sent in ``retry_after`` s."""
+    def due_jobs(self, retry_after: float) -> list[tuple[str, str, str]]:
+        """(lane, device, job) of receipts not yet printed, not sent in ``retry_after`` s.
+        Without the receipts: a job with no printer is due every time it is asked
+        (every second), and only the ones sent need theirs (``job_receipt``)."""
         rows = self.conn.execute(
-            "SELECT lane, device, job, receipt FROM print_jobs WHERE status = 'pending' AND last_sent <= ? ORDER BY created_at",
+            "SELECT lane, device, job FROM print_jobs WHERE status = 'pending' AND last_sent <= ? ORDER BY created_at",
             (time.time() - retry_after,)).fetchall()
-        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def job_receipt(self, job: str) -> dict | None:
+        """A print job's receipt as stored (a ``Receipt``'s JSON object, sent as it is)."""
+        row = self.conn.execute("SELECT receipt FROM print_jobs WHERE job = ?", (job,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def route_job(self, job: str, device: str) -> str:
         """Give a receipt that had no printer its printer (when there is one now)."""
@@ -588,6 +607,6 @@ class _Event:
     lane: str
     id: str
     by: str
-    notices: list[dict[str, str]] = field(default_factory=list)
-    jobs: list[tuple[str, str, dict]] = field(default_factory=list)
+    notices: list[TicketWarning] = field(default_factory=list)
+    jobs: list[tuple[str, str, Receipt]] = field(default_factory=list)
 

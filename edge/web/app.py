@@ -45,26 +45,16 @@ def create_app(config, open_db=None, hq_changes=None, links=None):
     app.extensions["lanehub"]["links"] = links
     app.register_blueprint(health_blueprint(LINKS, health_facts, figures=("last_seq", "outbox")))
     app.register_blueprint(sync_blueprint())
-    store_cfg = config["store"]
-    app.register_blueprint(lanes_blueprint(PrinterRoutes.from_config(config), {
-        "id": store, "name": store_cfg.get("name", ""), "address": store_cfg.get("address", ""),
-        "tax_id": store_cfg.get("tax_id", "")}))
+    settings = LaneSettings.from_config(config)  # the store page overrides some of them
+    app.register_blueprint(lanes_blueprint(PrinterRoutes.from_config(config), settings.receipt_store))
     app.register_blueprint(receipts_blueprint(MailSettings.from_config(config).configured))
     app.register_blueprint(sales_blueprint())
-    app.register_blueprint(settings_blueprint(lane_settings(config)))
+    app.register_blueprint(settings_blueprint(settings))
     api = Api(f"lanehub store {store} API")
     customer_api(api, refusals=(NotReady,))
     app.register_blueprint(api.bp)
     app.add_url_rule("/", "home", requires("customers.view")(lambda: redirect(url_for("customers.index"))))
     return app
-
-
-def lane_settings(config) -> LaneSettings:
-    """The settings edge.toml gives (the store page overrides some of them)."""
-    cfg = config["store"]
-    return LaneSettings(store=cfg["id"], block_defaulters=cfg.get("block_defaulters", False),
-                        receipt_shows_customer=cfg.get("receipt_shows_customer", True),
-                        coupon_offline=cfg.get("coupon_offline", "deny"))
 
 
 def health_facts(db: EdgeDatabase) -> dict:

@@ -7,6 +7,7 @@ import json
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, url_for
 
+from lanehub.protocol.lane import Receipt
 from lanehub.receipts.image import receipt_png
 from lanehub.web.app import requires
 
@@ -39,7 +40,7 @@ def receipts_blueprint(mail_configured: bool) -> Blueprint:
         row = g.db.conn.execute("SELECT receipt FROM print_jobs WHERE job = ?", (job,)).fetchone()
         if row is None:
             abort(404)
-        png = receipt_png(json.loads(row["receipt"]), columns=PICTURE_COLUMNS)
+        png = receipt_png(Receipt.from_dict(json.loads(row["receipt"])), columns=PICTURE_COLUMNS)
         return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @bp.route("/mail/<mail_id>/retry", methods=["POST"])

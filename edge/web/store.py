@@ -9,6 +9,7 @@ import time
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from lanehub.protocol.change import new_id
+from lanehub.protocol.lane import ReceiptStore
 from lanehub.replication.schema import transaction
 from lanehub.domain.sales import SaleError, track_sale
 from lanehub.web.app import requires
@@ -24,7 +25,7 @@ JOB_LABELS = {"pending": "waiting", "printed": "printed", "email": "e-mail (no p
               "moved": "reprinted on another printer"}
 
 
-def lanes_blueprint(routes: PrinterRoutes, store_header: dict) -> Blueprint:
+def lanes_blueprint(routes: PrinterRoutes, store_header: ReceiptStore) -> Blueprint:
     """``routes``: edge.toml's printers; ``store_header``: the receipt header (test prints)."""
     bp = Blueprint("lanes", __name__, url_prefix="/lanes")
 
@@ -81,7 +82,7 @@ def lanes_blueprint(routes: PrinterRoutes, store_header: dict) -> Blueprint:
         with transaction(conn):
             conn.execute("INSERT INTO print_jobs (job, ticket, lane, device, receipt, status, created_at) "
                          "VALUES (?, 'test print', ?, ?, ?, 'pending', ?)",
-                         (new_id(), printer["lane"], device, json.dumps(receipt), time.time()))
+                         (new_id(), printer["lane"], device, json.dumps(receipt.to_dict()), time.time()))
         flash(f"Test print sent to printer {device}.")
         return redirect(url_for("lanes.index"))
 

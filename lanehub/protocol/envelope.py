@@ -21,7 +21,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 VERSION = 1
 EXCERPT_LEN = 200
@@ -132,7 +132,7 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def _parse_constant(name: str):
+def _parse_constant(name: str) -> float:
     raise PayloadError(f"payload has {name}, which is not a number JSON allows")
 
 
@@ -230,7 +230,7 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 @functools.cache
-def _schema(cls) -> tuple[dict[str, Any], tuple[dataclasses.Field, ...]]:
+def _schema(cls: type[Message]) -> tuple[dict[str, Any], tuple[dataclasses.Field[Any], ...]]:
     """A message class's field types and fields, resolved once (get_type_hints
     costs ~0.2 ms: more than the rest of handling a scan)."""
     return typing.get_type_hints(cls), dataclasses.fields(cls)
@@ -244,8 +244,9 @@ class Message:
     MAX_BYTES: ClassVar[int] = MAX_BYTES  # the largest payload of this kind (decode_object)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        hints, fields = _schema(cls)
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        # a class is hashable; mypy takes the frozen dataclass's instance __hash__ for the class's
+        hints, fields = _schema(cls)  # type: ignore[arg-type]
         values = {}
         for f in fields:
             if f.name in data:
@@ -258,7 +259,7 @@ class Message:
         return cls(**values)
 
     @classmethod
-    def parse(cls, payload: bytes):
+    def parse(cls, payload: bytes) -> Self:
         data = decode_object(payload, cls.MAX_BYTES)
         try:
             return cls.from_dict(data)

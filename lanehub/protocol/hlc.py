@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 
 STAMP_RE = re.compile(r"^\d{13}-\d{6}$")
 ZERO = "0000000000000-000000"
@@ -34,7 +35,7 @@ def stamp_ms(stamp: str) -> int:
 class HybridLogicalClock:
     """Thread-safe HLC. ``now()`` for local events, ``observe()`` for remote ones."""
 
-    def __init__(self, wall_ms=None, last: str = ZERO):
+    def __init__(self, wall_ms: Callable[[], int] | None = None, last: str = ZERO):
         self._wall_ms = wall_ms or (lambda: int(time.time() * 1000))
         self._lock = threading.Lock()
         self._ms, self._counter = parse_stamp(last)
@@ -67,7 +68,7 @@ _site_clocks: dict[str, HybridLogicalClock] = {}
 _site_clocks_lock = threading.Lock()
 
 
-def site_clock(database: str | os.PathLike, last: str = ZERO) -> HybridLogicalClock:
+def site_clock(database: str | os.PathLike[str], last: str = ZERO) -> HybridLogicalClock:
     """The one clock of the site whose database this is, shared by every worker
     and connection of this process. Each worker with its own clock would stamp
     without having seen what another applied (a store's lane worker stamping an

@@ -1,8 +1,11 @@
 """Lane payloads on the store broker (DESIGN section 4): scans, card reads,
-ticket commands, print jobs and their results."""
+ticket commands, print jobs and their results, the lane's ticket state and
+the receipt a print job carries."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -118,6 +121,8 @@ class TicketCommand(Message):
 class PrintJob(Message):
     KIND: ClassVar[str] = "print job"
     job: str
+    # A ``Receipt`` as its ``to_dict()``: kept as the JSON object that came, so the
+    # bridge's spool keeps the job as it was sent; readers take it with ``Receipt.of``.
     receipt: dict = field(default_factory=dict)
 
 
@@ -224,3 +229,206 @@ class CustomerReply(Message):
             if data[key] is None:
                 del data[key]
         return data
+
+
+# --- the lane's ticket state and its receipt (DESIGN section 4, docs/protocol.md §18) ---
+
+def _plain(value: Any) -> Any:
+    """A value as JSON has it: a part as an object in field order, a tuple as a list."""
+    if isinstance(value, PayloadPart):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    return value
+
+
+@functools.cache
+def _field_names(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class PayloadPart:
+    """An object inside a payload (a ticket line, a receipt's store). Read leniently:
+    its known keys with their values as they are, a missing key its default; the
+    payload around it checks what it must."""
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = ""):
+        if not isinstance(data, dict):
+            raise PayloadError(f"{where or cls.__name__}: expected an object, not {type(data).__name__}")
+        names = _field_names(cls)
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    @classmethod
+    def list_from(cls, data: Any, where: str) -> tuple:
+        if not isinstance(data, list):
+            raise PayloadError(f"{where}: expected a list, not {type(data).__name__}")
+        return tuple(cls.from_dict(item, f"{where}[{i}]") for i, item in enumerate(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class TicketCustomer(PayloadPart):
+    id: str = ""
+    code: str = ""
+    name: str = ""
+    payment_status: str = ""
+    tax_id: str = ""
+
+
+@dataclass(frozen=True)
+class TicketWarning(PayloadPart):
+    """Why an event was refused, or what the lane should know (docs/protocol.md §18 lists the codes)."""
+
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TicketLine(PayloadPart):
+    line: int = 0
+    sku: str = ""
+    barcode: str = ""
+    description: str = ""
+    qty: str = "1"  # money and quantities are decimal strings
+    unit_price: str = ""
+    retail_price: str = ""
+    price_source: str = ""  # retail | rate:<CODE> | specific | label
+    amount: str = ""
+
+
+@dataclass(frozen=True)
+class TicketCoupon(PayloadPart):
+    code: str = ""
+    kind: str = ""
+    value: str = ""
+    discount: str = ""
+    mode: str = ""  # online | offline (HQ could not be asked)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketState(Message):
+    """A lane's current ticket, retained on ``lane/{lane}/ticket/state``. A lane
+    with no ticket yet has ``ticket`` None and status "closed"."""
+
+    KIND: ClassVar[str] = "ticket state"
+    ticket: str | None = None
+    store: str
+    lane: str
+    status: str = "closed"  # open | closed | void
+    customer: TicketCustomer | None = None
+    warnings: tuple[TicketWarning, ...] = ()
+    lines: tuple[TicketLine, ...] = ()
+    subtotal: str = "0.00"  # before the coupon
+    coupon: TicketCoupon | None = None
+    total: str = "0.00"  # net of the coupon
+    currency: str = "EUR"
+    cause: str = ""  # the id of the event that produced this state
+
+    @classmethod
+    def from_dict(cls, data):
+        parts = {}
+        if data.get("customer") is not None:
+            parts["customer"] = TicketCustomer.from_dict(data["customer"], f"{cls.KIND}: 'customer'")
+        if data.get("coupon") is not None:
+            parts["coupon"] = TicketCoupon.from_dict(data["coupon"], f"{cls.KIND}: 'coupon'")
+        if "warnings" in data:
+            parts["warnings"] = TicketWarning.list_from(data["warnings"], f"{cls.KIND}: 'warnings'")
+        if "lines" in data:
+            parts["lines"] = TicketLine.list_from(data["lines"], f"{cls.KIND}: 'lines'")
+        return super().from_dict({**data, **parts})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in super().to_dict().items()}
+
+
+@dataclass(frozen=True)
+class ReceiptStore(PayloadPart):
+    """The receipt's header: edge.toml's [store]."""
+
+    id: str = ""
+    name: str = ""
+    address: str = ""
+    tax_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiptLine(PayloadPart):
+    sku: str = ""
+    description: str = ""
+    qty: str = "1"
+    unit_price: str = ""
+    amount: str = ""  # tax included
+    tax_rate: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiptTax(PayloadPart):
+    """One tax rate's share: ``base`` is its gross share after the coupon over (1 + rate)."""
+
+    rate: str = ""
+    base: str = ""
+    tax: str = ""
+    total: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiptCoupon(PayloadPart):
+    code: str = ""
+    discount: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiptCustomer(PayloadPart):
+    code: str = ""
+    name: str = ""
+    tax_id: str = ""
+
+
+@dataclass(frozen=True)
+class Receipt(PayloadPart):
+    """A closed ticket's receipt: ``PrintJob.receipt``, ``print_jobs.receipt`` and
+    ``mail_outbox.receipt`` hold its ``to_dict()``. Values are kept as they came
+    (the layout prints whatever a receipt holds, cleaned of control characters)."""
+
+    store: ReceiptStore = ReceiptStore()
+    ticket: str = ""
+    lane: str = ""
+    closed_at: str = ""  # ISO 8601
+    lines: tuple[ReceiptLine, ...] = ()
+    subtotal: str = ""
+    total: str = ""
+    currency: str = ""
+    taxes: tuple[ReceiptTax, ...] = ()
+    coupon: ReceiptCoupon | None = None
+    customer: ReceiptCustomer | None = None  # None: anonymous, or the store shows no customer
+    barcode: str = ""  # CODE128 data; the ticket when empty
+    footer: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "receipt"):
+        if not isinstance(data, dict):
+            raise PayloadError(f"{where}: expected an object, not {type(data).__name__}")
+        parts = {}
+        # A missing or null part is an empty one: stored receipts and hand-written ones vary.
+        if "store" in data:
+            parts["store"] = ReceiptStore.from_dict(data["store"] or {}, f"{where}: 'store'")
+        if "lines" in data:
+            parts["lines"] = ReceiptLine.list_from(data["lines"] or [], f"{where}: 'lines'")
+        if "taxes" in data:
+            parts["taxes"] = ReceiptTax.list_from(data["taxes"] or [], f"{where}: 'taxes'")
+        if "coupon" in data:
+            parts["coupon"] = ReceiptCoupon.from_dict(data["coupon"], f"{where}: 'coupon'") if data["coupon"] else None
+        if "customer" in data:
+            parts["customer"] = (ReceiptCustomer.from_dict(data["customer"], f"{where}: 'customer'")
+                                 if data["customer"] else None)
+        return super().from_dict({**data, **parts}, where)
+
+    @classmethod
+    def of(cls, receipt: "Receipt | dict") -> "Receipt":
+        """The one conversion readers use: a Receipt as it is, a receipt's JSON object
+        (a print job's, a stored one) read with ``from_dict``."""
+        return receipt if isinstance(receipt, Receipt) else cls.from_dict(receipt)

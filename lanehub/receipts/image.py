@@ -32,6 +32,7 @@ from pathlib import Path
 from barcode.charsets.code128 import CODES, STOP, START_CODES
 from PIL import Image, ImageDraw, ImageFont
 
+from lanehub.protocol.lane import Receipt
 from lanehub.receipts.layout import BARCODE, BIG, BOLD, DOTS_PER_COLUMN, barcode_module_width, layout, printed_text
 
 __all__ = ["FONT_PATH", "LINE_PITCH", "code128b_modules", "dot_width", "line_image", "receipt_image", "receipt_png"]
@@ -121,9 +122,10 @@ def line_image(text: str, style: str, columns: int = 42, codepage: str = "cp858"
     return image
 
 
-def receipt_image(receipt: dict, *, columns: int = 42, codepage: str = "cp858",
+def receipt_image(receipt: Receipt | dict, *, columns: int = 42, codepage: str = "cp858",
                   profile: str = "default") -> Image.Image:
-    """``receipt`` (a print job's ``receipt``) as a greyscale image ``dot_width(columns)`` wide.
+    """``receipt`` (a Receipt, or a print job's ``receipt`` object: ``Receipt.of``) as a
+    greyscale image ``dot_width(columns)`` wide.
 
     Raises ValueError for fewer than 16 columns or a code page ``profile`` lacks.
     """
@@ -142,7 +144,7 @@ def receipt_image(receipt: dict, *, columns: int = 42, codepage: str = "cp858",
     return image
 
 
-def receipt_png(receipt: dict, *, columns: int = 42, codepage: str = "cp858", profile: str = "default") -> bytes:
+def receipt_png(receipt: Receipt | dict, *, columns: int = 42, codepage: str = "cp858", profile: str = "default") -> bytes:
     """``receipt_image`` as PNG bytes."""
     out = io.BytesIO()
     receipt_image(receipt, columns=columns, codepage=codepage, profile=profile).save(out, format="PNG", optimize=True)

@@ -11,6 +11,9 @@ bars). Centring is done with spaces (the printer stays left aligned), so
 ``width`` must be the printer's column count for font A. Text from the receipt
 is cleaned of control characters, so data (a product description, a customer
 name) can never inject printer commands or break the layout.
+
+Each takes a ``lanehub.protocol.lane.Receipt`` or a receipt's JSON object (a
+print job's, a stored one), read once with ``Receipt.of``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import textwrap
 import unicodedata
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+
+from lanehub.protocol.lane import Receipt, ReceiptLine
 
 __all__ = ["BARCODE", "BIG", "BOLD", "DOTS_PER_COLUMN", "NORMAL", "barcode_module_width", "layout",
            "printed_text", "text_lines"]
@@ -74,77 +79,73 @@ def _date(value) -> str:
         return _clean(value)
 
 
-def _item_lines(line: dict, width: int) -> list[str]:
-    amount = _clean(line.get("amount"))
-    description = _clean(line.get("description")) or _clean(line.get("sku"))
+def _item_lines(line: ReceiptLine, width: int) -> list[str]:
+    amount = _clean(line.amount)
+    description = _clean(line.description) or _clean(line.sku)
     room = max(1, width - len(amount) - 1)
     parts = textwrap.wrap(description, room, break_long_words=True) or [""]
     out = [_left_right(parts[0], amount, width)] + parts[1:_MAX_DESC_LINES]
-    qty = _decimal(line.get("qty", 1))
+    qty = _decimal(line.qty)
     if qty is None or qty != 1:
-        detail = f"  {_qty(line.get('qty'))} x {_clean(line.get('unit_price'))}"
+        detail = f"  {_qty(line.qty)} x {_clean(line.unit_price)}"
         out.append(detail[:width])
     return out
 
 
-def _barcode_data(receipt: dict) -> str | None:
+def _barcode_data(receipt: Receipt) -> str | None:
     """The barcode payload, or None when CODE128 set B cannot encode it."""
-    data = _clean(receipt.get("barcode") or receipt.get("ticket"))
+    data = _clean(receipt.barcode or receipt.ticket)
     if not data or len(data) > 120 or any(not 32 <= ord(ch) < 127 for ch in data):
         return None
     return data
 
 
-def layout(receipt: dict, width: int) -> list[tuple[str, str]]:
+def layout(receipt: Receipt | dict, width: int) -> list[tuple[str, str]]:
     """The receipt as ``(text, style)`` lines, ``width`` columns wide."""
     if width < 16:
         raise ValueError(f"width must be at least 16 columns, got {width}")
+    receipt = Receipt.of(receipt)
     rule = "-" * width
     out: list[tuple[str, str]] = []
     add = out.append
 
-    store = receipt.get("store") or {}
-    out += [(text, BOLD) for text in _center(_clean(store.get("name")), width)]
-    out += [(text, NORMAL) for text in _center(_clean(store.get("address")), width)]
-    if store.get("tax_id"):
-        out += [(t, NORMAL) for t in _center(f"Tax ID: {_clean(store['tax_id'])}", width)]
+    store = receipt.store
+    out += [(text, BOLD) for text in _center(_clean(store.name), width)]
+    out += [(text, NORMAL) for text in _center(_clean(store.address), width)]
+    if store.tax_id:
+        out += [(t, NORMAL) for t in _center(f"Tax ID: {_clean(store.tax_id)}", width)]
     add((rule, NORMAL))
-    add((_left_right(f"Ticket {_clean(receipt.get('ticket'))}",
-                     f"Lane {_clean(receipt.get('lane'))}", width), NORMAL))
-    add((_date(receipt.get("closed_at")), NORMAL))
+    add((_left_right(f"Ticket {_clean(receipt.ticket)}", f"Lane {_clean(receipt.lane)}", width), NORMAL))
+    add((_date(receipt.closed_at), NORMAL))
     add((rule, NORMAL))
 
-    for line in receipt.get("lines") or []:
+    for line in receipt.lines:
         out += [(text, NORMAL) for text in _item_lines(line, width)]
     add((rule, NORMAL))
 
-    add((_left_right("Subtotal", _clean(receipt.get("subtotal")), width), NORMAL))
-    coupon = receipt.get("coupon")
+    add((_left_right("Subtotal", _clean(receipt.subtotal), width), NORMAL))
+    coupon = receipt.coupon
     if coupon:
-        discount = _decimal(coupon.get("discount"))  # shown negative, whatever its sign
-        shown = "-" + (str(abs(discount)) if discount is not None
-                       else _clean(coupon.get("discount")))
-        add((_left_right(f"Coupon {_clean(coupon.get('code'))}", shown, width), NORMAL))
-    currency = _clean(receipt.get("currency"))
-    add((_left_right(f"TOTAL {currency}".strip(), _clean(receipt.get("total")), width), BIG))
+        discount = _decimal(coupon.discount)  # shown negative, whatever its sign
+        shown = "-" + (str(abs(discount)) if discount is not None else _clean(coupon.discount))
+        add((_left_right(f"Coupon {_clean(coupon.code)}", shown, width), NORMAL))
+    currency = _clean(receipt.currency)
+    add((_left_right(f"TOTAL {currency}".strip(), _clean(receipt.total), width), BIG))
     add((rule, NORMAL))
 
-    taxes = receipt.get("taxes") or []
-    if taxes:
+    if receipt.taxes:
         c2 = c3 = width // 3
         c1 = width - c2 - c3
         add(("Tax %".ljust(c1) + "Base".rjust(c2) + "Tax".rjust(c3), NORMAL))
-        for tax in taxes:
-            add((f"{_clean(tax.get('rate'))}%".ljust(c1)
-                 + _clean(tax.get("base")).rjust(c2)
-                 + _clean(tax.get("tax")).rjust(c3), NORMAL))
+        for tax in receipt.taxes:
+            add((f"{_clean(tax.rate)}%".ljust(c1) + _clean(tax.base).rjust(c2) + _clean(tax.tax).rjust(c3), NORMAL))
         add((rule, NORMAL))
 
-    customer = receipt.get("customer")
+    customer = receipt.customer
     if customer:
-        for label, key in (("Customer", "name"), ("Code", "code"), ("Tax ID", "tax_id")):
-            if customer.get(key):
-                add((f"{label}: {_clean(customer[key])}"[:width], NORMAL))
+        for label, value in (("Customer", customer.name), ("Code", customer.code), ("Tax ID", customer.tax_id)):
+            if value:
+                add((f"{label}: {_clean(value)}"[:width], NORMAL))
         add((rule, NORMAL))
 
     data = _barcode_data(receipt)
@@ -152,11 +153,11 @@ def layout(receipt: dict, width: int) -> list[tuple[str, str]]:
         # The printed HRI text under the bars; in the plain text it stands in
         # for the barcode.
         add((data.center(width).rstrip(), BARCODE))
-    out += [(text, NORMAL) for text in _center(_clean(receipt.get("footer")), width)]
+    out += [(text, NORMAL) for text in _center(_clean(receipt.footer), width)]
     return out
 
 
-def text_lines(receipt: dict, width: int = 42) -> list[str]:
+def text_lines(receipt: Receipt | dict, width: int = 42) -> list[str]:
     """The receipt as the plain-text lines that ``render_receipt`` prints."""
     return [text for text, _style in layout(receipt, width)]
 

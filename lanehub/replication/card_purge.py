@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from lanehub.protocol.change import Change, new_id
-from lanehub.protocol.hlc import ZERO, HybridLogicalClock
 from lanehub.domain.model import CUSTOMER_EDITABLE
 from lanehub.domain.payment_cards import find_payment_card, is_payment_card, mask, redact
+from lanehub.protocol.change import Change, new_id
+from lanehub.protocol.hlc import ZERO, HybridLogicalClock
 from lanehub.replication.replica import Replica
 
 BY = "hq:payment-card-purge"
@@ -38,7 +40,7 @@ _CANDIDATES = ("SELECT id, number FROM cards WHERE length(replace(number, '-', '
 
 
 @contextmanager
-def _zeroing(conn: sqlite3.Connection):
+def _zeroing(conn: sqlite3.Connection) -> Iterator[None]:
     """Deleted and rewritten content is overwritten with zeros, not left in free
     space of the file (many builds do this already; some do not)."""
     before = conn.execute("PRAGMA secure_delete").fetchone()[0]
@@ -61,13 +63,13 @@ def _scrub_rejections(conn: sqlite3.Connection) -> None:
                          (redact(reason), redact(change), change_id))
 
 
-def _masked_text(fields: dict) -> dict:
+def _masked_text(fields: dict[str, Any]) -> dict[str, Any]:
     """The text fields of ``fields`` that hold a payment card, masked (``redact``)."""
     return {name: redact(value) for name, value in fields.items()
             if isinstance(value, str) and find_payment_card(value)}
 
 
-def customers_with_cards(conn: sqlite3.Connection) -> list[tuple[str, dict]]:
+def customers_with_cards(conn: sqlite3.Connection) -> list[tuple[str, dict[str, Any]]]:
     """(customer id, {field: masked text}) of every customer with a card number in a text field."""
     columns = [name for name in CUSTOMER_EDITABLE if name != "no_paper"]
     out = []
@@ -78,7 +80,7 @@ def customers_with_cards(conn: sqlite3.Connection) -> list[tuple[str, dict]]:
     return out
 
 
-def _masked_number(fields: dict) -> dict | None:
+def _masked_number(fields: dict[str, Any]) -> dict[str, Any] | None:
     number = fields.get("number")
     if isinstance(number, str) and is_payment_card(number):
         return fields | {"number": mask(number)}

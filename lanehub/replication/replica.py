@@ -12,8 +12,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from lanehub.protocol.change import NEVER, Change, FieldClocks
 from lanehub.domain.model import ENTITIES, EntitySpec
+from lanehub.protocol.change import NEVER, Change, FieldClocks
 
 
 @dataclass
@@ -31,7 +31,7 @@ def _encode(spec: EntitySpec, name: str, value: Any) -> Any:
     return value
 
 
-def decode_row(spec: EntitySpec, row: sqlite3.Row | dict) -> dict[str, Any]:
+def decode_row(spec: EntitySpec, row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     record = {"id": row["id"]}
     for name in spec.fields:
         value = row[name]
@@ -77,7 +77,7 @@ class Replica:
         return FieldClocks.load(row[0] if row else None, spec.fields).stamps
 
     def count(self, entity: str) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM [{ENTITIES[entity].table}]").fetchone()[0]
+        return int(self.conn.execute(f"SELECT count(*) FROM [{ENTITIES[entity].table}]").fetchone()[0])
 
     # --- writes --------------------------------------------------------------
 
@@ -105,11 +105,11 @@ class Replica:
                 changed[name] = value
         if row is None:
             self._insert(spec, change.key, record, clocks)
-        elif won:
+        elif won and before is not None:  # before is the row's record whenever there is a row
             self._update(spec, row["rid"], before, record, changed, clocks)
         return Applied(created=row is None, changed=changed, before=before)
 
-    def _insert(self, spec: EntitySpec, key: str, record: dict, clocks: FieldClocks) -> None:
+    def _insert(self, spec: EntitySpec, key: str, record: dict[str, Any], clocks: FieldClocks) -> None:
         derived = spec.derive(record)
         columns = ["id", *spec.fields, *spec.derived_columns, "_clocks"]
         values = [key, *(_encode(spec, n, record[n]) for n in spec.fields), *(derived[n] for n in spec.derived_columns), clocks.dump()]
@@ -120,7 +120,8 @@ class Replica:
         if spec.fts:
             self._fts_insert(spec, cursor.lastrowid, record)
 
-    def _update(self, spec: EntitySpec, rid: int, before: dict, record: dict, changed: dict, clocks: FieldClocks) -> None:
+    def _update(self, spec: EntitySpec, rid: int, before: dict[str, Any], record: dict[str, Any], changed: dict[str, Any],
+                clocks: FieldClocks) -> None:
         sets = {name: _encode(spec, name, value) for name, value in changed.items()}
         if changed and spec.derived_columns:
             sets.update(spec.derive(record))
@@ -133,13 +134,13 @@ class Replica:
             self._fts_delete(spec, rid, before)
             self._fts_insert(spec, rid, record)
 
-    def _fts_insert(self, spec: EntitySpec, rid: int, record: dict) -> None:
+    def _fts_insert(self, spec: EntitySpec, rid: int | None, record: dict[str, Any]) -> None:
         self.conn.execute(
             f"INSERT INTO [{spec.table}_fts] (rowid, {', '.join(spec.fts)}) VALUES (?, {', '.join('?' * len(spec.fts))})",
             [rid, *(record[n] for n in spec.fts)],
         )
 
-    def _fts_delete(self, spec: EntitySpec, rid: int, record: dict) -> None:
+    def _fts_delete(self, spec: EntitySpec, rid: int, record: dict[str, Any]) -> None:
         self.conn.execute(
             f"INSERT INTO [{spec.table}_fts] ([{spec.table}_fts], rowid, {', '.join(spec.fts)}) "
             f"VALUES ('delete', ?, {', '.join('?' * len(spec.fts))})",
@@ -178,7 +179,7 @@ class Replica:
 
     # --- snapshots -------------------------------------------------------------
 
-    def export_rows(self, entity: str, after: str = "", limit: int = 1000) -> tuple[list[str], list[list]]:
+    def export_rows(self, entity: str, after: str = "", limit: int = 1000) -> tuple[list[str], list[list[Any]]]:
         """A snapshot page as (columns, rows): ``id``, the fields as stored, the derived
         search keys, ``_clocks``. Rows rather than objects, and search keys computed
         once at HQ: a million-record snapshot is mostly this."""
@@ -207,7 +208,7 @@ class Replica:
                  record.get("_clocks") or "{}"] for record in records]
         return self.load_rows(entity, columns, rows)
 
-    def load_rows(self, entity: str, columns: list[str], rows: list[list]) -> int:
+    def load_rows(self, entity: str, columns: list[str], rows: list[list[Any]]) -> int:
         """Insert snapshot rows (``export_rows``'s shape) into an empty table."""
         spec = ENTITIES[entity]
         expected = self._snapshot_columns(spec)
@@ -223,7 +224,7 @@ class Replica:
         return len(rows)
 
     @staticmethod
-    def _fill_row(spec: EntitySpec, where: dict[str, int], row: list) -> list:
+    def _fill_row(spec: EntitySpec, where: dict[str, int], row: list[Any]) -> list[Any]:
         record = {"id": row[where["id"]]}
         for name in spec.fields:
             record[name] = row[where[name]] if name in where else _encode(spec, name, spec.defaults[name])

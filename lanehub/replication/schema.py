@@ -16,8 +16,6 @@ from lanehub.domain.model import ENTITIES, EntitySpec
 from lanehub.replication.sqlite import connect, transaction  # noqa: F401  (callers' old import path, until they move)
 
 
-
-
 def migrate(conn: sqlite3.Connection, *sets: Migrations) -> None:
     db = sqlite_utils.Database(conn)
     for migrations in sets:
@@ -143,7 +141,7 @@ class Meta:
         value = self.get(key)
         return int(value) if value is not None else default
 
-    def set(self, key: str, value) -> None:
+    def set(self, key: str, value: object) -> None:
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, str(value)),

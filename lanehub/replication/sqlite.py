@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Conn
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, immediate: bool = True):
+def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
     """One write transaction; BEGIN IMMEDIATE so two writers queue instead of deadlocking.
     Inside an open transaction it is a savepoint, so a write path (``create_customer``)
     can run as one step of a larger all-or-nothing write (a batch, an import)."""
