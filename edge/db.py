@@ -26,6 +26,7 @@ from lanehub.protocol.change import Change, new_id
 from lanehub.domain.codes import CodeFormat
 from lanehub.replication.schema import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
 from lanehub.protocol.hlc import site_clock
+from lanehub.protocol.sync import Rejection
 from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from lanehub.domain.customer_updates import check_extra, write_customer_update
 from lanehub.domain.extra_fields import write_extras
@@ -385,26 +386,29 @@ class EdgeDatabase:
         with transaction(self.conn):
             self.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
-    def rejected(self, rejection: dict[str, Any]) -> None:
-        """HQ refused a change: keep it with the reason, and take HQ's version of the record."""
+    def rejected(self, rejection: Rejection | dict[str, Any]) -> None:
+        """HQ refused a change: keep it with the reason, and take HQ's version of the record.
+        ``rejection`` as a StoreMessage has it (a dict is read as HQ sends one)."""
+        if isinstance(rejection, dict):
+            rejection = Rejection.from_dict(rejection)
         with transaction(self.conn):
-            row = self.conn.execute("SELECT change FROM outbox WHERE id = ?", (rejection.get("id"),)).fetchone()
-            self.conn.execute("DELETE FROM outbox WHERE id = ?", (rejection.get("id"),))
-            entity, key = rejection.get("entity") or "", rejection.get("key") or ""
+            row = self.conn.execute("SELECT change FROM outbox WHERE id = ?", (rejection.id,)).fetchone()
+            self.conn.execute("DELETE FROM outbox WHERE id = ?", (rejection.id,))
+            entity, key = rejection.entity or "", rejection.key or ""
             self.conn.execute(
                 "INSERT OR IGNORE INTO rejections (change_id, entity, key, reason, change, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (rejection.get("id"), entity, key, redact(str(rejection.get("reason", ""))),
+                (rejection.id, entity, key, redact(str(rejection.reason)),
                  redact(row["change"]) if row else "{}", now_iso()),
             )
             if entity in ENTITIES and key:
-                if not rejection.get("record"):
+                if not rejection.record:
                     self.replica.remove(entity, key)  # HQ never accepted it
                 elif row:
                     # Undo only the fields the refused change still holds: a later
                     # change already applied here (from HQ or from us) stays.
                     refused = Change.from_json(row["change"])
-                    clocks = rejection.get("clocks") or {}
-                    self.replica.take_fields(entity, key, refused, rejection["record"], clocks)
+                    clocks = rejection.clocks or {}
+                    self.replica.take_fields(entity, key, refused, rejection.record, clocks)
                     self._observe_all(clocks.values())
                     self.meta.set("hlc", self.clock.last)
 

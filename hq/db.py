@@ -29,6 +29,7 @@ from lanehub.replication.schema import Meta, connect, migrate, replica_migration
 from lanehub.protocol.hlc import site_clock
 from lanehub.domain.payment_cards import redact
 from lanehub.protocol.envelope import PayloadError
+from lanehub.protocol.sync import Rejection
 from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
 from lanehub.domain.customer_updates import check_extra, write_customer_update
 from lanehub.domain.extra_fields import PREFIX, value_key, with_extras, write_extras
@@ -170,9 +171,10 @@ class Outcome:
     clocks: dict | None = None
     deferred: bool = False
 
-    def rejection(self) -> dict[str, Any]:
-        return {"id": self.change_id, "reason": self.reason, "entity": self.entity, "key": self.key,
-                "record": self.record, "clocks": self.clocks}
+    def rejection(self) -> Rejection:
+        """What the store's ack says of a refused change."""
+        return Rejection(id=self.change_id, reason=self.reason, entity=self.entity, key=self.key,
+                         record=self.record, clocks=self.clocks)
 
 
 class HQDatabase:

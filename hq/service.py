@@ -9,6 +9,7 @@ never delays other stores' changes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import threading
@@ -17,7 +18,9 @@ from lanehub.protocol import topics
 from lanehub.domain.codes import CodeFormat
 from lanehub.runtime.config import Config, ConfigError
 from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object
-from lanehub.protocol.sync import DownBatch, StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch
+from lanehub.protocol.sync import (CatchupReply, ChangesReply, CodeBlockReply, CodeSettings, CouponReleaseReply,
+                                   CouponReserveReply, DownBatch, HelloReply, HistoryReply, ReplyData, SnapshotReply,
+                                   StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch)
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
@@ -211,7 +214,7 @@ class HQService:
                 self._report(store, msg, f"internal error: {len(failures)} of {len(batch.changes)} changes not applied "
                                          f"(the store sends them again): {'; '.join(failures)}")
         acked = [o.change_id for o in outcomes if o.ok]
-        rejected = [o.rejection() for o in outcomes if not o.ok and not o.deferred]
+        rejected = tuple(o.rejection() for o in outcomes if not o.ok and not o.deferred)
         for o in outcomes:
             if o.deferred:
                 log.info("deferred change %s from %s: %s", o.change_id, store, o.reason)
@@ -304,52 +307,57 @@ class HQService:
         self.client.reply(msg, payload)
 
     @staticmethod
-    def _fitted_reply(request: SyncRequest, data: dict) -> bytes:
+    def _fitted_reply(request: SyncRequest, reply: ReplyData) -> bytes:
         """The reply, within what an edge decodes (SYNC_MAX_BYTES): a snapshot or
         catch-up page too big (long notes, many sale lines) is cut and the edge asks
         for the rest (``next``, ``more``), as it does for any page."""
-        payload = SyncReply(ok=True, data=data).to_json()
+        payload = SyncReply(ok=True, data=reply.to_dict()).to_json()
         while len(payload) > SYNC_MAX_BYTES:
-            if request.op == "snapshot" and len(data["rows"]) > 1:
-                rows = data["rows"][: len(data["rows"]) // 2]
-                data = data | {"rows": rows, "next": rows[-1][0]}
-            elif request.op == "catchup" and len(data["changes"]) > 1:
-                data = data | {"changes": data["changes"][: len(data["changes"]) // 2], "more": True}
+            if isinstance(reply, SnapshotReply) and len(reply.rows) > 1:
+                rows = reply.rows[: len(reply.rows) // 2]
+                reply = dataclasses.replace(reply, rows=rows, next=rows[-1][0])
+            elif isinstance(reply, CatchupReply) and len(reply.changes) > 1:
+                reply = dataclasses.replace(reply, changes=reply.changes[: len(reply.changes) // 2], more=True)
             else:
                 raise ValueError(f"the answer to {request.op} is {len(payload):,} bytes, over the limit of "
                                  f"{SYNC_MAX_BYTES:,} bytes")
-            payload = SyncReply(ok=True, data=data).to_json()
+            payload = SyncReply(ok=True, data=reply.to_dict()).to_json()
         return payload
 
-    def _answer(self, db: HQDatabase, store: str, request: SyncRequest) -> dict:
+    def _answer(self, db: HQDatabase, store: str, request: SyncRequest) -> ReplyData:
         if request.op == "hello":
-            return {"head": db.head(), "codes": self.codes.to_dict(), "block_size": self.block_size}
+            return HelloReply(head=db.head(), codes=CodeSettings(prefix=self.codes.prefix, width=self.codes.width),
+                              block_size=self.block_size)
         if request.op == "catchup":
             changes = db.changes_since(max(request.from_seq, 1), min(request.limit, 5000))
             head = db.head()
-            return {"changes": [c.to_dict() for c in changes], "head": head,
-                    "more": bool(changes) and changes[-1].seq < head}
+            return CatchupReply(changes=[c.to_dict() for c in changes], head=head,
+                                more=bool(changes) and changes[-1].seq < head)
         if request.op == "snapshot":
             if request.entity not in ENTITIES:
                 raise ValueError(f"unknown entity {request.entity!r}")
             head = db.head()  # read before the page: later changes re-apply harmlessly (LWW)
             columns, rows = db.replica.export_rows(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX))
-            return {"entity": request.entity, "columns": columns, "rows": rows, "head": head,
-                    "next": rows[-1][0] if len(rows) == request.limit else None}
+            return SnapshotReply(entity=request.entity, columns=columns, rows=rows, head=head,
+                                 next=rows[-1][0] if len(rows) == request.limit else None)
         if request.op == "changes":
-            return {"changes": change_history(db, "customer", request.customer_id, min(request.limit, 200))}
+            return ChangesReply(changes=change_history(db, "customer", request.customer_id, min(request.limit, 200)))
         if request.op == "history":
-            return {"history": purchase_history(db.conn, request.customer_id, min(request.limit, 200))}
+            return HistoryReply(history=purchase_history(db.conn, request.customer_id, min(request.limit, 200)))
         if request.op in ("coupon_reserve", "coupon_release"):
             if not request.coupon or not request.ticket:
                 raise ValueError(f"{request.op} needs 'coupon' and 'ticket'")
             if request.op == "coupon_release":
-                return HQCoupons(db).release(store, request.coupon, request.ticket)
-            return HQCoupons(db).reserve(store, request.coupon, request.ticket, request.customer_id)
+                released = HQCoupons(db).release(store, request.coupon, request.ticket)
+                return CouponReleaseReply(coupon=released["coupon"], ticket=released["ticket"],
+                                          released=released["released"])
+            reserved = HQCoupons(db).reserve(store, request.coupon, request.ticket, request.customer_id)
+            return CouponReserveReply(coupon=reserved["coupon"], ticket=reserved["ticket"], reserved=reserved["reserved"])
         if request.op == "code_block":
             if not request.lease:
                 raise ValueError("code_block needs a 'lease' id")
-            return db.lease_block(store, request.lease, self.max_outstanding_blocks) | {"lease": request.lease}
+            block = db.lease_block(store, request.lease, self.max_outstanding_blocks)
+            return CodeBlockReply(start=block["start"], end=block["end"], lease=request.lease)
         raise ValueError(f"unknown op {request.op}")
 
 

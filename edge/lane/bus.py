@@ -44,12 +44,12 @@ class TicketLanes:
         self.settings = settings
         self.report = report  # report(msg, reason): the error topic
         self.print_retry = print_retry
-        self.book: TicketBook | None = None
+        self._book: TicketBook | None = None  # opened by start(), on the lane worker
         self.events: collections.deque = collections.deque()  # filled by paho's thread, drained by the worker
 
     def start(self, db) -> None:
         """Open the ticket book on the lane worker's database and subscribe."""
-        self.book = TicketBook(db, self.settings, self.coupons, receipt_mail=self.receipt_mail,
+        self._book = TicketBook(db, self.settings, self.coupons, receipt_mail=self.receipt_mail,
                                printer_for=lambda lane: printer_for(db.conn, self.routes, lane))
         store = self.settings.store
         self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self._queue_event(m, Scan))
@@ -61,6 +61,12 @@ class TicketLanes:
         # Also picks up receipts the store page queued (reprints, test prints) within a second.
         self.worker.every(1.0, self.resend_receipts)
         self.worker.every(3600, self.book.forget_old_events)
+
+    @property
+    def book(self) -> TicketBook:
+        if self._book is None:
+            raise RuntimeError("the ticket book is opened by start(), on the lane worker")
+        return self._book
 
     def republish(self) -> None:
         """Every lane's state again (on connect): the broker may have lost its retained copy."""
@@ -81,6 +87,7 @@ class TicketLanes:
                 msg, kind = self.events.popleft()
                 try:
                     lane = topics.parse(msg.topic).lane
+                    assert lane is not None  # subscribed with a lane filter: every topic names a lane
                     event = kind.parse(msg.payload)
                 except (PayloadError, topics.TopicError) as exc:
                     self.report(msg, str(exc))
@@ -134,7 +141,7 @@ class TicketLanes:
                 self.report(msg, f"internal error: {exc}")
 
     def _publish(self, outcome: Outcome) -> None:
-        if outcome.duplicate:
+        if outcome.duplicate or outcome.state is None:  # a redelivery; its state went out the first time
             return
         store = self.settings.store
         self.local.publish(topics.ticket_state(store, outcome.lane), outcome.state.to_json(), retain=True)
@@ -190,6 +197,7 @@ class TicketLanes:
             return
         try:
             device = topics.parse(msg.topic).device
+            assert device is not None  # subscribed with the device status filter
             status = DeviceStatus.parse(msg.payload)
         except (PayloadError, topics.TopicError) as exc:
             self.report(msg, str(exc))

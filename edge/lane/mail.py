@@ -233,11 +233,6 @@ class ReceiptMail:
         MailOutbox(conn).queue(job, ticket, address, receipt_subject(receipt), receipt)
         return "email"
 
-    def attach(self, book) -> None:
-        """Give a ``TicketBook`` this policy (a book without one keeps e-mail receipts unsent).
-        Kept until EdgeService passes it as ``TicketLanes(receipt_mail=...)``."""
-        book.receipt_mail = self
-
 
 def _close_topic(store: str, lane: str) -> str:
     """The lane's ticket/cmd topic (where the close came from), for an error report."""
@@ -320,7 +315,7 @@ class MailSender:
         self.settings = settings
         self.alert = alert
         self.store = store
-        self.outbox: MailOutbox | None = None
+        self._outbox: MailOutbox | None = None  # opened on the mail worker
         self.worker = Worker("edge-mail", setup=self._open, teardown=self._close)
         self._server_problem = ""  # the last connection-level error told; "" while the server works
 
@@ -330,11 +325,17 @@ class MailSender:
         return f"smtp://{self.settings.host}:{self.settings.port}"
 
     def _open(self) -> None:
-        self.outbox = MailOutbox(connect(self.db_path))
+        self._outbox = MailOutbox(connect(self.db_path))
 
     def _close(self) -> None:
-        if self.outbox is not None:
-            self.outbox.conn.close()
+        if self._outbox is not None:
+            self._outbox.conn.close()
+
+    @property
+    def outbox(self) -> MailOutbox:
+        if self._outbox is None:
+            raise RuntimeError("the mail outbox is opened on the mail worker, when it starts")
+        return self._outbox
 
     def start(self) -> "MailSender":
         self.worker.start()

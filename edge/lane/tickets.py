@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from lanehub.domain.barcodes import GRAM, GS, BarcodeError, ScaleLayout, parse_layouts, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
@@ -78,7 +78,7 @@ def stored_settings(conn) -> dict[str, str]:
 
 
 def apply_settings(base: LaneSettings, stored: dict[str, str]) -> LaneSettings:
-    changes = {}
+    changes: dict[str, Any] = {}
     for key, kind in EDITABLE_SETTINGS.items():
         if key in stored:
             changes[key] = stored[key] == "true" if kind is bool else stored[key]
@@ -189,6 +189,7 @@ class TicketBook:
             elif cmd.op == "apply_coupon":
                 if isinstance(reservation, Refused):
                     raise reservation
+                assert reservation is not None  # reserved above for every apply_coupon
                 ticket, code, mode = reservation
                 if self._open_ticket(lane) != ticket:  # closed or voided meanwhile
                     self.coupons.release(code, ticket)
@@ -429,6 +430,7 @@ class TicketBook:
         reason = coupon_refusal(self.conn, coupon, customer, date.today(), row["ticket"])
         if reason:
             return Refused("coupon_refused", reason)
+        assert coupon is not None and customer is not None  # coupon_refusal refuses either missing
         try:
             mode = self.coupons.reserve(coupon["code"], row["ticket"], customer["id"])
         except Refused as refused:
@@ -544,6 +546,7 @@ class TicketBook:
         applied = None
         if ticket["coupon"]:
             coupon = find_coupon(self.conn, ticket["coupon"])
+            assert coupon is not None  # a ticket's coupon was found when it was applied; coupons are never deleted
             discount = coupon_discount(coupon["kind"], coupon["value"], subtotal)
             applied = TicketCoupon(code=coupon["code"], kind=coupon["kind"], value=coupon["value"],
                                    discount=str(discount), mode=ticket["coupon_mode"])

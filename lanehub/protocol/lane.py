@@ -9,7 +9,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from lanehub.domain.entity import EMAIL_RE
 from lanehub.protocol.envelope import Message, PayloadError
@@ -38,7 +38,7 @@ class Scan(Message):
     symbology: str = ""
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         _need_id(cls.KIND, msg.id)
         _need_code(cls.KIND, "code", msg.code)
@@ -54,7 +54,7 @@ class CardRead(Message):
     device: str = ""
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         _need_id(cls.KIND, msg.id)
         _need_code(cls.KIND, "card", msg.card)
@@ -92,7 +92,7 @@ class TicketCommand(Message):
     OPS: ClassVar[tuple[str, ...]] = ("open", "add", "remove", "set_customer", "clear_customer", "apply_coupon", "close", "void")
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         _need_id(cls.KIND, msg.id)
         if msg.op not in cls.OPS:
@@ -123,7 +123,7 @@ class PrintJob(Message):
     job: str
     # A ``Receipt`` as its ``to_dict()``: kept as the JSON object that came, so the
     # bridge's spool keeps the job as it was sent; readers take it with ``Receipt.of``.
-    receipt: dict = field(default_factory=dict)
+    receipt: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class CustomerRequest(Message):
     id: str = ""
     q: str = ""
     limit: int = 20
-    customer: dict = field(default_factory=dict)
+    customer: dict[str, Any] = field(default_factory=dict)
     user: str = ""
     ref: str = ""  # update, add_card, consent, history: the customer's id or code
     card: str = ""
@@ -190,7 +190,7 @@ class CustomerRequest(Message):
     OPS: ClassVar[tuple[str, ...]] = ("search", "create", "update", "add_card", "consent", "history")
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         if msg.op not in cls.OPS:
             raise PayloadError(f"customer request: unknown op {msg.op!r} (expected one of {', '.join(cls.OPS)})")
@@ -216,13 +216,13 @@ class CustomerReply(Message):
     KIND: ClassVar[str] = "customer reply"
     ok: bool
     error: str | None = None
-    customers: list | None = None
-    customer: dict | None = None
-    errors: dict | None = None  # field -> message, for a create that failed validation
-    history: list | None = None  # op=history: the customer's sales, newest first
+    customers: list[Any] | None = None
+    customer: dict[str, Any] | None = None
+    errors: dict[str, Any] | None = None  # field -> message, for a create that failed validation
+    history: list[Any] | None = None  # op=history: the customer's sales, newest first
     source: str | None = None  # op=history: "hq", or "local" when HQ could not be asked
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         # A reply carries either the search results, the customer or the history.
         for key in ("customers", "customer", "errors", "history", "source"):
@@ -243,7 +243,7 @@ def _plain(value: Any) -> Any:
 
 
 @functools.cache
-def _field_names(cls) -> frozenset[str]:
+def _field_names(cls: type[PayloadPart]) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls))
 
 
@@ -254,20 +254,21 @@ class PayloadPart:
     payload around it checks what it must."""
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = ""):
+    def from_dict(cls, data: Any, where: str = "") -> Self:
         if not isinstance(data, dict):
             raise PayloadError(f"{where or cls.__name__}: expected an object, not {type(data).__name__}")
-        names = _field_names(cls)
+        names = _field_names(cls)  # type: ignore[arg-type]  # a class is hashable (mypy takes the instance __hash__)
         return cls(**{key: value for key, value in data.items() if key in names})
 
     @classmethod
-    def list_from(cls, data: Any, where: str) -> tuple:
+    def list_from(cls, data: Any, where: str) -> tuple[Self, ...]:
         if not isinstance(data, list):
             raise PayloadError(f"{where}: expected a list, not {type(data).__name__}")
         return tuple(cls.from_dict(item, f"{where}[{i}]") for i, item in enumerate(data))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
 
 @dataclass(frozen=True)
@@ -329,8 +330,8 @@ class TicketState(Message):
     cause: str = ""  # the id of the event that produced this state
 
     @classmethod
-    def from_dict(cls, data):
-        parts = {}
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        parts: dict[str, Any] = {}
         if data.get("customer") is not None:
             parts["customer"] = TicketCustomer.from_dict(data["customer"], f"{cls.KIND}: 'customer'")
         if data.get("coupon") is not None:
@@ -409,10 +410,10 @@ class Receipt(PayloadPart):
     footer: str = ""
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "receipt"):
+    def from_dict(cls, data: Any, where: str = "receipt") -> Self:
         if not isinstance(data, dict):
             raise PayloadError(f"{where}: expected an object, not {type(data).__name__}")
-        parts = {}
+        parts: dict[str, Any] = {}
         # A missing or null part is an empty one: stored receipts and hand-written ones vary.
         if "store" in data:
             parts["store"] = ReceiptStore.from_dict(data["store"] or {}, f"{where}: 'store'")
@@ -428,7 +429,7 @@ class Receipt(PayloadPart):
         return super().from_dict({**data, **parts}, where)
 
     @classmethod
-    def of(cls, receipt: "Receipt | dict") -> "Receipt":
+    def of(cls, receipt: "Receipt | dict[str, Any]") -> "Receipt":
         """The one conversion readers use: a Receipt as it is, a receipt's JSON object
         (a print job's, a stored one) read with ``from_dict``."""
         return receipt if isinstance(receipt, Receipt) else cls.from_dict(receipt)

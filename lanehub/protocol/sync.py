@@ -1,12 +1,17 @@
 """HQ broker payloads (DESIGN section 4, normative): up and down batches, a store's
-own messages (acks, snapshot and catch-up pages), requests and replies, and status."""
+own messages (acks, snapshot and catch-up pages), requests and replies, and status.
+
+The objects inside them are typed too: a ``Rejection`` in an ack, and one reply
+type per request op (``REPLY_TYPES``) for a SyncReply's ``data``."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from lanehub.protocol.envelope import MAX_UP_CHANGES, SYNC_MAX_BYTES, Message, PayloadError
+from lanehub.protocol.lane import PayloadPart
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,20 @@ class DownBatch(Message):
 
 
 @dataclass(frozen=True)
+class Rejection(PayloadPart):
+    """A store change HQ refused, with HQ's version of the record and its per-field
+    clocks (both None when HQ does not have the record, or the change was unreadable).
+    Read leniently, as the edge always has: whatever HQ sent is recorded."""
+
+    id: str = ""
+    reason: str = ""
+    entity: str = ""
+    key: str = ""
+    record: dict | None = None
+    clocks: dict | None = None
+
+
+@dataclass(frozen=True)
 class StoreMessage(Message):
     """HQ -> one store on sync/store/{store}: acks and rejections."""
 
@@ -52,15 +71,22 @@ class StoreMessage(Message):
     MAX_BYTES: ClassVar[int] = SYNC_MAX_BYTES  # an ack carries HQ's version of every refused record
     type: str  # ack | error
     acked: list = field(default_factory=list)
-    rejected: list = field(default_factory=list)  # [{id, reason, entity, key, record, clocks}]
+    rejected: tuple[Rejection, ...] = ()
     error: dict = field(default_factory=dict)  # for type=error: an ErrorReport's fields
 
     @classmethod
     def from_dict(cls, data):
+        if isinstance(data.get("rejected"), list):
+            # Entries that are not objects are skipped, as the edge always did; a
+            # 'rejected' that is not a list is the base class's wrong-type refusal.
+            data = {**data, "rejected": tuple(Rejection.from_dict(r) for r in data["rejected"] if isinstance(r, dict))}
         msg = super().from_dict(data)
         if msg.type not in ("ack", "error"):
             raise PayloadError(f"store message: unknown type {msg.type!r}")
         return msg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "rejected": [r.to_dict() for r in self.rejected]}
 
 
 @dataclass(frozen=True)
@@ -94,11 +120,130 @@ class SyncRequest(Message):
 
 @dataclass(frozen=True)
 class SyncReply(Message):
+    """HQ's answer to a SyncRequest; ``data`` is the op's reply type as a dict
+    (``REPLY_TYPES[op].from_dict(data)`` reads it), {} for a refusal."""
+
     KIND: ClassVar[str] = "sync reply"
     MAX_BYTES: ClassVar[int] = SYNC_MAX_BYTES  # snapshot and catch-up pages
     ok: bool
     error: str | None = None
     data: dict = field(default_factory=dict)
+
+
+# --- the data of a SyncReply, one type per op (docs/protocol.md §3.4) -------------------------
+
+@dataclass(frozen=True)
+class ReplyData:
+    """The ``data`` object of a SyncReply. Read as strictly as a payload's fields (a
+    reply that lacks one is a PayloadError, like a bad payload); written without a
+    version of its own, since it is not a payload."""
+
+    KIND: ClassVar[str] = "sync reply data"
+
+    # The same field checks as Message's: the annotations say what each field holds.
+    from_dict = classmethod(Message.from_dict.__func__)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Shallow, as Message.to_dict: a snapshot page's rows are JSON values already.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class CodeSettings(ReplyData):
+    """HQ's customer code format (lanehub.domain.codes.CodeFormat)."""
+
+    KIND: ClassVar[str] = "hello reply: codes"
+    prefix: str
+    width: int
+
+
+@dataclass(frozen=True)
+class HelloReply(ReplyData):
+    KIND: ClassVar[str] = "hello reply"
+    head: int
+    codes: CodeSettings
+    block_size: int
+
+    @classmethod
+    def from_dict(cls, data):
+        if isinstance(data.get("codes"), dict):
+            data = {**data, "codes": CodeSettings.from_dict(data["codes"])}
+        return super().from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "codes": self.codes.to_dict()}
+
+
+@dataclass(frozen=True)
+class CatchupReply(ReplyData):
+    """A page of HQ's change log from ``from_seq``; ``more``: ask again after its last seq."""
+
+    KIND: ClassVar[str] = "catchup reply"
+    changes: list
+    head: int
+    more: bool
+
+
+@dataclass(frozen=True)
+class SnapshotReply(ReplyData):
+    """A page of one entity's rows; ``next``: the ``after`` of the next page, None at the end."""
+
+    KIND: ClassVar[str] = "snapshot reply"
+    entity: str
+    columns: list
+    rows: list
+    head: int
+    next: str | None
+
+
+@dataclass(frozen=True)
+class ChangesReply(ReplyData):
+    """A customer's change history from HQ's log, newest first."""
+
+    KIND: ClassVar[str] = "changes reply"
+    changes: list
+
+
+@dataclass(frozen=True)
+class HistoryReply(ReplyData):
+    """A customer's purchases across stores, newest first."""
+
+    KIND: ClassVar[str] = "history reply"
+    history: list
+
+
+@dataclass(frozen=True)
+class CouponReserveReply(ReplyData):
+    KIND: ClassVar[str] = "coupon_reserve reply"
+    coupon: str
+    ticket: str
+    reserved: bool
+
+
+@dataclass(frozen=True)
+class CouponReleaseReply(ReplyData):
+    KIND: ClassVar[str] = "coupon_release reply"
+    coupon: str
+    ticket: str
+    released: bool  # False: the ticket held no reservation of it (it lapsed, or was never made)
+
+
+@dataclass(frozen=True)
+class CodeBlockReply(ReplyData):
+    """Code numbers ``start``-``end`` leased to the store under ``lease`` (the same block again for a retried lease)."""
+
+    KIND: ClassVar[str] = "code_block reply"
+    start: int
+    end: int
+    lease: str
+
+
+REPLY_TYPES: dict[str, type[ReplyData]] = {
+    "hello": HelloReply, "catchup": CatchupReply, "snapshot": SnapshotReply, "code_block": CodeBlockReply,
+    "history": HistoryReply, "changes": ChangesReply, "coupon_reserve": CouponReserveReply,
+    "coupon_release": CouponReleaseReply,
+}
+assert set(REPLY_TYPES) == set(SyncRequest.OPS), "every request op has its reply type"
 
 
 @dataclass(frozen=True)

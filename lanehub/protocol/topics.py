@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -81,9 +82,10 @@ class TopicKind:
         values = {key: check_id(ids[key], _ID_NAMES[key]) if key in ids else "+" for key in self.ids}
         return self.pattern.format(**values)
 
-    def payload_class(self):
+    def payload_class(self) -> type | None:
         """The Message class this topic carries, or None while it is not defined."""
-        return getattr(importlib.import_module(PAYLOAD_MODULES[self.broker]), self.payload, None)
+        found: type | None = getattr(importlib.import_module(PAYLOAD_MODULES[self.broker]), self.payload, None)
+        return found
 
 
 # THE table: what each topic is called, how it is spelled, what it carries.
@@ -251,8 +253,11 @@ def parse(topic: str) -> ParsedTopic:
 
 
 # Builders by kind, so tests can walk every topic and check it round-trips.
-BUILDERS = {kind.name: (lambda parsed, kind=kind: kind.topic(**{key: getattr(parsed, key) for key in kind.ids}))
-            for kind in KINDS.values()}
+def _builder(kind: TopicKind) -> Callable[[ParsedTopic], str]:
+    return lambda parsed: kind.topic(**{key: getattr(parsed, key) for key in kind.ids})
+
+
+BUILDERS: dict[str, Callable[[ParsedTopic], str]] = {kind.name: _builder(kind) for kind in KINDS.values()}
 
 
 def build(parsed: ParsedTopic) -> str:
