@@ -42,7 +42,8 @@ def _cpus() -> int:
               help="Run only these parts (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def sync(customers, big, stores, samples, catchup_changes, only, workdir, as_json):
+def sync(customers: int, big: bool, stores: int, samples: int, catchup_changes: int, only: tuple[str, ...],
+         workdir: Path | None, as_json: bool) -> None:
     """Snapshot, HQ→store and store→store latency, and catch-up on real brokers and processes."""
     from bench import sync as runs
 
@@ -89,7 +90,8 @@ def _print(results: dict, as_json: bool) -> None:
 @click.option("--search-samples", default=300, show_default=True, help="Searches per kind of query.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def lane(customers, products, rate_lines, specific_prices, rates, seconds, flood, search_samples, workdir, as_json):
+def lane(customers: int, products: int, rate_lines: int, specific_prices: int, rates: str, seconds: float, flood: int,
+         search_samples: int, workdir: Path | None, as_json: bool) -> None:
     """Scan -> ticket state latency at fixed rates and saturation, and lane search latency."""
     from bench.lane import bench_lane
 
@@ -111,7 +113,7 @@ def lane(customers, products, rate_lines, specific_prices, rates, seconds, flood
 @click.option("--customers", default=100_000, show_default=True, help="Rows in the POS export.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the databases and files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def import_(customers, workdir, as_json):
+def import_(customers: int, workdir: Path | None, as_json: bool) -> None:
     """A POS customer import into HQ: creates, a no-change rerun, 1% changed, a SQL source."""
     from bench.importing import bench_import
 

@@ -54,7 +54,7 @@ def bulk_load_shop(path: Path, customers: int, products: int, rate_lines: int, s
                                    for i in range(products)))
         bulk_write(db, "rate", ((rate_key(f"R{r:03d}"), {"code": f"R{r:03d}", "name": f"Rate {r}", "start": "2020-01-01"})
                                 for r in range(RATES)))
-        lines = set()
+        lines: set[tuple[int, int]] = set()  # (rate, product)
         while len(lines) < min(rate_lines, RATES * products):
             lines.add((rng.randrange(RATES), rng.randrange(products)))
         bulk_write(db, "rate_line", ((rate_line_key(rate_key(f"R{r:03d}"), product_ids[p]), {
@@ -107,8 +107,8 @@ class LoadGenerator:
     def scan(self, n: int) -> None:
         lane = self.lanes[n % len(self.lanes)]
         if self.scans_on[lane] == LINES_PER_TICKET:  # the cashier closes the ticket (not timed)
-            payload = {"v": 1, "id": str(uuid.uuid4()), "op": "close"}
-            self.client.publish(topics.ticket_cmd(self.store, lane), json.dumps(payload).encode())
+            close = {"v": 1, "id": str(uuid.uuid4()), "op": "close"}
+            self.client.publish(topics.ticket_cmd(self.store, lane), json.dumps(close).encode())
             self.scans_on[lane] = 0
         scan_id = str(uuid.uuid4())
         payload = json.dumps({"v": 1, "id": scan_id, "ts": time.time(), "device": "bench",
@@ -192,8 +192,10 @@ def bench_lane(workdir: Path, customers: int, products: int, rate_lines: int, sp
         chain.start_brokers()
         chain.register_stores()
         loaded = bulk_load_shop(chain.workdir / "hq.db", customers, products, rate_lines, specifics)
-        chain.hq.start()
-        chain.hq.wait_for_log("lanehub-hq: connected", 60)
+        hq_service = chain.hq
+        assert hq_service is not None  # register_stores made it
+        hq_service.start()
+        hq_service.wait_for_log("lanehub-hq: connected", 60)
         started = time.monotonic()
         chain.edges["S001"].start()
         path = chain.workdir / "S001.db"

@@ -118,8 +118,10 @@ def bench_snapshot(workdir: Path, count: int) -> dict:
         chain.start_brokers()
         chain.register_stores()
         load_s = bulk_load_hq(chain.workdir / "hq.db", count)
-        chain.hq.start()
-        chain.hq.wait_for_log("lanehub-hq: connected", 60)
+        hq_service = chain.hq
+        assert hq_service is not None  # register_stores made it
+        hq_service.start()
+        hq_service.wait_for_log("lanehub-hq: connected", 60)
         edge = chain.edges["S001"]
         started = time.monotonic()
         edge.start()
@@ -141,8 +143,10 @@ def _start_chain(workdir: Path, stores: int, customers: int) -> Chain:
     chain.start_brokers()
     chain.register_stores()
     bulk_load_hq(chain.workdir / "hq.db", customers)
-    chain.hq.start()
-    chain.hq.wait_for_log("lanehub-hq: connected", 60)
+    hq_service = chain.hq
+    assert hq_service is not None  # register_stores made it
+    hq_service.start()
+    hq_service.wait_for_log("lanehub-hq: connected", 60)
     for edge in chain.edges.values():
         edge.start()
     for store in chain.stores:

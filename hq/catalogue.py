@@ -53,6 +53,12 @@ class HQCatalogue:
             self.db.write(entity, key, (dict(ENTITIES[entity].defaults) | changed) if current is None else changed, by)
         return changed
 
+    def _stored(self, entity: str, key: str) -> dict[str, Any]:
+        """A record known to be there: just written, or its key just read from its table."""
+        record = self.db.replica.get(entity, key)
+        assert record is not None, (entity, key)
+        return record
+
     # --- products -----------------------------------------------------------------------
 
     def product(self, sku: str) -> dict[str, Any] | None:
@@ -69,7 +75,7 @@ class HQCatalogue:
 
     def rates(self) -> list[dict[str, Any]]:
         keys = [r[0] for r in self.db.conn.execute("SELECT id FROM rates ORDER BY code")]
-        return [self.db.replica.get("rate", k) for k in keys]
+        return [self._stored("rate", k) for k in keys]
 
     def put_rate(self, code: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
         """Create (start defaults to today) or edit a rate header; codes are upper-cased."""
@@ -83,11 +89,12 @@ class HQCatalogue:
                 refuse_owned(self.db.conn, "rate", current, {k: v for k, v in fields.items() if v is not None})
             merged = (current or {}) | {k: v for k, v in fields.items() if v is not None} | {"code": code}
             # The window is checked on the whole header, not only on the fields given.
-            errors = ENTITIES["rate"].check_fields({k: merged[k] for k in ("start", "end") if k in merged}, None)
+            errors = ENTITIES["rate"].check_fields({k: merged[k] for k in ("start", "end") if k in merged},
+                                                  self.db.codes)
             if errors:
                 raise ValidationError(errors)
             self.upsert("rate", key, {k: v for k, v in fields.items() if v is not None} | {"code": code}, by)
-        return self.db.replica.get("rate", key)
+        return self._stored("rate", key)
 
     def rate_lines(self, code: str) -> list[dict[str, Any]]:
         rows = self.db.conn.execute(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from lanehub.domain.codes import CodeFormat
-from lanehub.runtime.config import Config, ConfigError, Key, Tables, broker_keys, load
+from lanehub.runtime.config import Config, ConfigError, Key, Schema, Tables, broker_keys, load
 
-SCHEMA = {
+SCHEMA: Schema = {
     "hq": {"db": Key(str, "hq.db", path=True)},
     "broker": broker_keys() | {
         # Where HQ writes the HQ broker's password and ACL files when a store is

@@ -28,6 +28,12 @@ class HQCoupons:
     def __init__(self, db: HQDatabase):
         self.db = db
 
+    def _stored(self, entity: str, key: str) -> dict[str, Any]:
+        """A record known to be there: just written, or its key just read from its table."""
+        record = self.db.replica.get(entity, key)
+        assert record is not None, (entity, key)
+        return record
+
     # --- households --------------------------------------------------------------------
 
     def _customer(self, ref: str) -> dict[str, Any]:
@@ -39,14 +45,14 @@ class HQCoupons:
     def create_household(self, name: str, head_ref: str, by: str) -> dict[str, Any]:
         head = self._customer(head_ref)
         fields = {"name": " ".join(name.split()), "head_customer_id": head["id"], "active": True}
-        errors = ENTITIES["household"].check_fields(fields, None)
+        errors = ENTITIES["household"].check_fields(fields, self.db.codes)
         if errors:
             raise ValidationError(errors)
         key = new_id()
         with transaction(self.db.conn):
             self.db.write("household", key, fields, by)
             self.db.write("customer", head["id"], {"household_id": key, "updated_at": now_iso(), "updated_by": by}, by)
-        return self.db.replica.get("household", key)
+        return self._stored("household", key)
 
     def household(self, ref: str) -> dict[str, Any]:
         """A household by id, or by the code of any of its members."""
@@ -66,12 +72,12 @@ class HQCoupons:
             if customer["household_id"] != household_id:
                 self.db.write("customer", customer["id"], {"household_id": household_id, "updated_at": now_iso(),
                                                             "updated_by": by}, by)
-        return self.db.replica.get("customer", customer["id"])
+        return self._stored("customer", customer["id"])
 
     def members(self, household_id: str) -> list[dict[str, Any]]:
         keys = [r[0] for r in self.db.conn.execute("SELECT id FROM customers WHERE household_id = ? ORDER BY code",
                                                    (household_id,))]
-        return [self.db.replica.get("customer", k) for k in keys]
+        return [self._stored("customer", k) for k in keys]
 
     # --- coupons ------------------------------------------------------------------------
 
@@ -91,21 +97,21 @@ class HQCoupons:
                 fields["value"] = money_text(fields["value"])
             except ValueError:
                 pass  # the field check names it
-        errors = spec.check_fields(fields, None)
+        errors = spec.check_fields(fields, self.db.codes)
         if errors:
             raise ValidationError(errors)
         with transaction(self.db.conn):
             if self.db.replica.get("coupon", coupon_key(code)):
                 raise ValidationError({"code": f"coupon {code} already exists"})
             self.db.write("coupon", coupon_key(code), fields, by)
-        return self.db.replica.get("coupon", coupon_key(code))
+        return self._stored("coupon", coupon_key(code))
 
     def disable(self, code: str, by: str) -> dict[str, Any]:
         with transaction(self.db.conn):
             if not self.db.replica.get("coupon", coupon_key(code)):
                 raise ValidationError({"code": f"no coupon {code.upper()}"})
             self.db.write("coupon", coupon_key(code), {"status": "disabled"}, by)
-        return self.db.replica.get("coupon", coupon_key(code))
+        return self._stored("coupon", coupon_key(code))
 
     def double_uses(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.conn.execute(
@@ -123,6 +129,7 @@ class HQCoupons:
             reason = coupon_refusal(conn, coupon, customer, date.today(), ticket)
             if reason:
                 raise CouponRefused(reason)
+            assert coupon is not None  # coupon_refusal refuses a missing coupon
             held = conn.execute("SELECT store, ticket, at FROM coupon_reservations WHERE coupon_id = ?",
                                 (coupon["id"],)).fetchone()
             if held and held["ticket"] != ticket and time.time() - held["at"] < RESERVATION_TTL:

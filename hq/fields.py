@@ -45,10 +45,12 @@ def declare_extra_field(db: HQDatabase, name: str, label: str, by: str, *, activ
     with transaction(db.conn):
         current = db.replica.get("extra_field", key)
         fields = {"name": name, "active": active} | ({"label": label.strip()} if label or current is None else {})
-        errors = EXTRA_FIELD.check_fields(fields, None)
+        errors = EXTRA_FIELD.check_fields(fields, db.codes)
         if errors:
             raise ValidationError(errors)
         delta = fields if current is None else {k: v for k, v in fields.items() if current[k] != v}
         if delta:
             db.write("extra_field", key, delta, by)
-    return db.replica.get("extra_field", key)
+    declared = db.replica.get("extra_field", key)
+    assert declared is not None  # written above, or already there
+    return declared

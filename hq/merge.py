@@ -46,7 +46,9 @@ def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) ->
                                                 "updated_by": by}, by)
         a, b = sorted((survivor_id, other_id))
         db.conn.execute("UPDATE possible_duplicates SET status = 'merged' WHERE a = ? AND b = ?", (a, b))
-    return db.replica.get("customer", survivor_id)
+    merged = db.replica.get("customer", survivor_id)
+    assert merged is not None  # checked above, and a merge deletes nothing
+    return merged
 
 
 def dismiss_duplicate(db: HQDatabase, a: str, b: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from lanehub.domain.catalogue import natural_key
@@ -38,19 +39,25 @@ class HQUsers:
             raise ValidationError({"store": f"no store {store}"})
         fields = {"username": username, "name": name, "password_hash": hash_password(password),
                   "roles": ",".join(roles), "store": store, "active": True}
-        errors = ENTITIES["user"].check_fields(fields, None)
+        errors = ENTITIES["user"].check_fields(fields, self.db.codes)
         if errors:
             raise ValidationError(errors)
         with transaction(self.db.conn):
             if self.db.replica.get("user", user_key(username)):
                 raise ValidationError({"username": f"user {username} already exists"})
             self.db.write("user", user_key(username), fields, by)
-        return self.get(username)
+        return self._existing(username)
 
     def get(self, username: str) -> dict[str, Any] | None:
         record = self.db.replica.get("user", user_key(username.strip().lower()))
         hidden = ("password_hash", "api_token_hash", "session_epoch")
         return None if record is None else {k: v for k, v in record.items() if k not in hidden}
+
+    def _existing(self, username: str) -> dict[str, Any]:
+        """``get`` for a user known to be there (just written, or read from the table)."""
+        user = self.get(username)
+        assert user is not None, username
+        return user
 
     def update(self, username: str, by: str, *, password: str | None = None, roles: list[str] | None = None,
                active: bool | None = None, name: str | None = None) -> dict:
@@ -76,7 +83,7 @@ class HQUsers:
                 raise ValidationError({"username": f"no user {username}"})
             if fields:
                 self.db.write("user", key, fields, by)
-        return self.get(username)
+        return self._existing(username)
 
     def new_token(self, username: str, by: str) -> str:
         """A new API token for the user (shown once; only its hash is kept and replicated)."""
@@ -92,17 +99,20 @@ class HQUsers:
             self.db.write("user", key, {"api_token_hash": token_hash(token)}, by)
         return token
 
+    # Inside this class the name list is this method from here on, so annotations say builtins.list.
     def list(self) -> list[dict[str, Any]]:
-        return [self.get(r[0]) for r in self.db.conn.execute("SELECT username FROM users ORDER BY username")]
+        return [self._existing(r[0]) for r in self.db.conn.execute("SELECT username FROM users ORDER BY username")]
 
-    def add_role(self, name: str, permissions: list[str], by: str) -> dict:
+    def add_role(self, name: str, permissions: builtins.list[str], by: str) -> dict:
         fields = {"name": name, "permissions": ",".join(permissions)}
-        errors = ENTITIES["role"].check_fields(fields, None)
+        errors = ENTITIES["role"].check_fields(fields, self.db.codes)
         if errors:
             raise ValidationError(errors)
         with transaction(self.db.conn):
             self.db.write("role", natural_key("role", name), fields, by)
-        return self.db.replica.get("role", natural_key("role", name))
+        role = self.db.replica.get("role", natural_key("role", name))
+        assert role is not None  # written just above
+        return role
 
 
 def parse_roles(value: str) -> list[str]:

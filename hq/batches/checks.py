@@ -107,7 +107,7 @@ def rate_exists(conn: sqlite3.Connection, code: str) -> bool:
 def check_new_customer(db: HQDatabase, raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """(the normalized fields, {field: error}) of one new-customers row."""
     fields, extra = split_extras(customer_fields(raw))
-    errors = {}
+    errors: dict[str, str] = {}
     try:
         extra = checked_extras(db.conn, extra)
     except ValidationError as exc:

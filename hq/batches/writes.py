@@ -13,6 +13,7 @@ it too: triggers in hq/db.py ``m003_batches``).
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from pathlib import Path
@@ -76,6 +77,7 @@ class Batches:
             raise BatchError(f"no batch {batch_id}")
         return dict(row)
 
+    # Inside this class the name list is this method from here on, so annotations say builtins.list.
     def list(self, status: str | None = None) -> list[dict[str, Any]]:
         """Batches newest first, each with ``counts``: {row status: number of rows}."""
         if status is not None and status not in STATUSES:
@@ -88,7 +90,7 @@ class Batches:
             counts.setdefault(batch_id, {})[row_status] = number
         return [dict(row) | {"counts": counts.get(row["id"], {})} for row in rows]
 
-    def review(self, batch_id: int) -> list[dict[str, Any]]:
+    def review(self, batch_id: int) -> builtins.list[dict[str, Any]]:
         """Every row with its status, errors, duplicate flags, preview and result.
         An open batch is checked afresh (customers may have changed meanwhile); a
         closed one shows what it was when it closed."""
@@ -116,17 +118,18 @@ class Batches:
             cursor = self.conn.execute(
                 "INSERT INTO batches (kind, description, action, value, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
                 (kind, (description or "").strip(), action or "", value or "", now_iso(), by))
+        assert cursor.lastrowid is not None  # an INSERT on a rowid table always sets it
         return cursor.lastrowid
 
     def add_row(self, batch_id: int, fields: dict[str, Any]) -> int:
         """Key in one row; returns its number."""
         return self.add_rows(batch_id, [fields])[0]
 
-    def load_csv(self, batch_id: int, source: str | Path | bytes) -> list[int]:
+    def load_csv(self, batch_id: int, source: str | Path | bytes) -> builtins.list[int]:
         """Add the rows of a CSV (``read_rows``); returns their numbers."""
         return self.add_rows(batch_id, read_rows(self.get(batch_id)["kind"], source, self.conn))
 
-    def add_rows(self, batch_id: int, rows: list[dict[str, Any]]) -> list[int]:
+    def add_rows(self, batch_id: int, rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
         """Add rows (field -> text); all or none. Returns their numbers."""
         with transaction(self.conn):
             batch = self._open(batch_id)
@@ -221,6 +224,7 @@ class Batches:
             if row["status"] == "unchanged":
                 return "unchanged", row["preview"]["code"]
             customer = self.db.find_customer(row["fields"]["code"])
+            assert customer is not None  # the row is not invalid: check_update found its customer in this transaction
             record = self.db.update_customer(customer["id"], update_fields(batch["action"], batch["value"]), by)
             return "updated", record["code"]
         except ValidationError as exc:
@@ -237,7 +241,7 @@ class Batches:
                 dismiss_duplicate(self.db, record["id"], flag.get("customer_id") or made[flag["row"]])
         return record["code"]
 
-    def history(self, batch_id: int) -> list[dict[str, Any]]:
+    def history(self, batch_id: int) -> builtins.list[dict[str, Any]]:
         """Who did what to the rows, oldest first (creation and execution are on the batch)."""
         return [dict(r) for r in self.conn.execute(
             "SELECT at, by, action, row_no, detail FROM batch_events WHERE batch_id = ? ORDER BY id", (batch_id,))]
@@ -254,7 +258,7 @@ class Batches:
             raise BatchClosed(f"batch {batch_id} is {batch['status']}: it can no longer change")
         return batch
 
-    def _rows(self, batch_id: int) -> list[dict[str, Any]]:
+    def _rows(self, batch_id: int) -> builtins.list[dict[str, Any]]:
         return [_loaded(row) for row in self.conn.execute(
             "SELECT * FROM batch_rows WHERE batch_id = ? ORDER BY row_no", (batch_id,))]
 
@@ -269,20 +273,20 @@ class Batches:
         """Check every row again: a change to one row can flag or clear another."""
         self._store(batch["id"], self._checked(batch, self._rows(batch["id"])))
 
-    def _store(self, batch_id: int, rows: list[dict[str, Any]]) -> None:
+    def _store(self, batch_id: int, rows: builtins.list[dict[str, Any]]) -> None:
         self.conn.executemany(
             "UPDATE batch_rows SET status = ?, errors = ?, duplicates = ?, preview = ?, result = ? "
             "WHERE batch_id = ? AND row_no = ?",
             [(row["status"], _json(row["errors"]), _json(row["duplicates"]), _json(row["preview"]), row["result"],
               batch_id, row["row_no"]) for row in rows])
 
-    def _checked(self, batch: dict, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _checked(self, batch: dict, rows: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         checked = self._check_new(rows) if batch["kind"] == "new_customers" else self._check_updates(batch, rows)
         for row in checked:
             row["status"] = _status(row)
         return checked
 
-    def _check_new(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _check_new(self, rows: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         live = [(row["row_no"], customer_fields(row["fields"])) for row in rows if not row["dropped"]]
         in_batch = in_batch_duplicates(live)
         out = []
@@ -296,7 +300,7 @@ class Batches:
             out.append(row | {"errors": errors, "duplicates": duplicates, "preview": {}})
         return out
 
-    def _check_updates(self, batch: dict, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _check_updates(self, batch: dict, rows: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         first_row: dict[str, int] = {}  # customer id -> the row that has it first
         out = []
         for row in rows:

@@ -17,7 +17,8 @@ def users_for(config_path) -> HQUsers:
 
 def read_password(from_stdin: bool) -> str:
     if from_stdin:
-        return click.get_text_stream("stdin").readline().rstrip("\n")
+        # open_file("-") is the same text stdin get_text_stream gave (deprecated in click 8.5, typed as object).
+        return click.open_file("-").readline().rstrip("\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 

@@ -47,6 +47,7 @@ def pending_rows(db: HQDatabase, spec: ImportSpec, after: int) -> tuple[list[dic
     out = []
     for key, names in changed.items():
         record = db.replica.get("customer", key)
+        assert record is not None  # the changes log only names customers the replica holds
         out.append({"code": record["code"], "external_id": record["external_id"]}
                    | {name: _text(record[name]) for name in spec.export}
                    | {"changed_fields": ",".join(sorted(names)), "last_seq": last})

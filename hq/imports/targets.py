@@ -243,10 +243,10 @@ class ProductTarget(CatalogueTarget):
         if "tax_rate" in mapped and text(mapped["tax_rate"]) == "":
             mapped.pop("tax_rate")
         fields = super().normalize(mapped, key)
-        errors = {}
+        errors: dict[str, str] = {}
         for code in barcodes.split("|") if barcodes else []:
             errors |= {"barcodes": message for message in
-                       ENTITIES["barcode"].check_fields({"code": code}, None).values()}
+                       ENTITIES["barcode"].check_fields({"code": code}, self.db.codes).values()}
             owner = self.conn.execute("SELECT p.sku FROM barcodes b JOIN products p ON p.id = b.product_id "
                                       "WHERE b.code = ? AND b.active = 1", (code,)).fetchone()
             if owner and owner[0] != fields.get("sku"):
