@@ -16,10 +16,10 @@
 
 from __future__ import annotations
 
-from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Tables, broker_keys, load
+from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Schema, Tables, broker_keys, load
 from lanehub.protocol.topics import ID_RE
 
-SCHEMA = {
+SCHEMA: Schema = {
     "store": {"id": STORE_ID},
     "broker": broker_keys(),
     "devices": {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from lanehub.runtime.config import ConfigError, Key, load
+from lanehub.runtime.config import ConfigError, Key, Schema, load
 
 PROFILES_DIR = Path(__file__).resolve().parent / "firmware-config"
 UDEV_RULES = "udev/99-lanehub.rules"
@@ -26,7 +26,7 @@ CONNECTIONS = {"scanner": ("evdev", "serial"), "card_reader": ("evdev", "serial"
 USB_ID = re.compile(r"^[0-9a-f]{4}$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
-SCHEMA = {
+SCHEMA: Schema = {
     "device": {
         "model": Key(str, required=True),
         "kind": Key(str, required=True, choices=KINDS),

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import serial
 
@@ -28,6 +28,9 @@ from lanehub.runtime.report import publish_report
 from devices.readers.swipe import parse_swipe
 from devices.readers.keymap import KeyDecoder, strip_aim
 from devices.profiles import DeviceProfile
+
+if TYPE_CHECKING:  # an optional dependency, imported where it is used
+    import evdev
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +154,7 @@ class SerialSource:
     def read(self) -> str | None:
         """One frame, or None when nothing complete arrived within the timeout.
         Raises OSError/SerialException when the device is gone."""
+        assert self.port is not None  # read only between open and close
         chunk = self.port.read_until(self.terminator)
         if not chunk:
             # pyserial returns b"" on a timeout, and also (without raising) when the
@@ -165,6 +169,7 @@ class SerialSource:
         return frame.decode("latin-1")
 
     def _alive(self) -> bool:
+        assert self.port is not None  # asked only by read
         try:
             self.port.in_waiting  # raises once the device is gone
         except (OSError, serial.SerialException):
@@ -201,7 +206,7 @@ class EvdevSource:
 
     def __init__(self, path: str, profile: DeviceProfile):
         self.path, self.profile = path, profile
-        self.device = None
+        self.device: evdev.InputDevice[str] | None = None
         self.decoder = KeyDecoder(profile.layout, profile.terminator)
 
     def open(self) -> None:
@@ -228,6 +233,7 @@ class EvdevSource:
     def read(self) -> str | None:
         import select
 
+        assert self.device is not None  # read only between open and close
         ready, _, _ = select.select([self.device.fd], [], [], 0.2)
         if not ready:
             return None
@@ -247,7 +253,7 @@ class EvdevSource:
             self.device = None
 
 
-SOURCES: dict[str, Callable] = {"serial": SerialSource, "evdev": EvdevSource}
+SOURCES: dict[str, Callable[[str, DeviceProfile], SerialSource | EvdevSource]] = {"serial": SerialSource, "evdev": EvdevSource}
 
 
 class ReaderBridge:

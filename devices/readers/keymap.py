@@ -18,6 +18,7 @@ scanner may be configured to prefix to each scan, and names the symbology.
 from __future__ import annotations
 
 import string
+from types import ModuleType
 
 from lanehub.domain.barcodes import split_aim
 
@@ -40,6 +41,7 @@ for _row, _first in (("QWERTYUIOP", 16), ("ASDFGHJKL", 30), ("ZXCVBNM", 44)):
     _FALLBACK.update({f"KEY_{c}": _first + i for i, c in enumerate(_row)})
 _FALLBACK.update({f"KEY_KP{d}": c for d, c in zip("7894561230", (71, 72, 73, 75, 76, 77, 79, 80, 81, 82))})
 
+_ecodes: ModuleType | None
 try:
     from evdev import ecodes as _ecodes
 except ImportError:  # no evdev here: the fallback table is the whole truth
@@ -132,7 +134,7 @@ class KeyDecoder:
         self._altgr = {_code(n): v for n, v in _ALTGR[layout].items()}
         self._ctrl = {_code(n): v for n, v in _CTRL_PUNCT.items()}
         self._ctrl.update({_code(n): chr(ord(v[1]) - 0x40)
-                           for n, v in _LAYOUTS[layout].items() if v[1] in string.ascii_uppercase})
+                           for n, v in _LAYOUTS[layout].items() if v[1] is not None and v[1] in string.ascii_uppercase})
         self._ends = {_code(n) for n in _TERMINATORS[terminator]}
         self._tab = _code("KEY_TAB")
         self._shift = {_code("KEY_LEFTSHIFT"), _code("KEY_RIGHTSHIFT")}

@@ -179,9 +179,10 @@ def parse_swipe(raw: str) -> Swipe:
         return _payment(num2 or pan1, "payment card (track 1 format B)", seen)
     # A bank track 2 (PAN=YYMM + service code) whatever its number, or a payment
     # card number on any track.
-    found = find_payment_card(s)
-    if found:
-        return _payment(found, _why(found), seen)
+    # (Not ``found``: that already holds the tracks read.)
+    card_number = find_payment_card(s)
+    if card_number:
+        return _payment(card_number, _why(card_number), seen)
     number = (num2 or pan1).upper()
     if not number:
         return Swipe("error", reason="no card number on tracks 1 or 2", tracks=seen)

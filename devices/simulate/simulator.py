@@ -37,6 +37,7 @@ from lanehub.protocol.lane import Receipt
 from devices.readers.bridge import DeviceLink, ReaderBridge
 from devices.printer.bridge import PrinterBridge
 from devices.printer.io import PrinterStatus
+from devices.printer.spool import Spool
 from devices.profiles import DeviceProfile, load_profiles
 from devices.printer.receipt import render_receipt, text_lines
 from lanehub.receipts.image import receipt_png
@@ -113,7 +114,7 @@ class QueueSource:
 
     path = "(simulated)"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.frames: queue.Queue[str] = queue.Queue()
 
     def type(self, frame: str) -> None:
@@ -148,7 +149,7 @@ class PaperPrinter:
     def __init__(self, device: str, profile: DeviceProfile, out: Path, on_printed=None):
         self.device, self.profile, self.out = device, profile, Path(out)
         self.mode = "ok"
-        self.spool = None  # the bridge's spool, set by SimulatedLane: where the receipts are
+        self.spool: Spool | None = None  # the bridge's spool, set by SimulatedLane: where the receipts are
         self.on_printed = on_printed
 
     def status(self) -> PrinterStatus:
@@ -160,15 +161,16 @@ class PaperPrinter:
         # The bridge hands over the ESC/POS bytes only; the receipt they were made from
         # is the pending spooled job that renders to exactly these bytes.
         p = self.profile
+        assert self.spool is not None  # set before the bridge starts printing
         for job, receipt in self.spool.pending():
             if render_receipt(receipt, width=p.columns, codepage=p.codepage, profile=p.escpos_profile) == data:
                 self._write(job, receipt)
                 return
         log.warning("%s: printed %d bytes that no spooled job renders to", self.device, len(data))
 
-    def _write(self, job: str, receipt: dict) -> None:
+    def _write(self, job: str, spooled: dict) -> None:
         p = self.profile
-        receipt = Receipt.of(receipt)  # the spooled job's receipt object, read once
+        receipt = Receipt.of(spooled)  # the spooled job's receipt object, read once
         ticket = str(receipt.ticket or "receipt")
         stem = f"{_FILE_SAFE.sub('_', ticket)[:64]}-{job}"
         self.out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ def receipts_blueprint(mail_configured: bool) -> Blueprint:
 
     @bp.route("/")
     @requires("devices.view")
-    def index():
+    def index() -> str:
         conn = g.db.conn
         rows = conn.execute(
             "SELECT job, ticket, lane, device, status, created_at FROM ("

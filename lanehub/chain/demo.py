@@ -105,6 +105,7 @@ def _wait_simulators(chain: Chain, timeout: float = 30) -> None:
 
 def _print_summary(chain: Chain, customers: int) -> None:
     hq = chain.hq_config_path
+    assert chain.hq is not None  # the chain has started
     lines = [
         "",
         "lanehub demo is running:",

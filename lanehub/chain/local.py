@@ -27,8 +27,9 @@ class SimulatorProcess(ServiceProcess):
 
     def __init__(self, store: str, broker_port: int, lanes: tuple[str, ...], workdir: Path, out: Path,
                  http_port: int | None = None, log_level: str = "INFO"):
-        config = {"store": {"id": store}, "broker": {"host": "127.0.0.1", "port": broker_port},
-                  "log": {"level": log_level}}
+        config: dict[str, dict[str, Any]] = {"store": {"id": store},
+                                             "broker": {"host": "127.0.0.1", "port": broker_port},
+                                             "log": {"level": log_level}}
         super().__init__("devices", f"{store}-devices", config, workdir)
         self.store, self.lanes, self.out, self.http_port = store, lanes, Path(out), http_port
 
@@ -87,7 +88,7 @@ class Chain:
 
     def hq_config(self) -> dict[str, dict[str, Any]]:
         b = self.hq_broker
-        return {
+        config: dict[str, dict[str, Any]] = {
             "hq": {"db": str(self.workdir / "hq.db")},
             "broker": {"host": "127.0.0.1", "port": b.port, "username": "hq", "password": self.hq_password,
                        "passwd_file": str(b.passwd_path), "acl_file": str(b.acl_path), "reload_command": b.reload_command,
@@ -95,10 +96,11 @@ class Chain:
             "codes": {"prefix": "CUST-", "width": 5, "block_size": self.block_size},
             "web": {"port": self.web_ports["hq"]},
             "log": {"level": self.log_level},
-        } | self.hq_settings
+        }
+        return config | self.hq_settings
 
     def edge_config(self, store: str) -> dict[str, dict[str, Any]]:
-        return {
+        config: dict[str, dict[str, Any]] = {
             "store": {"id": store, "db": str(self.workdir / f"{store}.db"), "code_low_water": self.code_low_water,
                       "outbox_retry": self.outbox_retry} | self.store_settings.get(store, {}),
             "broker": {"host": "127.0.0.1", "port": self.store_brokers[store].port},
@@ -106,17 +108,18 @@ class Chain:
                    "password": self.store_passwords[store], "tls_ca": self.tls["cafile"] if self.tls else ""},
             "web": {"port": self.web_ports[store]},
             "log": {"level": self.log_level},
-        } | self.edge_settings.get(store, {})
+        }
+        return config | self.edge_settings.get(store, {})
 
     @property
     def hq_config_path(self) -> Path:
         return self.workdir / "hq" / "hq.toml"
 
-    def hq_cli(self, *args: str, check: bool = True, input: str | None = None):
+    def hq_cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run `lanehub hq ARGS -c hq.toml`."""
         return run_lanehub("hq", *args, "-c", str(self.hq_config_path), check=check, input=input)
 
-    def edge_cli(self, store: str, *args: str, check: bool = True):
+    def edge_cli(self, store: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_lanehub("edge", *args, "-c", str(self.edges[store].config_path), check=check)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -132,7 +135,9 @@ class Chain:
         for store in self.stores:
             if store not in self.store_passwords:
                 out = self.hq_cli("store", "add", store).stdout
-                self.store_passwords[store] = PASSWORD_RE.search(out).group(1)
+                password = PASSWORD_RE.search(out)
+                assert password is not None, out  # `store add` prints the store's hq.toml lines
+                self.store_passwords[store] = password.group(1)
             self.edges[store] = ServiceProcess("edge", store, self.edge_config(store), self.workdir / store)
 
     def start(self, demo_customers: int = 0, prepare: Callable[["Chain"], None] | None = None) -> "Chain":
@@ -143,6 +148,7 @@ class Chain:
             self.hq_cli("customers", "load-demo", str(demo_customers))
         if prepare:
             prepare(self)
+        assert self.hq is not None  # set by register_stores
         self.hq.start()
         # Edges that ask before HQ subscribes wait a request timeout for nothing.
         self.hq.wait_for_log("lanehub-hq: connected", 20)

@@ -17,7 +17,8 @@ def lanehub_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "lanehub.cli.main", *args]
 
 
-def run_lanehub(*args: str, input: str | None = None, check: bool = True, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+def run_lanehub(*args: str, input: str | None = None, check: bool = True,
+                cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a `lanehub ...` command to completion."""
     result = subprocess.run(lanehub_command(*args), input=input, capture_output=True, text=True, timeout=120, cwd=cwd)
     if check and result.returncode != 0:
@@ -37,7 +38,7 @@ class ServiceProcess:
         self.config = config
         self.config_path = self.workdir / f"{name}.toml"
         self.log_path = self.workdir / f"{name}.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> Path:
         self.config_path.write_text(self.config if isinstance(self.config, str) else dump_toml(self.config))
@@ -59,6 +60,7 @@ class ServiceProcess:
 
     def stop(self, timeout: float = 15) -> None:
         if self.running:
+            assert self.process is not None  # running: started
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
@@ -69,6 +71,7 @@ class ServiceProcess:
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no last status; the broker publishes the will."""
         if self.running:
+            assert self.process is not None  # running: started
             self.process.kill()
             self.process.wait()
 

@@ -168,7 +168,9 @@ class ScaleLayout:
     def parse(cls, picture: str) -> "ScaleLayout":
         if len(picture) != 13:
             raise BarcodeError(f"layout {picture!r} has {len(picture)} characters, not 13 (one per EAN-13 digit)")
-        prefix = re.match(r"\d*", picture).group()
+        prefix_match = re.match(r"\d*", picture)
+        assert prefix_match is not None  # \d* matches any string, if only its empty start
+        prefix = prefix_match.group()
         if len(prefix) < 2 or not (prefix.startswith("02") or prefix[0] == "2"):
             raise BarcodeError(f"layout {picture!r} must start with its prefix, 02 or 20-29 (e.g. '20PPPPPWWWWWC')")
         unknown = sorted(set(picture[len(prefix):]) - set("PW$VC"))

@@ -92,7 +92,7 @@ def _check_day(fields: dict, name: str, errors: dict) -> None:
 def _check_ids(fields: dict, names: tuple[str, ...], errors: dict, optional: tuple[str, ...] = ()) -> None:
     for name in names:
         value = fields.get(name)
-        if name in fields and name not in errors and not (name in optional and value == "") and not UUID_RE.match(value):
+        if name in fields and name not in errors and not (name in optional and value == "") and not UUID_RE.match(fields[name]):
             errors[name] = "must be a record id"
 
 

@@ -5,7 +5,7 @@ can be tracked to a customer after the fact (from the store or from HQ)."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lanehub.domain.catalogue import natural_key
 from lanehub.domain.entity import UUID_RE, EntitySpec, check_unknown, text_checks
@@ -67,7 +67,7 @@ class SaleError(ValueError):
     """A sale that cannot be tracked to a customer (one line for the CLI or page)."""
 
 
-def track_sale(db: SiteDatabase, ticket: str, customer_ref: str, by: str) -> dict:
+def track_sale(db: SiteDatabase, ticket: str, customer_ref: str, by: str) -> dict[str, Any]:
     """Attach a closed sale without a customer to one, after the fact. ``db`` is
     HQ's or an edge's database: the change replicates like any other."""
     with transaction(db.conn):
@@ -84,4 +84,6 @@ def track_sale(db: SiteDatabase, ticket: str, customer_ref: str, by: str) -> dic
         if not customer["active"]:
             raise SaleError(f"customer {customer['code']} is deactivated")
         db.write("sale", sale["id"], {"customer_id": customer["id"]}, by)
-    return db.replica.get("sale", sale["id"])
+    tracked = db.replica.get("sale", sale["id"])
+    assert tracked is not None  # read above, and a write never removes a record
+    return tracked

@@ -129,8 +129,8 @@ def receipt_image(receipt: Receipt | dict, *, columns: int = 42, codepage: str =
 
     Raises ValueError for fewer than 16 columns or a code page ``profile`` lacks.
     """
-    rows = [line_image(text, style, columns, codepage, profile) for text, style in layout(receipt, columns)]
-    rows = [row for row in rows if row is not None]
+    images = [line_image(text, style, columns, codepage, profile) for text, style in layout(receipt, columns)]
+    rows = [row for row in images if row is not None]
     width = dot_width(columns)
     height = TOP_MARGIN + sum(row.height for row in rows) + CUT_FEED + 2
     image = Image.new("L", (width, height), PAPER)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Protocol
 
+from lanehub.domain.codes import CodeFormat
 from lanehub.protocol.change import Change
 from lanehub.replication.replica import Replica
 from lanehub.replication.schema import Meta
@@ -21,6 +22,11 @@ class SiteDatabase(Protocol):
     conn: sqlite3.Connection  # WAL, synchronous=FULL (lanehub.replication.sqlite.connect)
     replica: Replica  # the site's copy of every replicated record
     meta: Meta
+
+    @property
+    def codes(self) -> CodeFormat | None:
+        """The customer code format: HQ's own; a store's once HQ has sent it (None before)."""
+        ...
 
     def write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
         """Apply a change made here (per-field last writer wins) and send it on: at HQ into

@@ -51,6 +51,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite's lock bytes: pending, reserved and the shared range (https://www.sqlite.org/fileformat2.html#lockbyte).
@@ -341,7 +342,8 @@ class _LiveLock:
         self.conn = conn
         self.readable = True
 
-    def query(self, sql: str, default=None):
+    def query(self, sql: str, default: Any = None) -> Any:
+        assert self.conn is not None  # asked only while readable, before release
         try:
             row = self.conn.execute(sql).fetchone()
             return row[0] if row else default
@@ -458,6 +460,7 @@ def _carry_codes_forward(lock: _LiveLock, copy: sqlite3.Connection, notes: list[
     """Code numbers HQ gave out after the backup (its own customers', blocks leased to
     stores) are in use out there: the restored HQ keeps the replaced database's counter
     and leases, when it can read them, so it never gives a number out twice."""
+    assert lock.conn is not None  # called only while the lock is readable
     try:
         current = int(lock.query("SELECT value FROM meta WHERE key = 'next_code'", 0) or 0)
         blocks = lock.conn.execute("SELECT lease, store, start, end, leased_at FROM code_blocks").fetchall()
@@ -487,6 +490,7 @@ def _refuse_losing_newer(lock: _LiveLock, copy: sqlite3.Connection, site: Site) 
                 "and skip HQ's next changes, and their own accepted changes since the backup are lost at HQ; "
                 "use --force to restore anyway, then reset every store (see the restore procedure)")
         return
+    assert lock.conn is not None  # called only while the lock is readable
     try:
         unacked = _outbox_ids(lock.conn) - _outbox_ids(copy)
     except sqlite3.Error:
@@ -529,16 +533,15 @@ def _swap(tmp: Path, db: Path) -> Path | None:
             else:
                 old.unlink()
     _remove(Path(f"{db}-shm"))
-    if db.exists():
+    replaced = db.exists()
+    if replaced:
         try:
             os.link(db, kept)  # so the path holds a whole database until the rename below
         except OSError:
             os.rename(db, kept)
-    else:
-        kept = None
     os.replace(tmp, db)
     _fsync(db.parent)
-    return kept
+    return kept if replaced else None
 
 
 # --- the commands ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from lanehub.runtime.mqtt import BrokerSettings
 from lanehub.protocol.topics import ID_RE
@@ -125,7 +125,8 @@ def _convert(key: Key, value: Any, where: str) -> Any:
     return value
 
 
-def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None, *, partial: bool = False) -> Config:
+def load(path: str | Path, schema: Schema, environ: Mapping[str, str] | None = None, *,
+         partial: bool = False) -> Config:
     """The config file checked against ``schema``. ``partial``: read only the
     schema's sections and keys from a file that has more (another service's file,
     e.g. the simulator reading the store and broker from an edge.toml)."""
@@ -141,19 +142,20 @@ def load(path: str | Path, schema: Schema, environ: dict[str, str] | None = None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for section, values in raw.items():
-        if partial and (section not in schema or isinstance(schema[section], Tables) or not isinstance(values, dict)):
-            continue
+        section_keys = schema.get(section)
         if partial:
-            values = {name: value for name, value in values.items() if name in schema[section]}
+            if section_keys is None or isinstance(section_keys, Tables) or not isinstance(values, dict):
+                continue
+            values = {name: value for name, value in values.items() if name in section_keys}
             raw[section] = values
-        if section not in schema:
+        if section_keys is None:
             raise ConfigError(f"{path}: [{section}]: unknown section (expected {', '.join(schema)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: {section}: must be a [section]")
-        if isinstance(schema[section], Tables):
+        if isinstance(section_keys, Tables):
             continue
         for name in values:
-            if name not in schema[section]:
+            if name not in section_keys:
                 raise ConfigError(f"{path}: [{section}] {name}: unknown key")
     config = Config()
     config.path = path

@@ -34,6 +34,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class RequestTimeout(TimeoutError):
     pass
 
 
-Handler = Callable[[Incoming], None]
+Handler = Callable[[Incoming], object]  # what it returns is ignored (a handler may enqueue and return the Future)
 
 
 class MqttClient:
@@ -118,8 +119,9 @@ class MqttClient:
         self.taken_over = False
         self._subs: list[tuple[str, int, Handler]] = []
         self._lock = threading.Lock()
-        self._pending: dict[bytes, tuple[threading.Event, list]] = {}
-        self._puback: dict[int, tuple[threading.Event, list]] = {}
+        # A waiter: the event set when its one item (the reply, or the PUBACK's reason) is in the list.
+        self._pending: dict[bytes, tuple[threading.Event, list[Incoming]]] = {}
+        self._puback: dict[int, tuple[threading.Event, list[ReasonCode]]] = {}
         self.connected = threading.Event()
         self._stopping = False
         self._link = LinkState(False, time.time(), "not started")
@@ -349,7 +351,8 @@ class MqttClient:
 
     def publish_acked(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10) -> PublishResult:
         """Publish QoS 1 and wait for the broker's PUBACK; report its reason code."""
-        event, box = threading.Event(), []
+        event = threading.Event()
+        box: list[ReasonCode] = []
         with self._lock:
             info = self._client.publish(topic, payload, qos=1, retain=retain)
             self._puback[info.mid] = (event, box)
@@ -368,7 +371,8 @@ class MqttClient:
     def request(self, topic: str, payload: bytes, response_topic: str, timeout: float = 10) -> Incoming:
         """Publish a request and wait for the reply carrying the same correlation data."""
         correlation = uuid.uuid4().bytes
-        event, box = threading.Event(), []
+        event = threading.Event()
+        box: list[Incoming] = []
         with self._lock:
             self._pending[correlation] = (event, box)
         try:

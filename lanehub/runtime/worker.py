@@ -43,7 +43,7 @@ class Worker:
             return fn(*args)
         return self.submit(fn, *args).result(timeout)
 
-    def every(self, seconds: float, fn: Callable[[], None]) -> None:
+    def every(self, seconds: float, fn: Callable[[], object]) -> None:
         """Run ``fn`` on this worker every ``seconds`` (skipped while a previous run is queued)."""
         pending = threading.Event()
 

@@ -5,7 +5,7 @@ two cannot disagree."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
@@ -46,12 +46,13 @@ class Api:
             params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
                       for p in _placeholders(rule)]
             params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
-            operation = {"summary": summary, "operationId": endpoint, "parameters": params,
-                         "security": [{"bearer": []}], "x-permission": permission,
-                         "responses": {"200": {"description": "OK"},
-                                       "401": {"description": "no or bad token", "content": _json(ERROR_SCHEMA)},
-                                       "403": {"description": f"needs {permission}", "content": _json(ERROR_SCHEMA)},
-                                       "404": {"description": "not found", "content": _json(ERROR_SCHEMA)}}}
+            operation: dict[str, Any] = {
+                "summary": summary, "operationId": endpoint, "parameters": params,
+                "security": [{"bearer": []}], "x-permission": permission,
+                "responses": {"200": {"description": "OK"},
+                              "401": {"description": "no or bad token", "content": _json(ERROR_SCHEMA)},
+                              "403": {"description": f"needs {permission}", "content": _json(ERROR_SCHEMA)},
+                              "404": {"description": "not found", "content": _json(ERROR_SCHEMA)}}}
             if body is not None:
                 operation["requestBody"] = {"required": True, "content": _json(body)}
                 operation["responses"]["422"] = {"description": "invalid fields", "content": _json(ERROR_SCHEMA)}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jinja2 import ChoiceLoader, FileSystemLoader
-from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.utils import secure_filename
 
@@ -133,15 +133,16 @@ def requires(permission: str):
                     abort(403)
             return view(*args, **kwargs)
 
-        checked.permission = permission
+        # An attribute on the view function, read back with getattr by the route walks.
+        setattr(checked, "permission", permission)
         return checked
 
     return wrap
 
 
 class LoginThrottle:
-    def __init__(self):
-        self.failures: dict[tuple[str, str], deque] = defaultdict(deque)
+    def __init__(self) -> None:
+        self.failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self.lock = threading.Lock()
 
     def blocked(self, username: str, address: str) -> bool:
@@ -261,7 +262,7 @@ def health_blueprint(links: dict[str, bool], facts: Callable[[Any], dict],
 
     @bp.route("/healthz")
     @requires(PUBLIC)
-    def healthz():
+    def healthz() -> Response:
         ext = _ext()
         problems: list[str] = []
         body: dict[str, Any] = {"status": "ok", "site": ext["site"]}

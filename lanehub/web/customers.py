@@ -190,8 +190,8 @@ def _extra_values(skip: dict | tuple = ()) -> dict[str, str]:
             if PREFIX + name in request.form and PREFIX + name not in skip}
 
 
-def _form_values(skip: dict | tuple = ()) -> dict:
-    values = {}
+def _form_values(skip: dict | tuple = ()) -> dict[str, str | bool]:
+    values: dict[str, str | bool] = {}
     for name in CUSTOMER_EDITABLE:
         if name in skip and name not in request.form:
             continue
