@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import kill_chain, start_chain, wait_converged, wait_until
+from helpers import kill_chain, start_chain, wait_converged, wait_until
 from lanehub.protocol import topics
 from lanehub.chain.local import Chain
 from lanehub.protocol.lane import DeviceStatus

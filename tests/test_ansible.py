@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from helpers import wait_until
 from lanehub.chain.mosquitto import free_port, mosquitto_binary, port_open
 from lanehub.runtime.config import load
 

@@ -10,13 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hq.users import HQUsers
-from test_web import sites  # noqa: F401  (fixture)
 
 API_ROUTES_MIN = 10
 
 
 @pytest.fixture
-def tokens(sites):  # noqa: F811
+def tokens(sites):
     apps, hq, edge = sites
     users = HQUsers(hq)
     out = {name: users.new_token(name, "t") for name in ("admin", "viewer", "till")}
@@ -31,7 +30,7 @@ def call(app, method, path, token=None, body=None):
                        content_type="application/json")
 
 
-def test_the_openapi_document_matches_the_routes(sites):  # noqa: F811
+def test_the_openapi_document_matches_the_routes(sites):
     apps, _, _ = sites
     for app in apps.values():
         doc = call(app, "GET", "/api/v1/openapi.json").get_json()
@@ -48,7 +47,7 @@ def test_the_openapi_document_matches_the_routes(sites):  # noqa: F811
                 assert view.permission == op["x-permission"]
 
 
-def test_tokens_carry_the_users_permissions(sites, tokens):  # noqa: F811
+def test_tokens_carry_the_users_permissions(sites, tokens):
     apps, _, _ = sites
     hq = apps["hq"]
     assert call(hq, "GET", "/api/v1/customers").status_code == 401
@@ -61,7 +60,7 @@ def test_tokens_carry_the_users_permissions(sites, tokens):  # noqa: F811
     assert call(apps["store"], "GET", "/api/v1/customers", tokens["till"]).status_code == 200
 
 
-def test_customers_through_the_api_with_field_errors(sites, tokens):  # noqa: F811
+def test_customers_through_the_api_with_field_errors(sites, tokens):
     apps, _, _ = sites
     hq, token = apps["hq"], tokens["admin"]
     bad = call(hq, "POST", "/api/v1/customers", token, {"first_name": "Ana", "email": "nope", "code": "X"})
@@ -91,7 +90,7 @@ def test_customers_through_the_api_with_field_errors(sites, tokens):  # noqa: F8
                    st.dictionaries(st.sampled_from(["first_name", "last_name", "email", "no_paper", "phone", "customer"]),
                                    st.one_of(st.text(max_size=30), st.integers(), st.booleans(), st.none()))),
 )
-def test_generated_bad_input_never_makes_a_500(sites, tokens, route, body):  # noqa: F811
+def test_generated_bad_input_never_makes_a_500(sites, tokens, route, body):
     apps, _, _ = sites
     method, path = route
     response = call(apps["hq"], method, path, tokens["admin"], body)

@@ -28,7 +28,7 @@ from lanehub.runtime.config import dump_toml
 from lanehub.chain.processes import lanehub_command, run_lanehub
 from hq.db import HQDatabase
 
-from conftest import db_query, db_value, edge_db, edge_ready, hq_db, hq_head, last_seq, replica_state, wait_converged, wait_until
+from helpers import db_query, db_value, edge_db, edge_ready, hq_db, hq_head, last_seq, replica_state, wait_converged, wait_until
 from test_crash_recovery import Burst
 
 CODES = CodeFormat("CUST-", 5)
@@ -173,7 +173,7 @@ def test_backups_taken_while_both_sites_are_written_are_consistent_and_hold_what
     blocks = db_query(edge_copy, "SELECT start, end, next FROM code_blocks")
     for (code,) in db_query(edge_copy, "SELECT code FROM customers WHERE origin_store = 'S001'"):
         number = CODES.number(code)
-        if number is None:  # provisional: out of numbers while HQ was slow to lease (edge/service.py)
+        if number is None:  # provisional: out of numbers while HQ was slow to lease (edge/lane/customers.py)
             continue
         assert any(b["start"] <= number < b["next"] for b in blocks), code
     # Every local create is either still in the outbox or came back down with its seq.

@@ -15,14 +15,14 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import wait_converged
+from helpers import wait_converged
 from lanehub.protocol import topics
 from lanehub.domain.barcodes import (AIS, GS, BarcodeError, ScaleLayout, gtin_check_digit, gtin_lookup_keys, parse_layouts,
                            parse_scan, price_check_digit, split_aim)
 from lanehub.runtime.config import ConfigError, load
 from devices.readers.keymap import strip_aim
 from edge.config import SCHEMA as EDGE_SCHEMA
-from shop import LANES, PRODUCTS_CSV, Lane, lane, shop  # noqa: F401  (fixtures)
+from shop import LANES, PRODUCTS_CSV, Lane
 
 LAYOUTS = parse_layouts(["20PPPPPWWWWWC", "22PPPPP$$$$$C", "23PPPPPV$$$$C", "24PPPPV$$$$$C", "209PPPPWWWWWC"])
 

@@ -16,7 +16,7 @@ from hq.batches.checks import similar_customers
 from hq.batches.writes import BatchClosed, BatchError, Batches, NotReady
 from hq.catalogue import HQCatalogue
 from hq.db import HQDatabase
-from test_web import csrf, login, sites  # noqa: F401  (sites: fixture)
+from web_sites import csrf, login
 
 # Row 1 is an existing customer again, row 2 has a bad e-mail, row 4 is row 3 again.
 CSV = """first_name,last_name,email,phone,rate,no_paper
@@ -308,7 +308,7 @@ def upload(client, token, text, description="fair"):
                        content_type="multipart/form-data")
 
 
-def test_a_batch_is_uploaded_reviewed_fixed_and_executed_on_the_page(sites):  # noqa: F811
+def test_a_batch_is_uploaded_reviewed_fixed_and_executed_on_the_page(sites):
     apps, hq, _ = sites
     hq.create_customer({"first_name": "Ann", "last_name": "Lee", "email": "ann@example.com"}, "t")  # CUST-00002
     HQCatalogue(hq).put_rate("VIP", {"name": "Very important"}, "t")
@@ -355,7 +355,7 @@ def test_a_batch_is_uploaded_reviewed_fixed_and_executed_on_the_page(sites):  # 
     assert "spring" not in listing and "5 created" in listing and "1 dropped" in listing
 
 
-def test_a_customer_updates_batch_on_the_page(sites):  # noqa: F811
+def test_a_customer_updates_batch_on_the_page(sites):
     apps, hq, _ = sites
     client = apps["hq"].test_client()
     login(client, "admin")
@@ -372,7 +372,7 @@ def test_a_customer_updates_batch_on_the_page(sites):  # noqa: F811
     assert bad.status_code == 422 and "must be one of set_rate" in bad.get_data(as_text=True)
 
 
-def test_only_customers_import_may_change_batches(sites):  # noqa: F811
+def test_only_customers_import_may_change_batches(sites):
     apps, hq, _ = sites
     batches = Batches(hq)
     batch_id = batches.new("new_customers", "t")

@@ -8,7 +8,7 @@ import time
 from lanehub.protocol import topics
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
-from conftest import wait_until
+from helpers import wait_until
 
 FOREIGN = [topics.sync_up("S002"), topics.sync_req("S002"), topics.sync_status("S002"), topics.sync_down(),
            topics.sync_store("S002"), topics.error("hq")]

@@ -22,7 +22,7 @@ from lanehub.chain.mosquitto import free_port
 from lanehub.chain.local import Chain
 from lanehub.runtime.mqtt import BrokerSettings, LinkState, MqttClient
 
-from conftest import kill_chain, wait_until
+from helpers import kill_chain, wait_until
 from test_tls_link import make_ca, openssl
 
 PASSWORD = "right password"

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import wait_until
+from helpers import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
@@ -31,7 +31,7 @@ def web_chain(make_chain):
     for user, role, store in (("alice", "admin", ""), ("carl", "cashier", "S001")):
         chain.hq_cli("users", "add", user, "--role", role, "--name", user.title(), *(["--store", store] if store else []),
                      "--password-stdin", input=PASSWORD + "\n")
-    from conftest import db_query, edge_db
+    from helpers import db_query, edge_db
 
     wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT count(*) FROM users")[0][0] == 2, 20,
                message="the users at the store")
@@ -229,7 +229,7 @@ def test_fields_a_pos_owns_are_read_only_on_the_store_page(browser, web_chain, t
     page = browser.new_page()
     login(page, store, "alice")
     until_page_shows(page, f"{store}/customers/?q=Posada", "Pia")
-    from conftest import customer_by, edge_db
+    from helpers import customer_by, edge_db
 
     code = customer_by(edge_db(web_chain, "S001"), "external_id", "4711")["code"]
     page.goto(f"{store}/customers/{code}/edit")

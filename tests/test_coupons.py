@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from conftest import db_query, edge_db, hq_db, wait_converged, wait_until
-from shop import LANES, Lane, shop  # noqa: F401  (fixtures)
+from helpers import db_query, edge_db, hq_db, wait_converged, wait_until
+from shop import LANES, Lane
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from lanehub.runtime.mqtt import RequestTimeout
 
-from conftest import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from helpers import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 class Burst:

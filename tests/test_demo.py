@@ -17,7 +17,7 @@ from pathlib import Path
 from lanehub.protocol import topics
 from lanehub.chain.mosquitto import port_open
 
-from conftest import db_query, wait_until
+from helpers import db_query, wait_until
 
 
 def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path, mqtt):

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import wait_until
+from helpers import wait_until
 from lanehub.protocol import topics
 from lanehub.chain.processes import ServiceProcess
 from devices.readers.swipe import lrc

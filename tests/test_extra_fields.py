@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import customer_by, db_query, edge_db, hq_db, wait_until
+from helpers import customer_by, db_query, edge_db, hq_db, wait_until
 from lanehub.domain.codes import CodeFormat
 from lanehub.domain.extra_fields import value_key
 from lanehub.domain.model import ValidationError
@@ -24,7 +24,7 @@ from hq.imports.engine import ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
 from test_api import call
 from test_importing import write_config, write_csv
-from test_web import csrf, login, sites  # noqa: F401  (fixture)
+from web_sites import csrf, login
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_declared_extra_fields_are_set_on_create_and_update_and_undeclared_ones_
         declare_extra_field(hq, "Shoe Size", "Shoe size", "t")
 
 
-def test_extra_fields_in_the_pages_and_the_api_of_both_sites(sites):  # noqa: F811
+def test_extra_fields_in_the_pages_and_the_api_of_both_sites(sites):
     apps, hq, edge = sites
     declare_extra_field(hq, "loyalty_tier", "Loyalty tier", "t")
     token = HQUsers(hq).new_token("admin", "t")
@@ -193,7 +193,7 @@ def test_a_new_customers_batch_carries_declared_extra_fields(hq, tmp_path):
         batches.load_csv(batches.new("new_customers", "t"), "first_name,last_name,extra.shoe_size\nA,B,42\n")
 
 
-def test_extra_fields_are_declared_and_withdrawn_on_the_fields_page(sites):  # noqa: F811
+def test_extra_fields_are_declared_and_withdrawn_on_the_fields_page(sites):
     apps, hq, _ = sites
     client = apps["hq"].test_client()
     login(client, "admin")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from lanehub.protocol import topics
 
-from conftest import db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
+from helpers import db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
 
 SEED = int(os.environ.get("LANEHUB_FAULT_SEED", "20240613"))
 STEPS = int(os.environ.get("LANEHUB_FAULT_STEPS", "8"))

@@ -28,7 +28,7 @@ from lanehub.protocol.acl import hq_acl_file
 from lanehub.protocol.envelope import Message, PayloadError
 
 from broker_users import hq_operator, store_twin
-from conftest import db_query, edge_db, hq_db, wait_until
+from helpers import db_query, edge_db, hq_db, wait_until
 from shop import PRODUCTS_CSV, Lane, announce_printer
 
 STORE = "S001"

@@ -14,7 +14,7 @@ from edge.web.app import create_app as store_app
 from hq.db import HQDatabase
 from hq.web.app import create_app as hq_app
 
-from conftest import hq_head, wait_converged, wait_until
+from helpers import hq_head, wait_converged, wait_until
 from test_broker_link import healthz
 
 

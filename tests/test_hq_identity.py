@@ -10,7 +10,7 @@ import pytest
 
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
-from conftest import customer_by, edge_db, hq_db, lane_request, wait_until
+from helpers import customer_by, edge_db, hq_db, lane_request, wait_until
 
 
 def log_size(proc) -> int:

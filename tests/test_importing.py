@@ -25,7 +25,7 @@ from hq.fields import sync_field_rules
 from hq.imports.engine import Caps, ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
 from test_api import call
-from test_web import csrf, login, sites  # noqa: F401  (fixture)
+from web_sites import csrf, login
 
 POS_CONFIG = {
     "source": "pos",
@@ -296,7 +296,7 @@ def test_owned_fields_are_refused_on_every_write_path_and_lanehub_fields_stay_ed
     assert not outcome.ok and outcome.reason == "city comes from pos; change it there"
 
 
-def test_owned_fields_are_read_only_in_the_pages_and_the_api(sites, tmp_path):  # noqa: F811
+def test_owned_fields_are_read_only_in_the_pages_and_the_api(sites, tmp_path):
     apps, hq, edge = sites
     _, spec, target = customers_import(hq, tmp_path)
     sync_field_rules(hq, spec, target, "t")
@@ -373,7 +373,7 @@ def test_the_cli_prints_each_change_on_a_dry_run_and_the_summary_line(tmp_path):
 
 
 def test_imported_customers_reach_a_store_replica_through_real_brokers(make_chain, tmp_path):
-    from conftest import customer_by, db_query, edge_db, wait_until
+    from helpers import customer_by, db_query, edge_db, wait_until
 
     chain = make_chain(stores=("S001",), hq_settings={"import": {"customers": POS_CONFIG}})
     source = write_csv(tmp_path / "pos.csv", POS_ROWS)
@@ -409,7 +409,7 @@ def test_rate_fields_owned_by_the_source_are_refused_in_the_rates_pages_path(hq,
     assert HQCatalogue(hq).put_rate("VIP", {"start": "2026-02-01"}, "clerk")["start"] == "2026-02-01"
 
 
-def test_the_rate_page_shows_owned_fields_read_only_and_refuses_a_forged_one(sites, tmp_path):  # noqa: F811
+def test_the_rate_page_shows_owned_fields_read_only_and_refuses_a_forged_one(sites, tmp_path):
     apps, hq, _ = sites
     config = load_config(write_config(tmp_path, {"rates": {"source": "erp", "owned": ["name"]}}))
     rates = TARGETS["rates"](hq)
@@ -429,7 +429,7 @@ def test_the_rate_page_shows_owned_fields_read_only_and_refuses_a_forged_one(sit
 
 
 def test_a_store_edit_of_an_exported_field_reaches_the_pos_drop(make_chain, tmp_path):
-    from conftest import customer_by, edge_db, wait_until
+    from helpers import customer_by, edge_db, wait_until
 
     drop = tmp_path / "pos-drop"
     chain = make_chain(stores=("S001",), hq_settings={"import": {"customers": dict(
@@ -513,7 +513,7 @@ def test_a_key_that_cannot_match_records_is_a_config_error(hq, tmp_path):
 
 
 def test_hq_gives_the_fields_back_when_the_import_section_is_removed(make_chain, tmp_path):
-    from conftest import db_query, edge_db, wait_until
+    from helpers import db_query, edge_db, wait_until
 
     chain = make_chain(stores=("S001",), hq_settings={"import": {"customers": POS_CONFIG}})
     owned = "SELECT field FROM field_rules WHERE active = 1 AND owner != '' ORDER BY field"
@@ -525,7 +525,7 @@ def test_hq_gives_the_fields_back_when_the_import_section_is_removed(make_chain,
     wait_until(lambda: db_query(edge_db(chain, "S001"), owned) == [], message="the rules released at the store")
 
 
-def test_a_csv_import_is_previewed_then_done_on_the_imports_page(sites):  # noqa: F811
+def test_a_csv_import_is_previewed_then_done_on_the_imports_page(sites):
     import io
 
     apps, hq, _ = sites

@@ -11,7 +11,7 @@ from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase, NotReady
 from lanehub.domain.search import search_customers
 
-from conftest import customer_by, edge_db, hq_db, lane_request, wait_until
+from helpers import customer_by, edge_db, hq_db, lane_request, wait_until
 
 
 @pytest.fixture
@@ -123,32 +123,32 @@ def test_a_store_without_its_first_snapshot_refuses_to_create(tmp_path):
 
 # --- over MQTT, against a running edge --------------------------------------------------
 
-def test_lane_create_returns_the_final_code_at_once_and_is_searchable_at_once(chain, lane):
-    reply = lane_request(lane, "S001", "L1", {"op": "create", "id": str(uuid.uuid4()),
-                                              "customer": {"first_name": "Katherine", "last_name": "Johnson", "phone": "+1 757 555 0100"}})
+def test_lane_create_returns_the_final_code_at_once_and_is_searchable_at_once(chain, s001_client):
+    reply = lane_request(s001_client, "S001", "L1", {"op": "create", "id": str(uuid.uuid4()),
+                                                     "customer": {"first_name": "Katherine", "last_name": "Johnson", "phone": "+1 757 555 0100"}})
     assert reply["ok"] and reply["error"] is None
     code = reply["customer"]["code"]
     assert code.startswith("CUST-") and "-P" not in code
-    found = lane_request(lane, "S001", "L2", {"op": "search", "q": "johnson"})
+    found = lane_request(s001_client, "S001", "L2", {"op": "search", "q": "johnson"})
     assert found["ok"] and [c["code"] for c in found["customers"]] == [code]
-    assert lane_request(lane, "S001", "L2", {"op": "search", "q": "17575550100"})["customers"][0]["code"] == code
+    assert lane_request(s001_client, "S001", "L2", {"op": "search", "q": "17575550100"})["customers"][0]["code"] == code
     wait_until(lambda: customer_by(hq_db(chain), "code", code), 15, message="the customer at HQ")
 
 
-def test_a_redelivered_create_makes_one_customer(chain, lane):
+def test_a_redelivered_create_makes_one_customer(chain, s001_client):
     request = {"op": "create", "id": str(uuid.uuid4()), "customer": {"first_name": "Dup", "last_name": "Licate"}}
-    first = lane_request(lane, "S001", "L1", request)
-    second = lane_request(lane, "S001", "L1", request)
+    first = lane_request(s001_client, "S001", "L1", request)
+    second = lane_request(s001_client, "S001", "L1", request)
     assert first["ok"] and second["ok"]
     assert first["customer"]["code"] == second["customer"]["code"]
     wait_until(lambda: customer_by(hq_db(chain), "code", first["customer"]["code"]), 15, message="the customer at HQ")
-    from conftest import db_query
+    from helpers import db_query
 
     assert db_query(edge_db(chain, "S001"), "SELECT count(*) FROM customers WHERE last_name = 'Licate'")[0][0] == 1
 
 
-def test_an_invalid_create_replies_with_the_fields_in_error(chain, lane):
-    reply = lane_request(lane, "S001", "L1", {"op": "create", "customer": {"first_name": "", "last_name": "X", "email": "bad"}})
+def test_an_invalid_create_replies_with_the_fields_in_error(chain, s001_client):
+    reply = lane_request(s001_client, "S001", "L1", {"op": "create", "customer": {"first_name": "", "last_name": "X", "email": "bad"}})
     assert reply["ok"] is False
     assert set(reply["errors"]) == {"first_name", "email"}
     assert "first_name is required" in reply["error"]

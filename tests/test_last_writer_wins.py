@@ -17,7 +17,7 @@ from lanehub.protocol.hlc import HybridLogicalClock
 from lanehub.runtime.mqtt import RequestTimeout
 from hq.db import HQDatabase
 
-from conftest import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def lane_client(chain, mqtt, store: str = "S001"):

@@ -16,7 +16,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import db_query, db_value, edge_db, kill_chain, start_chain, wait_converged, wait_until
+from helpers import db_query, db_value, edge_db, kill_chain, start_chain, wait_converged, wait_until
 from lanehub.chain.mosquitto import free_port
 from lanehub.chain.local import Chain
 from lanehub.replication.schema import connect

@@ -14,7 +14,7 @@ from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.hlc import format_stamp
 
-from conftest import customer_by, db_query, edge_db, lane_request, last_seq, wait_until
+from helpers import customer_by, db_query, edge_db, lane_request, last_seq, wait_until
 from shop import PRODUCTS_CSV, Lane, announce_printer
 from broker_users import hq_operator, store_twin  # HQ and S001 stay connected beside them
 

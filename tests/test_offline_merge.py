@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def test_offline_edits_merge_by_clock_and_duplicates_are_flagged(chain, mqtt):

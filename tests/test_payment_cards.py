@@ -20,8 +20,7 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from broker_users import hq_operator
-from conftest import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
-from lanehub.protocol import topics
+from helpers import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
 from lanehub.protocol.change import Change, new_id
 from lanehub.domain.codes import CodeFormat
 from lanehub.replication.schema import connect, replica_migrations
@@ -31,7 +30,7 @@ from lanehub.domain.payment_cards import (RedactingFilter, find_payment_card, is
                                 refusal)
 from lanehub.replication.replica import Replica
 from route_walk import CSRF_RE, get, login
-from shop import LANES, PRODUCTS_CSV, Lane, lane, shop  # noqa: F401  (fixtures)
+from shop import LANES, PRODUCTS_CSV, Lane
 
 # A product whose EAN-13 is also Luhn-valid and starts with 4: the catalogue knows it,
 # so scanning it sells the product (the payment-card rule is not applied to products).
@@ -171,7 +170,7 @@ def assert_nowhere_in(state: dict, pan: str) -> None:
 
 
 @pytest.fixture
-def register(shop, mqtt):  # noqa: F811
+def register(shop, mqtt):
     client = mqtt(shop.store_brokers["S001"].port)
     client.subscribe("test/#", lambda m: None)
     lane_id = f"L{next(LANES)}"
@@ -183,7 +182,7 @@ def register(shop, mqtt):  # noqa: F811
 
 
 @pytest.mark.parametrize("kind", ["bare", "spaced", "track 1", "track 2"])
-def test_a_payment_card_on_the_card_topic_is_refused_masked(shop, lane, kind):  # noqa: F811
+def test_a_payment_card_on_the_card_topic_is_refused_masked(shop, lane, kind):
     pan = pan_of("2200", 16)  # Mir: the bridge's old table did not know it
     state = lane.card(formats(pan)[kind])
     warning = payment_warning(state)
@@ -194,7 +193,7 @@ def test_a_payment_card_on_the_card_topic_is_refused_masked(shop, lane, kind):  
     assert mask(pan) in notices and pan not in notices
 
 
-def test_a_payment_card_scanned_is_refused_and_a_known_product_code_still_sells(shop, lane):  # noqa: F811
+def test_a_payment_card_scanned_is_refused_and_a_known_product_code_still_sells(shop, lane):
     pan = pan_of("8100", 16)  # UnionPay 81
     state = lane.scan(pan)
     assert payment_warning(state)["message"] == refusal(mask(pan))
@@ -207,7 +206,7 @@ def test_a_payment_card_scanned_is_refused_and_a_known_product_code_still_sells(
     assert [line["sku"] for line in state["lines"]] == ["SOAP"]
 
 
-def test_a_payment_card_in_a_ticket_command_is_refused_masked(shop, lane):  # noqa: F811
+def test_a_payment_card_in_a_ticket_command_is_refused_masked(shop, lane):
     pan = pan_of("9792", 16)  # Troy
     lane.scan("8410000000011")
     for fields in ({"op": "set_customer", "card": pan}, {"op": "set_customer", "code": formats(pan)["spaced"]},
@@ -219,7 +218,7 @@ def test_a_payment_card_in_a_ticket_command_is_refused_masked(shop, lane):  # no
     assert db_query(edge_db(shop, "S001"), "SELECT 1 FROM ticket_lines WHERE barcode LIKE ?", (f"%{pan[-8:]}%",)) == []
 
 
-def test_the_register_refuses_a_payment_card_as_a_card_a_search_or_a_field(shop, register):  # noqa: F811
+def test_the_register_refuses_a_payment_card_as_a_card_a_search_or_a_field(shop, register):
     pan = pan_of("82", 16)  # RuPay 82
     made = register("create", id=str(uuid.uuid4()), customer={"first_name": "Pam", "last_name": "Cardholder"})
     assert made["ok"], made
@@ -240,7 +239,7 @@ def test_the_register_refuses_a_payment_card_as_a_card_a_search_or_a_field(shop,
         assert db_query(path, "SELECT 1 FROM customers WHERE first_name = 'Pat' AND last_name = 'Payer'") == []
 
 
-def test_hqs_add_card_command_refuses_with_one_line(shop):  # noqa: F811
+def test_hqs_add_card_command_refuses_with_one_line(shop):
     pan = pan_of("2204", 16)
     result = shop.hq_cli("customers", "add-card", shop.people["Ann"]["code"], pan, check=False)
     assert result.returncode == 1
@@ -250,7 +249,7 @@ def test_hqs_add_card_command_refuses_with_one_line(shop):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def hq_web(shop):  # noqa: F811
+def hq_web(shop):
     """HQ's running page and API: (base url, a logged-in opener, an API token)."""
     shop.hq_cli("users", "add", "pci-admin", "--role", "admin", "--password-stdin", input=PASSWORD)
     token = shop.hq_cli("users", "token", "pci-admin").stdout.strip()
@@ -290,7 +289,7 @@ def post_form(opener, url: str, fields: dict[str, str]) -> tuple[int, str]:
             return exc.code, exc.read().decode()
 
 
-def test_hqs_customer_page_shows_the_refusal_next_to_the_field_and_never_the_number(shop, hq_web):  # noqa: F811
+def test_hqs_customer_page_shows_the_refusal_next_to_the_field_and_never_the_number(shop, hq_web):
     base, opener, _ = hq_web
     pan = pan_of("37", 15)  # Amex
     status, _, body = get(opener, base + "/customers/new")
@@ -306,7 +305,7 @@ def test_hqs_customer_page_shows_the_refusal_next_to_the_field_and_never_the_num
     assert status == 200 and refusal(mask(pan)) in body.decode() and pan[:10] not in body.decode()
 
 
-def test_hqs_api_refuses_a_payment_card_field_or_search(shop, hq_web):  # noqa: F811
+def test_hqs_api_refuses_a_payment_card_field_or_search(shop, hq_web):
     base, _, token = hq_web
     pan = pan_of("6011", 16)
     status, body = api(base, token, "POST", "/api/v1/customers",
@@ -317,7 +316,7 @@ def test_hqs_api_refuses_a_payment_card_field_or_search(shop, hq_web):  # noqa: 
     assert db_query(hq_db(shop), "SELECT 1 FROM customers WHERE last_name = 'Payer' AND first_name = 'Api'") == []
 
 
-def test_an_import_or_batch_row_with_a_payment_card_is_refused_masked(shop, tmp_path):  # noqa: F811
+def test_an_import_or_batch_row_with_a_payment_card_is_refused_masked(shop, tmp_path):
     pan = pan_of("356", 16)  # RuPay on JCB's range
     source = tmp_path / "pos.csv"
     source.write_text(f"external_id,first_name,last_name,notes\nPOS-PCI-1,Ima,Port,{formats(pan)['spaced']}\n"
@@ -381,7 +380,7 @@ def checkpoint(path: Path) -> None:
         conn.close()
 
 
-def test_no_generated_payment_card_is_ever_on_a_broker_or_in_a_file(shop, mqtt, hq_web):  # noqa: F811
+def test_no_generated_payment_card_is_ever_on_a_broker_or_in_a_file(shop, mqtt, hq_web):
     base, _, token = hq_web
     store = Capture(mqtt(shop.store_brokers["S001"].port))
     # A user of its own with HQ's rights: logging in as "hq" would take HQ's own session

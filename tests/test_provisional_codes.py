@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from helpers import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def test_provisional_codes_offline_become_permanent_and_stay_resolvable(make_chain, mqtt):

@@ -28,7 +28,7 @@ import pytest
 
 import boxes
 import route_walk
-from conftest import wait_until
+from helpers import wait_until
 from lanehub.protocol import topics
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 from fake_printer import FakePrinter

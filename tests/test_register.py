@@ -10,8 +10,8 @@ import queue
 
 import pytest
 
-from conftest import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
-from shop import LANES, Lane, lane, shop  # noqa: F401  (fixtures)
+from helpers import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
+from shop import LANES, Lane
 
 SHOP_STORE_SETTINGS = {"S001": {"email_fallback": "keep"}}
 

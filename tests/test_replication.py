@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import customer_by, edge_db, hq_db, lane_request, wait_converged, wait_until
+from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def test_customer_created_at_hq_reaches_both_stores(chain):
@@ -20,13 +20,13 @@ def test_customer_created_at_hq_reaches_both_stores(chain):
         assert record["origin_store"] == ""
 
 
-def test_customer_created_at_a_store_reaches_hq_and_the_other_store_with_its_leased_code(chain, lane):
-    reply = lane_request(lane, "S001", "L1", {"op": "create", "id": "req-1",
-                                              "customer": {"first_name": "Grace", "last_name": "Hopper"}})
+def test_customer_created_at_a_store_reaches_hq_and_the_other_store_with_its_leased_code(chain, s001_client):
+    reply = lane_request(s001_client, "S001", "L1", {"op": "create", "id": "req-1",
+                                                     "customer": {"first_name": "Grace", "last_name": "Hopper"}})
     assert reply["ok"], reply
     customer = reply["customer"]
     number = int(customer["code"].removeprefix("CUST-"))
-    blocks = [tuple(r) for r in __import__("conftest").db_query(hq_db(chain), "SELECT start, end FROM code_blocks WHERE store = 'S001'")]
+    blocks = [tuple(r) for r in db_query(hq_db(chain), "SELECT start, end FROM code_blocks WHERE store = 'S001'")]
     assert any(start <= number <= end for start, end in blocks), (customer["code"], blocks)
     assert customer["origin_store"] == "S001"
     for path in (hq_db(chain), edge_db(chain, "S002")):
@@ -58,13 +58,11 @@ def test_edits_and_deactivation_propagate_from_hq_and_from_stores(chain):
     assert len(state["customer"]) == 1
 
 
-def test_every_replica_equals_hq_after_activity(chain, lane):
+def test_every_replica_equals_hq_after_activity(chain, s001_client):
     for i in range(5):
-        assert lane_request(lane, "S001", "L1", {"op": "create", "customer": {"first_name": f"P{i}", "last_name": "Store"}})["ok"]
+        assert lane_request(s001_client, "S001", "L1", {"op": "create", "customer": {"first_name": f"P{i}", "last_name": "Store"}})["ok"]
         chain.hq_cli("customers", "add", "--first-name", f"H{i}", "--last-name", "Office")
     hq_state = wait_converged(chain)
-    from conftest import replica_state
-
     for store in chain.stores:
         assert replica_state(edge_db(chain, store)) == hq_state
     assert len(hq_state["customer"]) == 10

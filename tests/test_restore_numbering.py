@@ -11,7 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import (db_query, db_value, edge_db, edge_ready, hq_db, lane_request, replica_state, wait_converged,
+from helpers import (db_query, db_value, edge_db, edge_ready, hq_db, lane_request, replica_state, wait_converged,
                       wait_until)
 from shop import PRODUCTS_CSV, Lane
 

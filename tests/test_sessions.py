@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 import lanehub.web.app
-from conftest import db_query, edge_db, wait_until
+from helpers import db_query, edge_db, wait_until
 from hq.users import HQUsers
-from test_web import PASSWORD, csrf, login, sites  # noqa: F401  (sites: fixture)
+from web_sites import PASSWORD, csrf, login
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -42,7 +42,7 @@ def replicate(hq, edge) -> None:
 
 
 @pytest.mark.parametrize("site", ["hq", "store"])
-def test_a_cookie_saved_before_logout_does_not_work_after_it(sites, site):  # noqa: F811
+def test_a_cookie_saved_before_logout_does_not_work_after_it(sites, site):
     apps, _, _ = sites
     app = apps[site]
     client = app.test_client()
@@ -58,7 +58,7 @@ def test_a_cookie_saved_before_logout_does_not_work_after_it(sites, site):  # no
 
 
 @pytest.mark.parametrize("change", ["password", "roles", "deactivate"])
-def test_a_password_role_or_active_change_ends_the_users_sessions_at_hq_and_then_at_the_store(sites, change):  # noqa: F811
+def test_a_password_role_or_active_change_ends_the_users_sessions_at_hq_and_then_at_the_store(sites, change):
     apps, hq, edge = sites
     at_hq, at_store = apps["hq"].test_client(), apps["store"].test_client()
     assert login(at_hq, "clerk").status_code == 302 and login(at_store, "clerk").status_code == 302
@@ -87,7 +87,7 @@ def test_a_password_role_or_active_change_ends_the_users_sessions_at_hq_and_then
         assert logged_in(again)
 
 
-def test_changing_your_own_password_keeps_this_session_and_ends_your_others(sites):  # noqa: F811
+def test_changing_your_own_password_keeps_this_session_and_ends_your_others(sites):
     apps, _, _ = sites
     here, elsewhere = apps["hq"].test_client(), apps["hq"].test_client()
     login(here, "admin")
@@ -98,7 +98,7 @@ def test_changing_your_own_password_keeps_this_session_and_ends_your_others(site
     assert logged_in(here) and not logged_in(elsewhere)
 
 
-def test_the_cli_password_change_ends_the_sessions_too(sites):  # noqa: F811
+def test_the_cli_password_change_ends_the_sessions_too(sites):
     apps, hq, _ = sites
     client = apps["hq"].test_client()
     login(client, "viewer")
@@ -111,7 +111,7 @@ def test_the_cli_password_change_ends_the_sessions_too(sites):  # noqa: F811
 
 
 @pytest.mark.parametrize("site", ["hq", "store"])
-def test_no_session_outlives_eight_hours_even_with_a_fresh_cookie(sites, site):  # noqa: F811
+def test_no_session_outlives_eight_hours_even_with_a_fresh_cookie(sites, site):
     apps, hq, edge = sites
     client = apps[site].test_client()
     login(client, "admin")
@@ -121,7 +121,7 @@ def test_no_session_outlives_eight_hours_even_with_a_fresh_cookie(sites, site): 
     assert not logged_in(client)  # ...but the session began more than 8 hours ago
 
 
-def test_a_login_does_the_same_password_work_for_unknown_and_known_user_names(sites, monkeypatch):  # noqa: F811
+def test_a_login_does_the_same_password_work_for_unknown_and_known_user_names(sites, monkeypatch):
     apps, hq, _ = sites
     HQUsers(hq).update("powerless", "t", active=False)
     checked = []
@@ -143,7 +143,7 @@ def test_a_login_does_the_same_password_work_for_unknown_and_known_user_names(si
     assert login(client, "admin").status_code == 302 and checked == ["scrypt:32768:8:1"]
 
 
-def test_the_session_cookie_carries_no_user_name(sites):  # noqa: F811
+def test_the_session_cookie_carries_no_user_name(sites):
     from flask.sessions import SecureCookieSessionInterface
 
     apps, _, _ = sites

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from conftest import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from helpers import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 from test_last_writer_wins import process_state
 
 

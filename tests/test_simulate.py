@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import db_value, edge_db, wait_until
+from helpers import db_value, edge_db, wait_until
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CardRead, DeviceStatus, PrintResult, Scan
 from lanehub.chain.processes import lanehub_command, run_lanehub

@@ -17,7 +17,7 @@ from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase
 from hq.db import HQDatabase
 
-from conftest import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def queue_at_store(chain, store: str, entity: str, key: str, fields: dict) -> None:

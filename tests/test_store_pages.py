@@ -10,12 +10,12 @@ import json
 import re
 import time
 
-from conftest import db_query, db_value, edge_db, wait_until
+from helpers import db_query, db_value, edge_db, wait_until
 from lanehub.protocol import topics
 from lanehub.replication.schema import transaction
 from lanehub.domain.sales import sale_key
 from edge.lane.tickets import LaneSettings, apply_settings, stored_settings
-from test_web import csrf, login, sites  # noqa: F401  (fixture)
+from web_sites import csrf, login
 
 
 def test_device_statuses_reach_the_lanes_page(make_chain, mqtt):
@@ -28,7 +28,7 @@ def test_device_statuses_reach_the_lanes_page(make_chain, mqtt):
     assert (rows[0]["device"], rows[0]["state"], rows[0]["detail"]) == ("P1", "online", "paper_near_end")
 
 
-def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):  # noqa: F811
+def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):
     apps, _, edge = sites
     with transaction(edge.conn):
         edge.conn.execute("INSERT INTO device_status VALUES ('SC1', 'scanner', 'L1', 'offline', 'unplugged', ?, NULL)",
@@ -49,7 +49,7 @@ def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):  # noqa: F8
     assert cashier.get("/lanes/").status_code == 403
 
 
-def test_a_waiting_receipt_is_moved_to_another_printer_and_a_printer_gets_a_test_print(sites):  # noqa: F811
+def test_a_waiting_receipt_is_moved_to_another_printer_and_a_printer_gets_a_test_print(sites):
     apps, _, edge = sites
     now = time.time()
     with transaction(edge.conn):
@@ -77,7 +77,7 @@ def test_a_waiting_receipt_is_moved_to_another_printer_and_a_printer_gets_a_test
     assert client.post("/lanes/printers/P2/test", data={}).status_code in (400, 403)  # no CSRF token
 
 
-def test_the_receipts_page_shows_each_lanes_last_receipts_as_pictures_and_the_e_mails(sites):  # noqa: F811
+def test_the_receipts_page_shows_each_lanes_last_receipts_as_pictures_and_the_e_mails(sites):
     from PIL import Image
 
     from edge.lane.mail import MailOutbox
@@ -110,7 +110,7 @@ def test_the_receipts_page_shows_each_lanes_last_receipts_as_pictures_and_the_e_
     assert cashier.get("/receipts/job-6.png").status_code == 403
 
 
-def test_a_closed_sale_is_tracked_to_a_customer_from_the_store_page(sites):  # noqa: F811
+def test_a_closed_sale_is_tracked_to_a_customer_from_the_store_page(sites):
     apps, _, edge = sites
     with transaction(edge.conn):
         edge.write("sale", sale_key("S001-L1-9"), {"ticket": "S001-L1-9", "store": "S001", "lane": "L1",
@@ -130,7 +130,7 @@ def test_a_closed_sale_is_tracked_to_a_customer_from_the_store_page(sites):  # n
                              (f"%{sale_key('S001-L1-9')}%",)).fetchone()[0] >= 1
 
 
-def test_store_settings_are_saved_and_applied_to_the_lanes(sites):  # noqa: F811
+def test_store_settings_are_saved_and_applied_to_the_lanes(sites):
     apps, _, edge = sites
     client = apps["store"].test_client()
     login(client, "admin")

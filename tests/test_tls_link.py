@@ -10,7 +10,7 @@ import pytest
 
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
-from conftest import customer_by, edge_db, wait_until
+from helpers import customer_by, edge_db, wait_until
 
 
 def openssl(*args: str, cwd) -> None:

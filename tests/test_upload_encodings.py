@@ -15,7 +15,7 @@ import sqlite3
 import pytest
 
 from lanehub.chain.processes import run_lanehub
-from test_web import csrf, login, sites  # noqa: F401  (sites: fixture)
+from web_sites import csrf, login
 
 NAMES = ("Müller", "Peña", "Gómez-Ibáñez")
 # Excel's "Unicode text" is UTF-16 with a BOM and tab-separated; the rest are comma-separated.
@@ -86,7 +86,7 @@ def test_decode_upload_refuses_what_it_cannot_read_and_says_what_it_looks_like(d
 # --- the pages -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("label", ENCODINGS)
-def test_the_products_page_imports_a_csv_in_another_encoding(sites, label):  # noqa: F811
+def test_the_products_page_imports_a_csv_in_another_encoding(sites, label):
     apps, hq, _ = sites
     client = apps["hq"].test_client()
     login(client, "admin")
@@ -102,7 +102,7 @@ def test_the_products_page_imports_a_csv_in_another_encoding(sites, label):  # n
 
 
 @pytest.mark.parametrize("label", ENCODINGS)
-def test_the_imports_page_imports_customers_in_another_encoding(sites, label):  # noqa: F811
+def test_the_imports_page_imports_customers_in_another_encoding(sites, label):
     apps, hq, _ = sites
     client = apps["hq"].test_client()
     login(client, "admin")
@@ -114,7 +114,7 @@ def test_the_imports_page_imports_customers_in_another_encoding(sites, label):  
 
 
 @pytest.mark.parametrize("label", ENCODINGS)
-def test_the_batches_page_reads_a_csv_in_another_encoding(sites, label):  # noqa: F811
+def test_the_batches_page_reads_a_csv_in_another_encoding(sites, label):
     apps, hq, _ = sites
     client = apps["hq"].test_client()
     login(client, "admin")
@@ -128,7 +128,7 @@ def test_the_batches_page_reads_a_csv_in_another_encoding(sites, label):  # noqa
                          ids=["shift-jis", "binary"])
 @pytest.mark.parametrize("path, field", [("/products/import", "products"), ("/imports/customers", "imports"),
                                          ("/batches/new-customers", "batches")])
-def test_a_file_no_encoding_reads_is_refused_on_the_page_with_what_it_looks_like(sites, path, field, data,  # noqa: F811
+def test_a_file_no_encoding_reads_is_refused_on_the_page_with_what_it_looks_like(sites, path, field, data,
                                                                                  looks_like):
     apps, hq, _ = sites
     client = apps["hq"].test_client()

@@ -9,65 +9,10 @@ import re
 
 import pytest
 
-from lanehub.domain.codes import CodeFormat
 from lanehub.web.app import PUBLIC
-from edge.db import EdgeDatabase
-from edge.web.app import create_app as store_app
-from hq.db import HQDatabase
 from hq.imports.engine import import_file
 from hq.users import HQUsers
-from hq.web.app import create_app as hq_app
-
-PASSWORD = "correct horse battery"
-
-
-def config_for(tmp_path, site):
-    if site == "hq":
-        return {"hq": {"db": str(tmp_path / "hq.db")}, "codes": {"prefix": "CUST-", "width": 5, "block_size": 100},
-                "web": {"secure_cookies": False}}
-    # The store's config as `lanehub edge run` loads it: every key, with its default.
-    from edge.config import load_config as load_edge_config
-
-    path = tmp_path / "edge.toml"
-    path.write_text(f'[store]\nid = "S001"\ndb = "{tmp_path / "S001.db"}"\n')
-    return load_edge_config(path)
-
-
-@pytest.fixture
-def sites(tmp_path):
-    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
-    hq.add_store("S001")
-    users = HQUsers(hq)
-    hq_users = [("admin", "admin", ""), ("clerk", "cashier", ""), ("viewer", "viewer", ""), ("till", "cashier", "S001")]
-    for name, role, store in hq_users:
-        users.add(name, PASSWORD, [role], "t", name=name.title(), store=store)
-    users.add_role("nobody", ["customers.view"], "t")
-    users.add("powerless", PASSWORD, ["nobody"], "t")  # customers.view only
-    hq.create_customer({"first_name": "Ann", "last_name": "<script>alert(1)</script>"}, "t")
-    # The store's replica gets HQ's log, as replication would deliver it.
-    edge = EdgeDatabase(tmp_path / "S001.db", "S001")
-    edge.set_codes("CUST-", 5)
-    edge.apply_down(hq.changes_since(1, 10_000))
-    edge.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot_done', '1')")
-    edge.add_block("lease-1", 500, 599)
-    hq_config, store_config = config_for(tmp_path, "hq"), config_for(tmp_path, "store")
-    apps = {
-        "hq": hq_app(hq_config, open_db=lambda: HQDatabase(tmp_path / "hq.db", CodeFormat())),
-        "store": store_app(store_config, open_db=lambda: EdgeDatabase(tmp_path / "S001.db", "S001")),
-    }
-    for app in apps.values():
-        app.config["TESTING"] = True
-    return apps, hq, edge
-
-
-def csrf(client, path="/login") -> str:
-    page = client.get(path)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-
-
-def login(client, username, password=PASSWORD):
-    token = csrf(client)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+from web_sites import PASSWORD, csrf, login
 
 
 def routes(app):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import db_query, db_value, edge_db, edge_ready, hq_db, kill_chain, wait_until
+from helpers import db_query, db_value, edge_db, edge_ready, hq_db, kill_chain, wait_until
 from lanehub.chain.local import PASSWORD_RE, Chain
 from lanehub.runtime.config import dump_toml
 from lanehub.chain.processes import ServiceProcess

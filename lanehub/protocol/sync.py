@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from lanehub.protocol.envelope import MAX_UP_CHANGES, SYNC_MAX_BYTES, Message, PayloadError
+from lanehub.protocol.envelope import MAX_UP_CHANGES, SYNC_MAX_BYTES, Message, PayloadError, from_fields
 from lanehub.protocol.lane import PayloadPart
 
 
@@ -21,10 +21,10 @@ class UpBatch(Message):
     KIND: ClassVar[str] = "up batch"
     MAX_BYTES: ClassVar[int] = SYNC_MAX_BYTES
     store: str
-    changes: list
+    changes: list[Any]
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         if len(msg.changes) > MAX_UP_CHANGES:
             raise PayloadError(f"up batch: {len(msg.changes):,} changes, over the limit of {MAX_UP_CHANGES:,} per batch")
@@ -39,10 +39,10 @@ class DownBatch(Message):
     MAX_BYTES: ClassVar[int] = SYNC_MAX_BYTES
     type: str
     head: int
-    changes: list = field(default_factory=list)
+    changes: list[Any] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         if msg.type not in ("changes", "head"):
             raise PayloadError(f"down batch: unknown type {msg.type!r}")
@@ -59,8 +59,8 @@ class Rejection(PayloadPart):
     reason: str = ""
     entity: str = ""
     key: str = ""
-    record: dict | None = None
-    clocks: dict | None = None
+    record: dict[str, Any] | None = None
+    clocks: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,12 @@ class StoreMessage(Message):
     KIND: ClassVar[str] = "store message"
     MAX_BYTES: ClassVar[int] = SYNC_MAX_BYTES  # an ack carries HQ's version of every refused record
     type: str  # ack | error
-    acked: list = field(default_factory=list)
+    acked: list[Any] = field(default_factory=list)
     rejected: tuple[Rejection, ...] = ()
-    error: dict = field(default_factory=dict)  # for type=error: an ErrorReport's fields
+    error: dict[str, Any] = field(default_factory=dict)  # for type=error: an ErrorReport's fields
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         if isinstance(data.get("rejected"), list):
             # Entries that are not objects are skipped, as the edge always did; a
             # 'rejected' that is not a list is the base class's wrong-type refusal.
@@ -109,7 +109,7 @@ class SyncRequest(Message):
                                       "coupon_release")
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         if msg.op not in cls.OPS:
             raise PayloadError(f"sync request: unknown op {msg.op!r} (expected one of {', '.join(cls.OPS)})")
@@ -127,7 +127,7 @@ class SyncReply(Message):
     MAX_BYTES: ClassVar[int] = SYNC_MAX_BYTES  # snapshot and catch-up pages
     ok: bool
     error: str | None = None
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the data of a SyncReply, one type per op (docs/protocol.md §3.4) -------------------------
@@ -140,8 +140,10 @@ class ReplyData:
 
     KIND: ClassVar[str] = "sync reply data"
 
-    # The same field checks as Message's: the annotations say what each field holds.
-    from_dict = classmethod(Message.from_dict.__func__)
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        # The same field checks as Message's: the annotations say what each field holds.
+        return from_fields(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow, as Message.to_dict: a snapshot page's rows are JSON values already.
@@ -165,7 +167,7 @@ class HelloReply(ReplyData):
     block_size: int
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         if isinstance(data.get("codes"), dict):
             data = {**data, "codes": CodeSettings.from_dict(data["codes"])}
         return super().from_dict(data)
@@ -179,7 +181,7 @@ class CatchupReply(ReplyData):
     """A page of HQ's change log from ``from_seq``; ``more``: ask again after its last seq."""
 
     KIND: ClassVar[str] = "catchup reply"
-    changes: list
+    changes: list[Any]
     head: int
     more: bool
 
@@ -190,8 +192,8 @@ class SnapshotReply(ReplyData):
 
     KIND: ClassVar[str] = "snapshot reply"
     entity: str
-    columns: list
-    rows: list
+    columns: list[str]
+    rows: list[Any]
     head: int
     next: str | None
 
@@ -201,7 +203,7 @@ class ChangesReply(ReplyData):
     """A customer's change history from HQ's log, newest first."""
 
     KIND: ClassVar[str] = "changes reply"
-    changes: list
+    changes: list[Any]
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class HistoryReply(ReplyData):
     """A customer's purchases across stores, newest first."""
 
     KIND: ClassVar[str] = "history reply"
-    history: list
+    history: list[Any]
 
 
 @dataclass(frozen=True)
