@@ -6,7 +6,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: setup system-deps demo test bench screenshots clean
+.PHONY: setup system-deps demo lint test bench screenshots clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -43,7 +43,13 @@ demo: setup
 # brokers and processes, not computing). Both must pass.
 PROVISIONING_LOG := .provisioning-test.log
 
-test: setup
+# Lint (ruff: pyflakes, pycodestyle, import order, bugbear) and types (mypy; the wire
+# and the replication engine with every function typed). Configured in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint
 	@nice -n 19 ionice -c 3 $(VENV)/bin/python -m pytest -q -m provisioning -p no:cacheprovider \
 		--basetemp=$(CURDIR)/.pytest-provisioning >$(PROVISIONING_LOG) 2>&1 & provisioning=$$!; \
 	$(VENV)/bin/python -m pytest -q -m "not provisioning" -n 2 --dist loadfile; rest=$$?; \

@@ -15,13 +15,13 @@ import sqlite3
 import time
 from pathlib import Path
 
-from lanehub.domain.codes import CodeFormat
-from lanehub.runtime.config import dump_toml
 from hq.config import load_config
 from hq.db import HQDatabase
+from hq.imports.engine import ImportSpec, run_import
 from hq.imports.sources import CsvSource, SqlSource
 from hq.imports.targets import TARGETS
-from hq.imports.engine import ImportSpec, run_import
+from lanehub.domain.codes import CodeFormat
+from lanehub.runtime.config import dump_toml
 
 COLUMNS = {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name", "MAIL": "email", "CITY": "city"}
 CITIES = ("Madrid", "Toledo", "León", "Vigo")

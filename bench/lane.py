@@ -18,16 +18,15 @@ import time
 import uuid
 from pathlib import Path
 
-from lanehub.protocol import topics
-from lanehub.domain.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
-from lanehub.chain.local import Chain
-from lanehub.protocol.change import new_id
-from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import transaction
-from lanehub.chain.demo_data import demo_customers
-from lanehub.runtime.mqtt import BrokerSettings, MqttClient
-
 from bench.sync import _reader, _snapshot_done, _wait, bulk_write, percentile
+from lanehub.chain.demo_data import demo_customers
+from lanehub.chain.local import Chain
+from lanehub.domain.catalogue import barcode_key, product_key, rate_key, rate_line_key, specific_price_key
+from lanehub.domain.codes import CodeFormat
+from lanehub.protocol import topics
+from lanehub.protocol.change import new_id
+from lanehub.replication.schema import transaction
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 LINES_PER_TICKET = 20
 RATES = 100

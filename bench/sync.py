@@ -23,13 +23,13 @@ import time
 import uuid
 from pathlib import Path
 
-from lanehub.protocol import topics
-from lanehub.chain.local import Chain
-from lanehub.protocol.change import FieldClocks, new_id
-from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import transaction
 from lanehub.chain.demo_data import demo_customers
+from lanehub.chain.local import Chain
+from lanehub.domain.codes import CodeFormat
 from lanehub.domain.model import ENTITIES
+from lanehub.protocol import topics
+from lanehub.protocol.change import FieldClocks, new_id
+from lanehub.replication.schema import transaction
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 ZERO_MS = 1_600_000_000_000

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import click
 
+from devices.printer.io import PrinterStatus
+from devices.profiles import PROFILES_DIR, UDEV_RULES, check_udev_rules, load_profiles, udev_rules
 from lanehub.cli.shared import config_option, fail_on_config_errors
 from lanehub.runtime.config import Config, ConfigError, load
 from lanehub.runtime.process import run_until_signalled, setup_logging
-
-from devices.printer.io import PrinterStatus
-from devices.profiles import PROFILES_DIR, UDEV_RULES, check_udev_rules, load_profiles, udev_rules
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +29,9 @@ class DeviceBridges:
     """Every bridge configured for this box, started and stopped together."""
 
     def __init__(self, config):
-        from devices.readers.bridge import EVDEV_MISSING, SOURCES, DeviceLink, ReaderBridge, evdev_available
         from devices.config import check_paths
         from devices.printer.bridge import PrinterBridge, printer_for
+        from devices.readers.bridge import EVDEV_MISSING, SOURCES, DeviceLink, ReaderBridge, evdev_available
 
         settings = config["devices"]
         self.config_path = config.path

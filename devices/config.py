@@ -16,8 +16,8 @@
 
 from __future__ import annotations
 
-from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Schema, Tables, broker_keys, load
 from lanehub.protocol.topics import ID_RE
+from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Schema, Tables, broker_keys, load
 
 SCHEMA: Schema = {
     "store": {"id": STORE_ID},

@@ -6,18 +6,16 @@ import json
 
 import click
 
-from lanehub.runtime.backup import Site, backup_commands
-from lanehub.cli.shared import config_option, customer_commands, fail_on_config_errors, sales_commands
-from lanehub.domain.model import display_name
-from lanehub.runtime.process import run_until_signalled, setup_logging
-
-from lanehub.domain.search import search_customers
-from lanehub.web.app import WebService
-
 from edge.config import load_config
 from edge.db import EdgeDatabase, NotReady
 from edge.service import EdgeService
 from edge.web.app import create_app
+from lanehub.cli.shared import config_option, customer_commands, fail_on_config_errors, sales_commands
+from lanehub.domain.model import display_name
+from lanehub.domain.search import search_customers
+from lanehub.runtime.backup import Site, backup_commands
+from lanehub.runtime.process import run_until_signalled, setup_logging
+from lanehub.web.app import WebService
 
 
 def open_db(config_path) -> EdgeDatabase:

@@ -6,8 +6,8 @@ import re
 from email.utils import parseaddr
 
 from lanehub.domain.barcodes import parse_layouts
-from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Schema, Tables, broker_keys, load
 from lanehub.protocol.topics import ID_RE
+from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Schema, Tables, broker_keys, load
 
 ID_RE_OR_EMPTY = re.compile(rf"^(?:{ID_RE.pattern.strip('^$')})?$")  # a device id, or "" for none
 

@@ -19,20 +19,20 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from lanehub.protocol import hlc as hlc_mod
-from lanehub.replication.card_purge import purge_edge
 from lanehub.domain.cards import add_card
-from lanehub.protocol.change import Change, new_id
 from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
-from lanehub.protocol.hlc import site_clock
-from lanehub.protocol.sync import Rejection
-from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from lanehub.domain.customer_updates import check_extra, write_customer_update
 from lanehub.domain.extra_fields import write_extras
+from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from lanehub.domain.payment_cards import redact
-from lanehub.replication.replica import Replica
 from lanehub.domain.users import add_session_schema
+from lanehub.protocol import hlc as hlc_mod
+from lanehub.protocol.change import Change, new_id
+from lanehub.protocol.hlc import site_clock
+from lanehub.protocol.sync import Rejection
+from lanehub.replication.card_purge import purge_edge
+from lanehub.replication.replica import Replica
+from lanehub.replication.schema import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
 
 edge_migrations = Migrations("lanehub.edge")
 
@@ -177,6 +177,12 @@ class PastDeadline(RuntimeError):
     """A lane write reached its stamp after the lane's deadline: it is not made."""
 
 
+def _seq_of(change: Change) -> int:
+    # Downstream changes come from HQ's log, which numbers every one.
+    assert change.seq is not None, f"downstream change {change.id} without its seq"
+    return change.seq
+
+
 class EdgeDatabase:
     def __init__(self, path: str | Path, store: str, *, migrations: bool = True):
         """``migrations=False``: the schema is known to be current (a web request, after
@@ -189,7 +195,7 @@ class EdgeDatabase:
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
         # One clock per store, shared by the sync and lane workers (lanehub.protocol.hlc.site_clock).
-        self.clock = site_clock(self.path, self.meta.get("hlc", hlc_mod.ZERO))
+        self.clock = site_clock(self.path, self._stored_hlc())
         self._deadline = 0.0  # while a lane write runs: when its lane stopped waiting
 
     @classmethod
@@ -210,6 +216,11 @@ class EdgeDatabase:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _stored_hlc(self) -> str:
+        """The last stamp any writer of this store persisted (ZERO before the first)."""
+        stored = self.meta.get("hlc")
+        return stored if stored is not None else hlc_mod.ZERO
 
     # --- state -----------------------------------------------------------------------
 
@@ -241,7 +252,7 @@ class EdgeDatabase:
         # The stamp persisted by any writer (another process too: the edge CLI) is
         # read under the write lock, so no two changes of this store share a stamp
         # and none sorts before a change this store already applied.
-        self.clock.observe(self.meta.get("hlc", hlc_mod.ZERO))
+        self.clock.observe(self._stored_hlc())
         late = time.time() - self._deadline
         if self._deadline and late > 0:
             raise PastDeadline(f"not applied: the request reached the store {late:.1f}s after its deadline")
@@ -281,7 +292,9 @@ class EdgeDatabase:
             }
             self.write("customer", key, record, by)
             write_extras(self, {"id": key}, extra, by)
-        return self.replica.get("customer", key)
+        created = self.replica.get("customer", key)
+        assert created is not None  # just written, in the transaction above
+        return created
 
     def update_customer(self, key: str, fields: dict[str, Any], by: str,
                         extra: dict[str, Any] | None = None, only_changed: bool = False) -> dict[str, Any]:
@@ -293,7 +306,9 @@ class EdgeDatabase:
             if current is None:
                 raise KeyError(key)
             write_customer_update(self, current, fields, extra, by, now_iso(), only_changed)
-        return self.replica.get("customer", key)
+        updated = self.replica.get("customer", key)
+        assert updated is not None  # updated in the transaction above
+        return updated
 
     def find_customer(self, ref: str) -> dict[str, Any] | None:
         return self.replica.find_customer(ref)
@@ -319,13 +334,16 @@ class EdgeDatabase:
         """Keep a grant or revocation as a new history record (never an overwrite)."""
         fields = {"customer_id": customer_id, "channel": channel, "granted": granted, "at": now_iso(),
                   "store": self.store, "lane": lane, "user": user}
-        errors = ENTITIES["consent"].check_fields(fields, self.codes)
+        # A consent has no code: the format is only there for the checks' signature.
+        errors = ENTITIES["consent"].check_fields(fields, self.codes or CodeFormat())
         if errors:
             raise ValidationError(errors)
         key = new_id()
         with transaction(self.conn):
             self.write("consent", key, fields, user or f"lane:{lane}")
-        return self.replica.get("consent", key)
+        recorded = self.replica.get("consent", key)
+        assert recorded is not None  # just written, in the transaction above
+        return recorded
 
     # --- codes -------------------------------------------------------------------------
 
@@ -423,8 +441,8 @@ class EdgeDatabase:
         with transaction(self.conn):
             last = self.last_seq
             complete = True
-            for change in sorted(changes, key=lambda c: c.seq):
-                if change.seq <= last:
+            for change in sorted(changes, key=_seq_of):
+                if _seq_of(change) <= last:
                     continue
                 if change.seq != last + 1:
                     complete = False

@@ -12,21 +12,33 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Sequence, TypeVar
 
+from edge.db import EdgeDatabase
+from edge.lane.tickets import Refused
 from lanehub.domain.model import ENTITIES
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.sync import (REPLY_TYPES, CatchupReply, ChangesReply, CodeBlockReply, DownBatch, HelloReply,
-                                   HistoryReply, Rejection, ReplyData, SnapshotReply, StoreMessage, SyncReply,
-                                   SyncRequest, UpBatch)
+from lanehub.protocol.sync import (
+    REPLY_TYPES,
+    CatchupReply,
+    ChangesReply,
+    CodeBlockReply,
+    DownBatch,
+    HelloReply,
+    HistoryReply,
+    Rejection,
+    ReplyData,
+    SnapshotReply,
+    StoreMessage,
+    SyncReply,
+    SyncRequest,
+    UpBatch,
+)
 from lanehub.runtime.mqtt import Incoming, MqttClient, RequestTimeout
 from lanehub.runtime.report import publish_report
 from lanehub.runtime.worker import Worker
-
-from edge.db import EdgeDatabase
-from edge.lane.tickets import Refused
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +51,10 @@ HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
 LEASE_RETRY_AFTER_REFUSAL = 30.0  # HQ refused a block (the cap): the edge asks again after this
 REJECTIONS_LISTED = 10  # in the one error report about a batch's rejections; `lanehub edge rejections` has them all
 
+_Reply = TypeVar("_Reply", bound=ReplyData)
 
-def rejections_reason(rejected: list[Rejection]) -> str:
+
+def rejections_reason(rejected: Sequence[Rejection]) -> str:
     """One line for the changes HQ refused from one up batch."""
     if len(rejected) == 1:
         return f"HQ rejected change {rejected[0].id}: {rejected[0].reason}"
@@ -110,11 +124,17 @@ class HqLink:
             raise HQRefused(answer.error or f"HQ refused {request.op}")
         return REPLY_TYPES[request.op].from_dict(answer.data)
 
+    def _request_as(self, request: SyncRequest, reply_type: type[_Reply], timeout: float = REQUEST_TIMEOUT) -> _Reply:
+        """_request's answer, typed as ``reply_type``: REPLY_TYPES[request.op], the class it is read as."""
+        reply = self._request(request, timeout)
+        assert isinstance(reply, reply_type), f"{request.op} is answered with {type(reply).__name__}"
+        return reply
+
     def change_history(self, customer_id: str) -> list | None:
         """A customer's change history from HQ's log, or None when HQ cannot answer now."""
         try:
-            reply: ChangesReply = self._request(SyncRequest(op="changes", customer_id=customer_id, limit=100),
-                                                timeout=HISTORY_TIMEOUT)
+            reply = self._request_as(SyncRequest(op="changes", customer_id=customer_id, limit=100), ChangesReply,
+                                     timeout=HISTORY_TIMEOUT)
         except (HQUnavailable, PayloadError) as exc:
             log.info("edge %s: no change history from HQ: %s", self.store, exc)
             return None
@@ -123,8 +143,8 @@ class HqLink:
     def purchase_history(self, customer_id: str, limit: int) -> list | None:
         """The customer's purchase history from HQ, or None when HQ cannot answer now."""
         try:
-            reply: HistoryReply = self._request(SyncRequest(op="history", customer_id=customer_id, limit=limit),
-                                                timeout=HISTORY_TIMEOUT)
+            reply = self._request_as(SyncRequest(op="history", customer_id=customer_id, limit=limit), HistoryReply,
+                                     timeout=HISTORY_TIMEOUT)
         except (HQUnavailable, PayloadError) as exc:
             log.info("edge %s: purchase history from local sales: %s", self.store, exc)
             return None
@@ -134,7 +154,7 @@ class HqLink:
 
     def on_connected(self) -> None:
         try:
-            hello: HelloReply = self._request(SyncRequest(op="hello"))
+            hello = self._request_as(SyncRequest(op="hello"), HelloReply)
             db = self.db
             if db.codes is None or db.codes.to_dict() != hello.codes.to_dict():
                 db.set_codes(hello.codes.prefix, hello.codes.width)
@@ -172,13 +192,14 @@ class HqLink:
         total = 0
         with ThreadPoolExecutor(1, thread_name_prefix="snapshot-fetch") as fetcher:
             for entity in ENTITIES:
-                page = fetcher.submit(self._request, SyncRequest(op="snapshot", entity=entity, limit=SNAPSHOT_PAGE))
+                page: Future[SnapshotReply] | None = fetcher.submit(
+                    self._request_as, SyncRequest(op="snapshot", entity=entity, limit=SNAPSHOT_PAGE), SnapshotReply)
                 while page is not None:
-                    reply: SnapshotReply = page.result()
+                    reply = page.result()
                     page = None
                     if reply.next:
-                        page = fetcher.submit(self._request, SyncRequest(op="snapshot", entity=entity, after=reply.next,
-                                                                         limit=SNAPSHOT_PAGE))
+                        page = fetcher.submit(self._request_as, SyncRequest(op="snapshot", entity=entity, after=reply.next,
+                                                                            limit=SNAPSHOT_PAGE), SnapshotReply)
                     if head is None:
                         head = reply.head
                     db.load_snapshot_page(entity, reply.columns, reply.rows)
@@ -194,7 +215,8 @@ class HqLink:
         try:
             db = self.db
             while True:
-                reply: CatchupReply = self._request(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE))
+                reply = self._request_as(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE),
+                                         CatchupReply)
                 changes = [Change.from_dict(c) for c in reply.changes]
                 if changes:
                     db.apply_down(changes)
@@ -234,7 +256,7 @@ class HqLink:
             return  # HQ said no (this store's blocks are at its cap): ask again later
         lease = db.pending_lease()
         try:
-            block: CodeBlockReply = self._request(SyncRequest(op="code_block", lease=lease))
+            block = self._request_as(SyncRequest(op="code_block", lease=lease), CodeBlockReply)
         except HQRefused:
             self._lease_refused_until = time.monotonic() + LEASE_RETRY_AFTER_REFUSAL
             raise

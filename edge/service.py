@@ -13,15 +13,6 @@ from __future__ import annotations
 import logging
 import time
 
-from lanehub.protocol import topics
-from lanehub.runtime.config import Config
-from lanehub.replication.schema import transaction
-from lanehub.protocol.lane import EdgeStatus
-from lanehub.protocol.sync import SyncStatus
-from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
-from lanehub.runtime.worker import Worker
-from lanehub.runtime.report import publish_report
-
 from edge.db import EdgeDatabase
 from edge.hq_link import HQCouponGate, HqLink
 from edge.lane.bus import TicketLanes
@@ -29,6 +20,14 @@ from edge.lane.customers import LaneCustomers
 from edge.lane.mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
 from edge.lane.printers import PrinterRoutes
 from edge.lane.tickets import LaneSettings
+from lanehub.protocol import topics
+from lanehub.protocol.lane import EdgeStatus
+from lanehub.protocol.sync import SyncStatus
+from lanehub.replication.schema import transaction
+from lanehub.runtime.config import Config
+from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
+from lanehub.runtime.report import publish_report
+from lanehub.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,8 @@ class EdgeService:
         self.db_path = config["store"]["db"]
         self.sync_db: EdgeDatabase | None = None
         self.lane_db: EdgeDatabase | None = None
-        self.sync = Worker("edge-sync", setup=self._open_sync_db, teardown=lambda: self.sync_db and self.sync_db.close())
-        self.lane = Worker("edge-lane", setup=self._open_lane_db, teardown=lambda: self.lane_db and self.lane_db.close())
+        self.sync = Worker("edge-sync", setup=self._open_sync_db, teardown=self._close_sync_db)
+        self.lane = Worker("edge-lane", setup=self._open_lane_db, teardown=self._close_lane_db)
         self._last_status = 0.0
         client_id = f"lanehub-edge-{self.store}"
         # A persistent session on the store broker too: scans and ticket commands
@@ -59,20 +58,20 @@ class EdgeService:
         self.hq = MqttClient(
             config.broker("hq"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             will=(topics.sync_status(self.store), SyncStatus(state="offline").to_json()),
-            on_connect=lambda: self.sync.submit(self.link.on_connected),
-            on_disconnect=lambda: self.sync.submit(self.publish_status),
+            on_connect=self._hq_connected,
+            on_disconnect=self._hq_disconnected,
             on_handler_error=lambda msg, exc: self.report(msg, f"internal error: {exc}"),
             name="HQ broker",
         )
-        self.link = HqLink(config, self.hq, self.local, self.sync, lambda: self.sync_db, self.report, self.publish_status)
-        self.customers = LaneCustomers(self.store, self.local, self.lane, lambda: self.lane_db, self.link, self.report)
+        self.link = HqLink(config, self.hq, self.local, self.sync, self._sync_database, self.report, self.publish_status)
+        self.customers = LaneCustomers(self.store, self.local, self.lane, self._lane_database, self.link, self.report)
         # E-mailed receipts (edge.lane.mail): queued by the close on the lane worker, sent
         # by a thread of its own (no sender while [mail] has no host).
         self.mail_settings = MailSettings.from_config(config)
         self.receipt_mail = ReceiptMail(self.mail_settings, self.store, error_topic_alert(self.local, self.store))
         self.mail_sender = (MailSender(self.db_path, self.mail_settings, error_topic_alert(self.local, self.store), self.store)
                             if self.mail_settings.configured else None)
-        self.tickets = TicketLanes(self.local, self.lane, LaneSettings.from_config(config), self.report,
+        self.tickets: TicketLanes = TicketLanes(self.local, self.lane, LaneSettings.from_config(config), self.report,
                                    config["store"]["print_retry"],
                                    HQCouponGate(self.link, lambda: self.tickets.book.settings.coupon_offline),
                                    routes=PrinterRoutes.from_config(config), receipt_mail=self.receipt_mail)
@@ -84,6 +83,24 @@ class EdgeService:
 
     def _open_lane_db(self) -> None:
         self.lane_db = EdgeDatabase(self.db_path, self.store)
+
+    def _sync_database(self) -> EdgeDatabase:
+        # Opened by the sync worker's setup, before any of its tasks runs.
+        assert self.sync_db is not None, "the sync worker's database is not open"
+        return self.sync_db
+
+    def _lane_database(self) -> EdgeDatabase:
+        # Opened by the lane worker's setup, before any of its tasks runs.
+        assert self.lane_db is not None, "the lane worker's database is not open"
+        return self.lane_db
+
+    def _close_sync_db(self) -> None:
+        if self.sync_db is not None:
+            self.sync_db.close()
+
+    def _close_lane_db(self) -> None:
+        if self.lane_db is not None:
+            self.lane_db.close()
 
     def start(self) -> "EdgeService":
         self.sync.start()
@@ -104,17 +121,26 @@ class EdgeService:
         if self.mail_sender:
             self.mail_sender.stop()
         try:  # the sync worker's connection belongs to its thread
-            pending, last = self.sync.call(lambda: (self.sync_db.pending_up(), self.sync_db.last_seq), timeout=5)
+            pending, last = self.sync.call(lambda: (self._sync_database().pending_up(), self._sync_database().last_seq),
+                                           timeout=5)
         except Exception:  # a worker that is stuck or gone: the will says offline without figures
             pending, last = 0, 0
-        self.hq.stop(last=(topics.sync_status(self.store), SyncStatus(state="offline", pending_up=pending, last_seq=last, ts=time.time()).to_json()))
-        self.local.stop(last=(topics.edge_status(self.store), EdgeStatus(state="offline", hq_link="down", pending_up=pending, last_seq=last).to_json()))
+        sync_status = SyncStatus(state="offline", pending_up=pending, last_seq=last, ts=time.time())
+        edge_status = EdgeStatus(state="offline", hq_link="down", pending_up=pending, last_seq=last)
+        self.hq.stop(last=(topics.sync_status(self.store), sync_status.to_json()))
+        self.local.stop(last=(topics.edge_status(self.store), edge_status.to_json()))
         self.sync.stop()
         self.lane.stop()
 
     def broker_links(self) -> dict[str, LinkState]:
         """The two links as they are now, for the store page's /healthz."""
         return {"store_broker": self.local.link, "hq_broker": self.hq.link}
+
+    def _hq_connected(self) -> None:
+        self.sync.submit(self.link.on_connected)
+
+    def _hq_disconnected(self) -> None:
+        self.sync.submit(self.publish_status)
 
     def _local_connected(self) -> None:
         self.sync.submit(self.publish_status)
@@ -132,7 +158,7 @@ class EdgeService:
 
     def publish_status(self) -> None:
         """The store's link status, retained on both brokers (sync worker)."""
-        db = self.sync_db
+        db = self._sync_database()
         pending, last = db.pending_up(), db.last_seq
         link = "up" if self.hq.connected.is_set() else "down"
         if db.meta.get("hq_link") != link:  # for the store page, which runs beside this service

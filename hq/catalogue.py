@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from hq.db import HQDatabase
 from lanehub.domain.catalogue import product_key, rate_key, rate_line_key, specific_price_key
-from lanehub.replication.schema import transaction
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.domain.ownership import refuse_owned
 from lanehub.domain.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
-
-from hq.db import HQDatabase
+from lanehub.replication.schema import transaction
 
 
 class HQCatalogue:

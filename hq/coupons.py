@@ -8,13 +8,12 @@ import time
 from datetime import date
 from typing import Any
 
-from lanehub.domain.catalogue import money_text
-from lanehub.protocol.change import new_id
-from lanehub.domain.coupons import coupon_key, coupon_refusal, find_coupon
-from lanehub.replication.schema import transaction
-from lanehub.domain.model import ENTITIES, ValidationError
-
 from hq.db import HQDatabase, now_iso
+from lanehub.domain.catalogue import money_text
+from lanehub.domain.coupons import coupon_key, coupon_refusal, find_coupon
+from lanehub.domain.model import ENTITIES, ValidationError
+from lanehub.protocol.change import new_id
+from lanehub.replication.schema import transaction
 
 RESERVATION_TTL = 30 * 60  # seconds a ticket may hold a coupon before closing or voiding
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a till

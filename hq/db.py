@@ -19,27 +19,26 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from lanehub.protocol import hlc as hlc_mod
-from lanehub.protocol.acl import hash_password, new_password
-from lanehub.replication.card_purge import purge_hq
-from lanehub.domain.cards import add_card
-from lanehub.protocol.change import Change, new_id
-from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import Meta, connect, migrate, replica_migrations, transaction
-from lanehub.protocol.hlc import site_clock
-from lanehub.domain.payment_cards import redact
-from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.sync import Rejection
-from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
-from lanehub.domain.customer_updates import check_extra, write_customer_update
-from lanehub.domain.extra_fields import PREFIX, value_key, with_extras, write_extras
-from lanehub.domain.ownership import refuse_owned
-from lanehub.replication.replica import Replica
-from lanehub.protocol.topics import TopicError, check_id
-from lanehub.domain.users import add_session_schema
-
 from hq.config import code_format
 from hq.duplicates import flag_duplicates
+from lanehub.domain.cards import add_card
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.customer_updates import check_extra, write_customer_update
+from lanehub.domain.extra_fields import PREFIX, value_key, with_extras, write_extras
+from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
+from lanehub.domain.ownership import refuse_owned
+from lanehub.domain.payment_cards import redact
+from lanehub.domain.users import add_session_schema
+from lanehub.protocol import hlc as hlc_mod
+from lanehub.protocol.acl import hash_password, new_password
+from lanehub.protocol.change import Change, new_id
+from lanehub.protocol.envelope import PayloadError
+from lanehub.protocol.hlc import site_clock
+from lanehub.protocol.sync import Rejection
+from lanehub.protocol.topics import TopicError, check_id
+from lanehub.replication.card_purge import purge_hq
+from lanehub.replication.replica import Replica
+from lanehub.replication.schema import Meta, connect, migrate, replica_migrations, transaction
 
 ORIGIN = "hq"
 # A store's change that may only be early (an edit whose create is still on its
@@ -212,6 +211,7 @@ class HQDatabase:
             (change.id, change.entity, change.key, change.origin, change.hlc, change.by,
              json.dumps(change.fields, separators=(",", ":")), time.time()),
         )
+        assert cursor.lastrowid is not None  # set by the INSERT just made: the change's seq
         return cursor.lastrowid
 
     def changes_since(self, from_seq: int, limit: int = 1000) -> list[Change]:
@@ -242,7 +242,9 @@ class HQDatabase:
         with transaction(self.conn):
             key = self.insert_customer(fields, by)
             write_extras(self, {"id": key}, extra, by)
-        return self.replica.get("customer", key)
+        created = self.replica.get("customer", key)
+        assert created is not None  # just written, in the transaction above
+        return created
 
     def insert_customer(self, fields: dict[str, Any], by: str) -> str:
         """A new customer with the next permanent code, inside the caller's
@@ -267,7 +269,9 @@ class HQDatabase:
                 raise KeyError(key)
             if write_customer_update(self, current, fields, extra, by, now_iso(), only_changed):
                 flag_duplicates(self.conn, key)
-        return self.replica.get("customer", key)
+        updated = self.replica.get("customer", key)
+        assert updated is not None  # updated in the transaction above (accepted records are never deleted)
+        return updated
 
     def find_customer(self, ref: str) -> dict[str, Any] | None:
         return self.replica.find_customer(ref)
@@ -336,7 +340,8 @@ class HQDatabase:
         try:
             change = Change.from_dict(raw)
         except PayloadError as exc:
-            change_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
+            raw_id = raw.get("id") if isinstance(raw, dict) else None
+            change_id = raw_id if isinstance(raw_id, str) else ""
             return self._reject(store, None, change_id, f"malformed change: {exc}", raw)
         if self.conn.execute("SELECT 1 FROM changes WHERE id = ?", (change.id,)).fetchone():
             return Outcome(change.id, True, entity=change.entity, key=change.key)  # redelivered

@@ -4,12 +4,11 @@ the chain's declared extra customer fields (``lanehub hq extra-fields``)."""
 
 from __future__ import annotations
 
-from lanehub.replication.schema import transaction
+from hq.db import HQDatabase
 from lanehub.domain.extra_fields import EXTRA_FIELD, declaration_key
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import rule_key
-
-from hq.db import HQDatabase
+from lanehub.replication.schema import transaction
 
 
 def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:

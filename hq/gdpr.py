@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lanehub.replication.schema import transaction
+from hq.db import HQDatabase, now_iso
 from lanehub.domain.extra_fields import extras_of
 from lanehub.domain.sales import purchase_history
-
-from hq.db import HQDatabase, now_iso
+from lanehub.replication.schema import transaction
 
 PERSONAL = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode", "country",
             "contact", "notes")

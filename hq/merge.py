@@ -9,11 +9,10 @@ store sees the merge. Consent history stays on the record where it was given.
 
 from __future__ import annotations
 
-from lanehub.replication.schema import transaction
+from hq.db import HQDatabase, now_iso
 from lanehub.domain.extra_fields import extras_of, write_extras
 from lanehub.domain.model import ValidationError
-
-from hq.db import HQDatabase, now_iso
+from lanehub.replication.schema import transaction
 
 
 def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) -> dict:

@@ -10,30 +10,45 @@ never delays other stores' changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import subprocess
 import threading
 
-from lanehub.protocol import topics
-from lanehub.domain.codes import CodeFormat
-from lanehub.runtime.config import Config, ConfigError
-from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object
-from lanehub.protocol.sync import (CatchupReply, ChangesReply, CodeBlockReply, CodeSettings, CouponReleaseReply,
-                                   CouponReserveReply, DownBatch, HelloReply, HistoryReply, ReplyData, SnapshotReply,
-                                   StoreMessage, SyncReply, SyncRequest, SyncStatus, UpBatch)
-from lanehub.domain.model import ENTITIES
-from lanehub.domain.sales import purchase_history
-from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
-from lanehub.runtime.worker import Worker
-from lanehub.runtime.report import publish_report
-
 from hq.audit import change_history
 from hq.coupons import HQCoupons
 from hq.db import HQDatabase
-from hq.imports.export import export_changes
-from hq.imports.targets import TARGETS
 from hq.fields import sync_field_rules
 from hq.imports.engine import ImportSpec
+from hq.imports.export import export_changes
+from hq.imports.targets import TARGETS
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.model import ENTITIES
+from lanehub.domain.sales import purchase_history
+from lanehub.protocol import topics
+from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object
+from lanehub.protocol.sync import (
+    CatchupReply,
+    ChangesReply,
+    CodeBlockReply,
+    CodeSettings,
+    CouponReleaseReply,
+    CouponReserveReply,
+    DownBatch,
+    HelloReply,
+    HistoryReply,
+    ReplyData,
+    SnapshotReply,
+    StoreMessage,
+    SyncReply,
+    SyncRequest,
+    SyncStatus,
+    UpBatch,
+)
+from lanehub.runtime.config import Config, ConfigError
+from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
+from lanehub.runtime.report import publish_report
+from lanehub.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +79,15 @@ class HQService:
         self.db: HQDatabase | None = None  # owned by the apply worker
         self.reader: HQDatabase | None = None  # owned by the serve worker
         self.published = 0
-        self.apply_worker = Worker("hq-apply", setup=self._open_writer, teardown=lambda: self.db and self.db.close())
-        self.serve_worker = Worker("hq-serve", setup=self._open_reader, teardown=lambda: self.reader and self.reader.close())
+        self.apply_worker = Worker("hq-apply", setup=self._open_writer, teardown=self._close_writer)
+        self.serve_worker = Worker("hq-serve", setup=self._open_reader, teardown=self._close_reader)
         # Exports to an external system (a network share, a POS database) run on their own
         # worker and connection, so a slow target never holds up the stores' changes.
         self.exporter: HQDatabase | None = None
-        self.export_worker = Worker("hq-export", setup=self._open_exporter,
-                                    teardown=lambda: self.exporter and self.exporter.close())
+        self.export_worker = Worker("hq-export", setup=self._open_exporter, teardown=self._close_exporter)
         self.client = MqttClient(
             config.broker("broker"), "lanehub-hq", clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
-            on_connect=lambda: self.apply_worker.submit(self._announce_head),
+            on_connect=self._connected,
             on_handler_error=self._handler_failed,
             name="HQ broker",
         )
@@ -86,6 +100,15 @@ class HQService:
         # Edges catch up from HQ's log, so HQ starts publishing at the head.
         self.published = self.db.head()
 
+    def _writer(self) -> HQDatabase:
+        # Opened by the apply worker's setup, before any of its tasks runs.
+        assert self.db is not None, "the apply worker's database is not open"
+        return self.db
+
+    def _close_writer(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
     def _import_specs(self) -> list[ImportSpec]:
         db = HQDatabase(self.db_path, self.codes, self.block_size)
         try:
@@ -96,16 +119,23 @@ class HQService:
     def _sync_field_rules(self) -> None:
         """hq.toml is the truth: a section removed gives its fields back to lanehub."""
         configured = {spec.kind: spec for spec in self.imports}
+        db = self._writer()
         for kind, target_class in TARGETS.items():
-            target = target_class(self.db)
-            if sync_field_rules(self.db, configured.get(kind), target, "hq:config"):
+            target = target_class(db)
+            if sync_field_rules(db, configured.get(kind), target, "hq:config"):
                 log.info("field rules of %s updated from [import.%s]", target.entity, kind)
 
     def _open_exporter(self) -> None:
         self.exporter = HQDatabase(self.db_path, self.codes, self.block_size)
 
+    def _close_exporter(self) -> None:
+        if self.exporter is not None:
+            self.exporter.close()
+
     def _export(self, spec: ImportSpec) -> None:
         try:
+            # Opened by the export worker's setup, before any of its tasks runs.
+            assert self.exporter is not None, "the export worker's database is not open"
             result = export_changes(self.exporter, spec)
         except Exception:  # a POS drop that is away must not stop HQ; the cursor waits
             log.exception("export to %s failed; retried in %ss", spec.source, spec.export_interval)
@@ -115,6 +145,13 @@ class HQService:
 
     def _open_reader(self) -> None:
         self.reader = HQDatabase(self.db_path, self.codes, self.block_size)
+
+    def _close_reader(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+    def _connected(self) -> None:
+        self.apply_worker.submit(self._announce_head)
 
     def start(self) -> "HQService":
         # Open the database first so a bad path fails before we join the broker.
@@ -128,7 +165,7 @@ class HQService:
         if exports:
             self.export_worker.start()
             for spec in exports:
-                self.export_worker.every(spec.export_interval, lambda spec=spec: self._export(spec))
+                self.export_worker.every(spec.export_interval, functools.partial(self._export, spec))
         self.serve_worker.start()
         self.client.subscribe(topics.SYNC_UP_ALL, lambda m: self.apply_worker.submit(self._on_up, m))
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
@@ -174,7 +211,7 @@ class HQService:
         except topics.TopicError as exc:
             self._report(None, msg, str(exc))
             return None
-        if not db.is_store(store):
+        if store is None or not db.is_store(store):
             self._report(None, msg, f"store {store} is not registered at HQ (lanehub hq store add {store})")
             return None
         return store
@@ -182,7 +219,8 @@ class HQService:
     # --- store changes -----------------------------------------------------------------------
 
     def _on_up(self, msg: Incoming) -> None:
-        store = self._store_of(msg, self.db)
+        db = self._writer()
+        store = self._store_of(msg, db)
         if store is None:
             return
         try:
@@ -197,7 +235,7 @@ class HQService:
             self._report(store, msg, f"batch claims store {batch.store!r} but came on {msg.topic}")
             return
         try:
-            outcomes = self.db.apply_store_changes(store, batch.changes)
+            outcomes = db.apply_store_changes(store, batch.changes)
         except Exception:
             # The batch's transaction is rolled back: each change again on its own, so a
             # change HQ trips over is not acked (the store resends it) and the others are.
@@ -205,7 +243,7 @@ class HQService:
             outcomes, failures = [], []
             for raw in batch.changes:
                 try:
-                    outcomes += self.db.apply_store_changes(store, [raw])
+                    outcomes += db.apply_store_changes(store, [raw])
                 except Exception as exc:
                     change_id = raw.get("id") if isinstance(raw, dict) else None
                     log.exception("change %s from %s failed", change_id, store)
@@ -226,7 +264,8 @@ class HQService:
     def _on_status(self, msg: Incoming) -> None:
         if not msg.payload:
             return  # a cleared retained message
-        store = self._store_of(msg, self.db)
+        db = self._writer()
+        store = self._store_of(msg, db)
         if store is None:
             return
         try:
@@ -235,16 +274,17 @@ class HQService:
             self._report(store, msg, str(exc))
             return
         try:
-            self.db.record_status(store, status.state, status.pending_up, status.last_seq, status.ts)
+            db.record_status(store, status.state, status.pending_up, status.last_seq, status.ts)
         except Exception as exc:
             self._failed(store, msg, "a store status", exc)
 
     # --- downstream -----------------------------------------------------------------------
 
     def _publish_pending(self) -> None:
-        head = self.db.head()
+        db = self._writer()
+        head = db.head()
         while self.published < head:
-            changes = self.db.changes_since(self.published + 1, DOWN_BATCH)
+            changes = db.changes_since(self.published + 1, DOWN_BATCH)
             if not changes:
                 break
             payload = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes]).to_json()
@@ -252,11 +292,13 @@ class HQService:
                 changes = changes[: len(changes) // 2]
                 payload = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes]).to_json()
             self.client.publish(topics.sync_down(), payload)
-            self.published = changes[-1].seq
+            published = changes[-1].seq
+            assert published is not None  # changes from HQ's log carry their seq
+            self.published = published
 
     def _announce_head(self) -> None:
         self._publish_pending()
-        head = DownBatch(type="head", head=self.db.head())
+        head = DownBatch(type="head", head=self._writer().head())
         self.client.publish(topics.sync_down(), head.to_json(), retain=True)
 
     # --- requests -------------------------------------------------------------------------
@@ -275,7 +317,9 @@ class HQService:
             self.serve_worker.submit(self._on_request, msg, "reader")
 
     def _on_request(self, msg: Incoming, which: str) -> None:
-        db = self.db if which == "writer" else self.reader
+        db = self._writer() if which == "writer" else self.reader
+        # Opened by the serve worker's setup, before any of its tasks runs.
+        assert db is not None, "the serve worker's database is not open"
         store = self._store_of(msg, db)
         if store is None:
             return
@@ -331,8 +375,9 @@ class HQService:
         if request.op == "catchup":
             changes = db.changes_since(max(request.from_seq, 1), min(request.limit, 5000))
             head = db.head()
+            last = changes[-1].seq if changes else None
             return CatchupReply(changes=[c.to_dict() for c in changes], head=head,
-                                more=bool(changes) and changes[-1].seq < head)
+                                more=last is not None and last < head)
         if request.op == "snapshot":
             if request.entity not in ENTITIES:
                 raise ValueError(f"unknown entity {request.entity!r}")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+from hq.db import HQDatabase
 from lanehub.domain.catalogue import natural_key
-from lanehub.replication.schema import transaction
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.domain.users import BUILTIN_ROLES, new_session_epoch, split
+from lanehub.replication.schema import transaction
 from lanehub.web.app import hash_password
-
-from hq.db import HQDatabase
 
 MIN_PASSWORD = 10
 

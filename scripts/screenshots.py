@@ -18,10 +18,10 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from lanehub.protocol import topics
-from lanehub.chain.local import Chain
 from lanehub.chain.demo import _load_catalogue, declare_demo_fields, load_pos_demo
 from lanehub.chain.demo_data import DEMO_IMPORTS
+from lanehub.chain.local import Chain
+from lanehub.protocol import topics
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -111,7 +111,8 @@ def main() -> None:
                            ("hq-duplicates", "/duplicates/"), ("hq-rates", "/rates/?sku=MILK-1L&customer=CUST-00001"),
                            ("hq-rate-detail", "/rates/VIP"), ("hq-stores", "/stores/"),
                            ("hq-products", "/products/"), ("hq-users", "/users/"),
-                           ("hq-batches", "/batches/"), ("hq-batch-review", "/batches/1"), ("hq-fields", "/fields/"), ("hq-imports", "/imports/"),
+                           ("hq-batches", "/batches/"), ("hq-batch-review", "/batches/1"), ("hq-fields", "/fields/"),
+                           ("hq-imports", "/imports/"),
                            ("hq-customer-form-errors", None)],
                     "S001": [("store-customers", "/customers/?q=Nuevo"), ("store-customer-detail", f"/customers/{codes[0]}"),
                              ("store-lanes-devices", "/lanes/"), ("store-sales", "/sales/"),

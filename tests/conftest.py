@@ -28,10 +28,11 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
     os.environ["LANEHUB_PORT_SLICE"] = (f"{int(os.environ['PYTEST_XDIST_WORKER'][2:])}/"
                                         f"{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}")
 
-from lanehub.chain.mosquitto import Mosquitto
-from lanehub.chain.local import Chain
-from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 from helpers import kill_chain, start_chain
+
+from lanehub.chain.local import Chain
+from lanehub.chain.mosquitto import Mosquitto
+from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 # Fixture modules: their fixtures are found by name in every test module, like these.
 pytest_plugins = ["shop", "web_sites"]

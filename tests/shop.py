@@ -9,10 +9,10 @@ import queue
 import uuid
 
 import pytest
-
 from helpers import kill_chain, start_chain, wait_converged, wait_until
-from lanehub.protocol import topics
+
 from lanehub.chain.local import Chain
+from lanehub.protocol import topics
 from lanehub.protocol.lane import DeviceStatus
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import wait_until
+
 from lanehub.chain.mosquitto import free_port, mosquitto_binary, port_open
 from lanehub.runtime.config import load
 

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from lanehub.domain.codes import CodeFormat
-from lanehub.runtime.config import dump_toml
-from lanehub.chain.processes import lanehub_command, run_lanehub
-from hq.db import HQDatabase
-
 from helpers import db_query, db_value, edge_db, edge_ready, hq_db, hq_head, last_seq, replica_state, wait_converged, wait_until
 from test_crash_recovery import Burst
+
+from hq.db import HQDatabase
+from lanehub.chain.processes import lanehub_command, run_lanehub
+from lanehub.domain.codes import CodeFormat
+from lanehub.runtime.config import dump_toml
 
 CODES = CodeFormat("CUST-", 5)
 

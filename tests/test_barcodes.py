@@ -14,15 +14,25 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from helpers import wait_converged
-from lanehub.protocol import topics
-from lanehub.domain.barcodes import (AIS, GS, BarcodeError, ScaleLayout, gtin_check_digit, gtin_lookup_keys, parse_layouts,
-                           parse_scan, price_check_digit, split_aim)
-from lanehub.runtime.config import ConfigError, load
+from shop import LANES, PRODUCTS_CSV, Lane
+
 from devices.readers.keymap import strip_aim
 from edge.config import SCHEMA as EDGE_SCHEMA
-from shop import LANES, PRODUCTS_CSV, Lane
+from lanehub.domain.barcodes import (
+    AIS,
+    GS,
+    BarcodeError,
+    ScaleLayout,
+    gtin_check_digit,
+    gtin_lookup_keys,
+    parse_layouts,
+    parse_scan,
+    price_check_digit,
+    split_aim,
+)
+from lanehub.protocol import topics
+from lanehub.runtime.config import ConfigError, load
 
 LAYOUTS = parse_layouts(["20PPPPPWWWWWC", "22PPPPP$$$$$C", "23PPPPPV$$$$C", "24PPPPV$$$$$C", "209PPPPWWWWWC"])
 
@@ -272,9 +282,9 @@ def line_view(state: dict) -> list[tuple]:
 
 
 def test_an_aim_prefixed_ean13_from_a_scanner_without_aim_in_its_profile_is_priced(shop, lane, mqtt):
-    from lanehub.runtime.mqtt import BrokerSettings
-    from devices.readers.bridge import DeviceLink, ReaderBridge
     from devices.profiles import PROFILES_DIR, load_profile
+    from devices.readers.bridge import DeviceLink, ReaderBridge
+    from lanehub.runtime.mqtt import BrokerSettings
 
     profile = load_profile(PROFILES_DIR / "datalogic-magellan-serial.toml")
     assert profile.aim is False  # the scanner was reprogrammed to send AIM ids; its profile says it does not

@@ -9,14 +9,14 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
+from web_sites import csrf, login
 
-from lanehub.cli.main import main
-from lanehub.domain.codes import CodeFormat
 from hq.batches.checks import similar_customers
 from hq.batches.writes import BatchClosed, BatchError, Batches, NotReady
 from hq.catalogue import HQCatalogue
 from hq.db import HQDatabase
-from web_sites import csrf, login
+from lanehub.cli.main import main
+from lanehub.domain.codes import CodeFormat
 
 # Row 1 is an existing customer again, row 2 has a bad e-mail, row 4 is row 3 again.
 CSV = """first_name,last_name,email,phone,rate,no_paper
@@ -399,9 +399,9 @@ def test_only_customers_import_may_change_batches(sites):
 def test_the_batch_history_says_who_changed_which_row_and_cannot_be_rewritten(tmp_path):
     import sqlite3 as _sqlite3
 
-    from lanehub.domain.codes import CodeFormat
     from hq.batches.writes import Batches
     from hq.db import HQDatabase
+    from lanehub.domain.codes import CodeFormat
 
     db = HQDatabase(tmp_path / "hq.db", CodeFormat())
     batches = Batches(db, "alice")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+from helpers import wait_until
+
 from lanehub.protocol import topics
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
-
-from helpers import wait_until
 
 FOREIGN = [topics.sync_up("S002"), topics.sync_req("S002"), topics.sync_status("S002"), topics.sync_down(),
            topics.sync_store("S002"), topics.error("hq")]

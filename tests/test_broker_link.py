@@ -16,14 +16,13 @@ import urllib.request
 import uuid
 
 import pytest
-
-import lanehub.runtime.mqtt
-from lanehub.chain.mosquitto import free_port
-from lanehub.chain.local import Chain
-from lanehub.runtime.mqtt import BrokerSettings, LinkState, MqttClient
-
 from helpers import kill_chain, wait_until
 from test_tls_link import make_ca, openssl
+
+import lanehub.runtime.mqtt
+from lanehub.chain.local import Chain
+from lanehub.chain.mosquitto import free_port
+from lanehub.runtime.mqtt import BrokerSettings, LinkState, MqttClient
 
 PASSWORD = "right password"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from helpers import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -215,8 +214,8 @@ def test_a_new_customers_batch_is_uploaded_fixed_and_executed_in_the_browser(bro
 
 
 def test_fields_a_pos_owns_are_read_only_on_the_store_page(browser, web_chain, tmp_path):
-    from lanehub.runtime.config import dump_toml
     from lanehub.chain.processes import run_lanehub
+    from lanehub.runtime.config import dump_toml
 
     config = tmp_path / "hq-import.toml"
     config.write_text(dump_toml(web_chain.hq_config() | {"import": {"customers": {

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from lanehub.runtime.config import ConfigError, dump_toml, load
 from edge.config import SCHEMA as EDGE_SCHEMA
 from hq.config import SCHEMA as HQ_SCHEMA
+from lanehub.runtime.config import ConfigError, dump_toml, load
 
 
 def write(tmp_path, text, name="edge.toml"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import db_query, edge_db, hq_db, wait_converged, wait_until
 from shop import LANES, Lane
 

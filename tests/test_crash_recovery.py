@@ -7,10 +7,9 @@ import threading
 import uuid
 
 import pytest
+from helpers import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 from lanehub.runtime.mqtt import RequestTimeout
-
-from helpers import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 class Burst:

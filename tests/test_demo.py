@@ -14,10 +14,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from lanehub.protocol import topics
-from lanehub.chain.mosquitto import port_open
-
 from helpers import db_query, wait_until
+
+from lanehub.chain.mosquitto import port_open
+from lanehub.protocol import topics
 
 
 def test_demo_runs_the_chain_and_ctrl_c_stops_everything(tmp_path, mqtt):

@@ -14,12 +14,12 @@ import time
 import uuid
 
 import pytest
-
-from helpers import wait_until
-from lanehub.protocol import topics
-from lanehub.chain.processes import ServiceProcess
-from devices.readers.swipe import lrc
 from fake_printer import FakePrinter
+from helpers import wait_until
+
+from devices.readers.swipe import lrc
+from lanehub.chain.processes import ServiceProcess
+from lanehub.protocol import topics
 
 PAN = "4111111111111111"
 
@@ -267,9 +267,9 @@ def key_events(text: str):
 
 
 def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, mqtt):
-    from lanehub.runtime.mqtt import BrokerSettings
-    from devices.readers.bridge import DeviceLink, EvdevSource, ReaderBridge
     from devices.profiles import PROFILES_DIR, load_profile
+    from devices.readers.bridge import DeviceLink, EvdevSource, ReaderBridge
+    from lanehub.runtime.mqtt import BrokerSettings
 
     broker = mosquitto("hid", anonymous=True)
     scans: queue.Queue = queue.Queue()
@@ -291,9 +291,9 @@ def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, m
 
 
 def test_an_unplugged_device_is_logged_once_per_state_not_every_retry(mosquitto, tmp_path, caplog):
-    from lanehub.runtime.mqtt import BrokerSettings
-    from devices.readers.bridge import DeviceLink, ReaderBridge, SerialSource
     from devices.profiles import PROFILES_DIR, load_profile
+    from devices.readers.bridge import DeviceLink, ReaderBridge, SerialSource
+    from lanehub.runtime.mqtt import BrokerSettings
 
     broker = mosquitto("unplugged", anonymous=True)
     profile = load_profile(PROFILES_DIR / "datalogic-magellan-serial.toml")

@@ -8,23 +8,23 @@ import json
 import uuid
 
 import pytest
-
 from helpers import customer_by, db_query, edge_db, hq_db, wait_until
-from lanehub.domain.codes import CodeFormat
-from lanehub.domain.extra_fields import value_key
-from lanehub.domain.model import ValidationError
+from test_api import call
+from test_importing import write_config, write_csv
+from web_sites import csrf, login
+
 from edge.db import EdgeDatabase
 from hq.config import load_config
 from hq.db import HQDatabase
 from hq.fields import declare_extra_field, sync_field_rules
 from hq.gdpr import erase_customer, export_customer
+from hq.imports.engine import ImportAborted, ImportSpec, run_import
 from hq.imports.sources import CsvSource
 from hq.imports.targets import TARGETS
-from hq.imports.engine import ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
-from test_api import call
-from test_importing import write_config, write_csv
-from web_sites import csrf, login
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.extra_fields import value_key
+from lanehub.domain.model import ValidationError
 
 
 @pytest.fixture

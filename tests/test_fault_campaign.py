@@ -23,9 +23,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from lanehub.protocol import topics
-
 from helpers import db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
+
+from lanehub.protocol import topics
 
 SEED = int(os.environ.get("LANEHUB_FAULT_SEED", "20240613"))
 STEPS = int(os.environ.get("LANEHUB_FAULT_STEPS", "8"))

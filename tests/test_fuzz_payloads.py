@@ -19,17 +19,16 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
+from broker_users import hq_operator, store_twin
+from helpers import db_query, edge_db, hq_db, wait_until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from shop import PRODUCTS_CSV, Lane, announce_printer
 
 from lanehub.protocol import lane as lane_messages  # noqa: F401  (its messages are Message subclasses too)
 from lanehub.protocol import topics
 from lanehub.protocol.acl import hq_acl_file
 from lanehub.protocol.envelope import Message, PayloadError
-
-from broker_users import hq_operator, store_twin
-from helpers import db_query, edge_db, hq_db, wait_until
-from shop import PRODUCTS_CSV, Lane, announce_printer
 
 STORE = "S001"
 JUNK_LANE, DEVICE, JUNK_REPLY = "LJ", "P1", "junk"

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from lanehub.domain.codes import CodeFormat
+from helpers import hq_head, wait_converged, wait_until
+from test_broker_link import healthz
+
 from edge.config import load_config as load_edge_config
 from edge.db import EdgeDatabase
 from edge.web.app import create_app as store_app
 from hq.db import HQDatabase
 from hq.web.app import create_app as hq_app
-
-from helpers import hq_head, wait_converged, wait_until
-from test_broker_link import healthz
+from lanehub.domain.codes import CodeFormat
 
 
 def health(chain, site: str) -> tuple[int, dict]:

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from lanehub.protocol.change import Change
-from lanehub.domain.codes import CodeFormat
-from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase, NotReady
 from hq.db import HQDatabase
+from lanehub.domain.codes import CodeFormat
+from lanehub.protocol.change import Change
+from lanehub.protocol.hlc import format_stamp
 
 NOW = int(time.time() * 1000)
 

@@ -7,10 +7,9 @@ import time
 import uuid
 
 import pytest
+from helpers import customer_by, edge_db, hq_db, lane_request, wait_until
 
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
-
-from helpers import customer_by, edge_db, hq_db, lane_request, wait_until
 
 
 def log_size(proc) -> int:

@@ -10,22 +10,22 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_api import call
+from web_sites import csrf, login
 
-from lanehub.domain.codes import CodeFormat
-from lanehub.runtime.config import ConfigError, dump_toml
-from lanehub.domain.model import ValidationError
-from lanehub.chain.processes import run_lanehub
 from edge.db import EdgeDatabase
 from hq.config import load_config
 from hq.db import HQDatabase
+from hq.fields import sync_field_rules
+from hq.imports.engine import Caps, ImportAborted, ImportSpec, run_import
 from hq.imports.export import export_changes
 from hq.imports.sources import CsvSource, SqlSource, open_source
 from hq.imports.targets import TARGETS
-from hq.fields import sync_field_rules
-from hq.imports.engine import Caps, ImportAborted, ImportSpec, run_import
 from hq.users import HQUsers
-from test_api import call
-from web_sites import csrf, login
+from lanehub.chain.processes import run_lanehub
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.model import ValidationError
+from lanehub.runtime.config import ConfigError, dump_toml
 
 POS_CONFIG = {
     "source": "pos",
@@ -282,8 +282,8 @@ def test_owned_fields_are_refused_on_every_write_path_and_lanehub_fields_stay_ed
     with pytest.raises(ValidationError, match="city comes from pos"):
         edge.update_customer(ana["id"], {"city": "Toledo"}, "till")
     assert edge.update_customer(ana["id"], {"phone": "+34 600 000 000"}, "till")["phone"]
-    from lanehub.protocol.lane import CustomerRequest
     from edge.lane.register import register_op
+    from lanehub.protocol.lane import CustomerRequest
 
     at_lane = register_op(edge, CustomerRequest(op="update", ref=ana["code"], customer={"city": "Toledo"}), "L1",
                           lambda *_: None)

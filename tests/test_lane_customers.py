@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from helpers import customer_by, edge_db, hq_db, lane_request, wait_until
 
-from lanehub.protocol.change import Change
-from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase, NotReady
 from lanehub.domain.search import search_customers
-
-from helpers import customer_by, edge_db, hq_db, lane_request, wait_until
+from lanehub.protocol.change import Change
+from lanehub.protocol.hlc import format_stamp
 
 
 @pytest.fixture
@@ -81,7 +80,8 @@ def test_search_by_card_number(replica):
     from lanehub.replication.schema import transaction
 
     with transaction(db.conn):
-        db.write("card", str(uuid.uuid4()), {"number": "LOY-0042", "customer_id": made["Juan"]["id"], "kind": "loyalty", "active": True}, "t")
+        db.write("card", str(uuid.uuid4()),
+                 {"number": "LOY-0042", "customer_id": made["Juan"]["id"], "kind": "loyalty", "active": True}, "t")
     assert codes(search_customers(db.conn, "loy-0042")) == [made["Juan"]["code"]]
 
 
@@ -124,8 +124,8 @@ def test_a_store_without_its_first_snapshot_refuses_to_create(tmp_path):
 # --- over MQTT, against a running edge --------------------------------------------------
 
 def test_lane_create_returns_the_final_code_at_once_and_is_searchable_at_once(chain, s001_client):
-    reply = lane_request(s001_client, "S001", "L1", {"op": "create", "id": str(uuid.uuid4()),
-                                                     "customer": {"first_name": "Katherine", "last_name": "Johnson", "phone": "+1 757 555 0100"}})
+    katherine = {"first_name": "Katherine", "last_name": "Johnson", "phone": "+1 757 555 0100"}
+    reply = lane_request(s001_client, "S001", "L1", {"op": "create", "id": str(uuid.uuid4()), "customer": katherine})
     assert reply["ok"] and reply["error"] is None
     code = reply["customer"]["code"]
     assert code.startswith("CUST-") and "-P" not in code

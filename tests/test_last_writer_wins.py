@@ -10,14 +10,13 @@ import time
 import uuid
 
 import pytest
+from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
-from lanehub.protocol import topics
+from hq.db import HQDatabase
 from lanehub.domain.codes import CodeFormat
+from lanehub.protocol import topics
 from lanehub.protocol.hlc import HybridLogicalClock
 from lanehub.runtime.mqtt import RequestTimeout
-from hq.db import HQDatabase
-
-from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
 
 def lane_client(chain, mqtt, store: str = "S001"):

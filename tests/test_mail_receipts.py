@@ -15,16 +15,16 @@ import time
 
 import pytest
 from aiosmtpd.controller import Controller
-
 from helpers import db_query, db_value, edge_db, kill_chain, start_chain, wait_converged, wait_until
-from lanehub.chain.mosquitto import free_port
-from lanehub.chain.local import Chain
-from lanehub.replication.schema import connect
-from lanehub.chain.processes import lanehub_command
-from lanehub.receipts.layout import text_lines
+from shop import PRODUCTS_CSV, Lane
+
 from edge.db import EdgeDatabase
 from edge.lane.mail import MailOutbox, MailSender, MailSettings, MailStatus
-from shop import PRODUCTS_CSV, Lane
+from lanehub.chain.local import Chain
+from lanehub.chain.mosquitto import free_port
+from lanehub.chain.processes import lanehub_command
+from lanehub.receipts.layout import text_lines
+from lanehub.replication.schema import connect
 
 STORE_NAME = "Market <Centro> & Co"  # markup in the data: the HTML part must escape it
 SENDER = "Lanehub Market <receipts@market.example>"

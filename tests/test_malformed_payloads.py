@@ -9,14 +9,13 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from broker_users import hq_operator, store_twin  # HQ and S001 stay connected beside them
+from helpers import customer_by, db_query, edge_db, lane_request, last_seq, wait_until
+from shop import PRODUCTS_CSV, Lane, announce_printer
 
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.hlc import format_stamp
-
-from helpers import customer_by, db_query, edge_db, lane_request, last_seq, wait_until
-from shop import PRODUCTS_CSV, Lane, announce_printer
-from broker_users import hq_operator, store_twin  # HQ and S001 stay connected beside them
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -199,10 +198,11 @@ def test_the_brokers_lanehub_runs_refuse_oversized_messages(chain, mqtt):
 
 
 def test_the_ansible_broker_configs_have_the_same_limits():
+    from pathlib import Path
+
     import jinja2
 
     from lanehub.protocol.acl import HQ_BROKER_MESSAGE_LIMIT, STORE_BROKER_MESSAGE_LIMIT, max_packet_size
-    from pathlib import Path
 
     template = (Path(__file__).parent.parent / "ansible/roles/mosquitto/templates/mosquitto.conf.j2").read_text()
     for variant, limit in (("store", STORE_BROKER_MESSAGE_LIMIT), ("hq", HQ_BROKER_MESSAGE_LIMIT)):

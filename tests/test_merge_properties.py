@@ -9,13 +9,13 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lanehub.protocol.change import Change
-from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import connect, migrate, replica_migrations, transaction
-from lanehub.protocol.hlc import format_stamp
-from lanehub.replication.replica import Replica
 from edge.db import EdgeDatabase
 from hq.db import HQDatabase
+from lanehub.domain.codes import CodeFormat
+from lanehub.protocol.change import Change
+from lanehub.protocol.hlc import format_stamp
+from lanehub.replication.replica import Replica
+from lanehub.replication.schema import connect, migrate, replica_migrations, transaction
 
 KEYS = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 FIELDS = ["first_name", "last_name", "email", "city", "active"]

@@ -17,20 +17,20 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from broker_users import hq_operator
 from helpers import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
-from lanehub.protocol.change import Change, new_id
-from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import connect, replica_migrations
-from lanehub.protocol.envelope import excerpt
-from lanehub.runtime.mqtt import MqttClient
-from lanehub.domain.payment_cards import (RedactingFilter, find_payment_card, is_payment_card, luhn_ok, mask, redact,
-                                refusal)
-from lanehub.replication.replica import Replica
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from route_walk import CSRF_RE, get, login
 from shop import LANES, PRODUCTS_CSV, Lane
+
+from lanehub.domain.codes import CodeFormat
+from lanehub.domain.payment_cards import RedactingFilter, find_payment_card, is_payment_card, luhn_ok, mask, redact, refusal
+from lanehub.protocol.change import Change, new_id
+from lanehub.protocol.envelope import excerpt
+from lanehub.replication.replica import Replica
+from lanehub.replication.schema import connect, replica_migrations
+from lanehub.runtime.mqtt import MqttClient
 
 # A product whose EAN-13 is also Luhn-valid and starts with 4: the catalogue knows it,
 # so scanning it sells the product (the payment-card rule is not applied to products).

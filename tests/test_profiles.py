@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from lanehub.runtime.config import ConfigError
-from lanehub.chain.processes import run_lanehub
 from devices.profiles import PROFILES_DIR, UDEV_RULES, check_udev_rules, load_profile, load_profiles, udev_rules
+from lanehub.chain.processes import run_lanehub
+from lanehub.runtime.config import ConfigError
 
 PROFILES = sorted(PROFILES_DIR.glob("*.toml"))
 

@@ -24,15 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 import boxes
+import pytest
 import route_walk
+from fake_printer import FakePrinter
 from helpers import wait_until
+from shop import PRODUCTS_CSV, Lane
+
 from lanehub.protocol import topics
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
-from fake_printer import FakePrinter
-from shop import PRODUCTS_CSV, Lane
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE = ROOT / "ansible"

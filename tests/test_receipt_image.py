@@ -16,14 +16,13 @@ import json
 import pytest
 from barcode.charsets.code128 import CODES
 from PIL import Image, ImageChops
-
-from lanehub.chain.processes import run_lanehub
-from devices.profiles import load_profiles
-from lanehub.receipts.layout import BARCODE, BIG, NORMAL, barcode_module_width, layout, printed_text
-from devices.printer.receipt import render_receipt
-from lanehub.receipts.image import (CELL_HEIGHT, LINE_PITCH, TOP_MARGIN, code128b_modules, dot_width, line_image,
-                                   receipt_image, receipt_png)
 from test_receipt_printer import RECEIPT
+
+from devices.printer.receipt import render_receipt
+from devices.profiles import load_profiles
+from lanehub.chain.processes import run_lanehub
+from lanehub.receipts.image import CELL_HEIGHT, LINE_PITCH, TOP_MARGIN, code128b_modules, dot_width, line_image, receipt_image, receipt_png
+from lanehub.receipts.layout import BARCODE, BIG, NORMAL, barcode_module_width, layout, printed_text
 
 CELL = 12
 

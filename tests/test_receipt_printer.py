@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_printer import FakePrinter
 
 from devices.printer.io import FilePrinter, NetworkPrinter, PrinterStatus, query_status
 from devices.printer.receipt import render_receipt, text_lines
 from devices.printer.spool import Spool
-from fake_printer import FakePrinter
 
 LONG_DESCRIPTION = (
     "Queso manchego curado extra añejo de oveja pieza grande 500 g "

@@ -12,14 +12,14 @@ import subprocess
 import time
 
 import pytest
-
+from fake_printer import FakePrinter
 from helpers import db_query, edge_db, wait_converged, wait_until
-from lanehub.protocol import topics
-from lanehub.chain.processes import ServiceProcess, lanehub_command
+from shop import PRODUCTS_CSV, Lane
+
 from edge.db import EdgeDatabase
 from edge.lane.printers import PrinterRoutes, printer_for
-from fake_printer import FakePrinter
-from shop import PRODUCTS_CSV, Lane
+from lanehub.chain.processes import ServiceProcess, lanehub_command
+from lanehub.protocol import topics
 
 
 def devices_toml(port: int, lane: str, device: str, printer: FakePrinter, spool) -> str:

@@ -9,7 +9,6 @@ import json
 import queue
 
 import pytest
-
 from helpers import db_query, db_value, edge_db, hq_db, lane_request, wait_converged, wait_until
 from shop import LANES, Lane
 

@@ -7,13 +7,13 @@ import json
 import time
 import uuid
 
+from helpers import customer_by, db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
+
+from edge.db import EdgeDatabase
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
-from lanehub.replication.schema import transaction
 from lanehub.protocol.hlc import format_stamp
-from edge.db import EdgeDatabase
-
-from helpers import customer_by, db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
+from lanehub.replication.schema import transaction
 
 
 def test_a_refused_change_does_not_block_the_ones_behind_it(chain):

@@ -11,8 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from helpers import (db_query, db_value, edge_db, edge_ready, hq_db, lane_request, replica_state, wait_converged,
-                      wait_until)
+from helpers import db_query, db_value, edge_db, edge_ready, hq_db, lane_request, replica_state, wait_converged, wait_until
 from shop import PRODUCTS_CSV, Lane
 
 MILK = "8410000000011"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from helpers import db_query, edge_db, wait_until
+from web_sites import PASSWORD, csrf, login
 
 import lanehub.web.app
-from helpers import db_query, edge_db, wait_until
 from hq.users import HQUsers
-from web_sites import PASSWORD, csrf, login
 
 NEW_PASSWORD = "a brand new passphrase"
 

@@ -20,15 +20,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from helpers import db_value, edge_db, wait_until
+from PIL import Image
+from test_device_bridges import job
+
+from devices.simulate.simulator import PRINTER_MODES, Command, device_id, parse_command
+from lanehub.chain.processes import lanehub_command, run_lanehub
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CardRead, DeviceStatus, PrintResult, Scan
-from lanehub.chain.processes import lanehub_command, run_lanehub
 from lanehub.receipts.layout import text_lines
-from devices.simulate.simulator import PRINTER_MODES, Command, device_id, parse_command
-from test_device_bridges import job
 
 # The console script itself, as a store box runs it.
 LANEHUB = Path(sys.executable).with_name("lanehub")

@@ -9,15 +9,14 @@ import time
 import uuid
 
 import pytest
+from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 
-from lanehub.protocol.change import Change
-from lanehub.domain.codes import CodeFormat
-from lanehub.replication.schema import transaction
-from lanehub.protocol.hlc import format_stamp
 from edge.db import EdgeDatabase
 from hq.db import HQDatabase
-
-from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from lanehub.domain.codes import CodeFormat
+from lanehub.protocol.change import Change
+from lanehub.protocol.hlc import format_stamp
+from lanehub.replication.schema import transaction
 
 
 def queue_at_store(chain, store: str, entity: str, key: str, fields: dict) -> None:

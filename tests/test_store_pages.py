@@ -11,11 +11,12 @@ import re
 import time
 
 from helpers import db_query, db_value, edge_db, wait_until
+from web_sites import csrf, login
+
+from edge.lane.tickets import LaneSettings, apply_settings, stored_settings
+from lanehub.domain.sales import sale_key
 from lanehub.protocol import topics
 from lanehub.replication.schema import transaction
-from lanehub.domain.sales import sale_key
-from edge.lane.tickets import LaneSettings, apply_settings, stored_settings
-from web_sites import csrf, login
 
 
 def test_device_statuses_reach_the_lanes_page(make_chain, mqtt):
@@ -150,9 +151,9 @@ def test_store_settings_are_saved_and_applied_to_the_lanes(sites):
 def test_the_sync_page_shows_the_hq_link_and_the_lanes_page_the_last_read(make_chain, mqtt):
     import uuid
 
-    from lanehub.runtime.config import load
     from edge.config import SCHEMA
     from edge.web.app import create_app
+    from lanehub.runtime.config import load
 
     chain = make_chain(stores=("S001",))
     client = mqtt(chain.store_brokers["S001"].port)

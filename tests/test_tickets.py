@@ -9,10 +9,10 @@ import time
 import uuid
 
 import pytest
-
 from helpers import db_query, db_value, edge_db, hq_db, wait_until
-from lanehub.protocol import topics
 from shop import LANES, Lane
+
+from lanehub.protocol import topics
 
 
 def test_scans_make_priced_lines_and_a_card_reprices_for_the_customer(lane):

@@ -7,10 +7,9 @@ import subprocess
 import uuid
 
 import pytest
+from helpers import customer_by, edge_db, wait_until
 
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
-
-from helpers import customer_by, edge_db, wait_until
 
 
 def openssl(*args: str, cwd) -> None:

@@ -13,9 +13,9 @@ import re
 import sqlite3
 
 import pytest
+from web_sites import csrf, login
 
 from lanehub.chain.processes import run_lanehub
-from web_sites import csrf, login
 
 NAMES = ("Müller", "Peña", "Gómez-Ibáñez")
 # Excel's "Unicode text" is UTF-16 with a BOM and tab-separated; the rest are comma-separated.
@@ -146,8 +146,8 @@ def test_a_file_no_encoding_reads_is_refused_on_the_page_with_what_it_looks_like
 
 @pytest.fixture
 def hq_config(tmp_path):
-    from lanehub.domain.codes import CodeFormat
     from hq.db import HQDatabase
+    from lanehub.domain.codes import CodeFormat
 
     HQDatabase(tmp_path / "hq.db", CodeFormat()).close()
     path = tmp_path / "hq.toml"

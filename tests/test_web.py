@@ -8,11 +8,11 @@ import json
 import re
 
 import pytest
+from web_sites import PASSWORD, csrf, login
 
-from lanehub.web.app import PUBLIC
 from hq.imports.engine import import_file
 from hq.users import HQUsers
-from web_sites import PASSWORD, csrf, login
+from lanehub.web.app import PUBLIC
 
 
 def routes(app):
@@ -21,7 +21,8 @@ def routes(app):
             continue
         view = app.view_functions[rule.endpoint]
         path = (rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y")
-                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1").replace("<username>", "viewer").replace("<sku>", "MILK"))
+                .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1")
+                .replace("<username>", "viewer").replace("<sku>", "MILK"))
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 

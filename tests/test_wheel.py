@@ -23,13 +23,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from helpers import db_query, db_value, edge_db, edge_ready, hq_db, kill_chain, wait_until
-from lanehub.chain.local import PASSWORD_RE, Chain
-from lanehub.runtime.config import dump_toml
-from lanehub.chain.processes import ServiceProcess
 from route_walk import expand, list_routes, login, walk
 from shop import PRODUCTS_CSV, Lane
+
+from lanehub.chain.local import PASSWORD_RE, Chain
+from lanehub.chain.processes import ServiceProcess
+from lanehub.runtime.config import dump_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "wheel-test-password"

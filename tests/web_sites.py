@@ -9,12 +9,12 @@ import re
 
 import pytest
 
-from lanehub.domain.codes import CodeFormat
 from edge.db import EdgeDatabase
 from edge.web.app import create_app as store_app
 from hq.db import HQDatabase
 from hq.users import HQUsers
 from hq.web.app import create_app as hq_app
+from lanehub.domain.codes import CodeFormat
 
 PASSWORD = "correct horse battery"
 

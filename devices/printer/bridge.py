@@ -14,17 +14,16 @@ import logging
 import threading
 from pathlib import Path
 
-from lanehub.protocol import topics
-from lanehub.protocol.lane import PrintJob, PrintResult
-from lanehub.protocol.envelope import PayloadError
-from lanehub.runtime.mqtt import Incoming
-from lanehub.runtime.report import publish_report
-
-from devices.readers.bridge import DeviceLink
 from devices.printer.io import FilePrinter, NetworkPrinter, SerialPrinter
-from devices.profiles import DeviceProfile
 from devices.printer.receipt import render_receipt
 from devices.printer.spool import Spool
+from devices.profiles import DeviceProfile
+from devices.readers.bridge import DeviceLink
+from lanehub.protocol import topics
+from lanehub.protocol.envelope import PayloadError
+from lanehub.protocol.lane import PrintJob, PrintResult
+from lanehub.runtime.mqtt import Incoming
+from lanehub.runtime.report import publish_report
 
 log = logging.getLogger(__name__)
 

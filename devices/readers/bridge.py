@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Callable
 
 import serial
 
+from devices.profiles import DeviceProfile
+from devices.readers.keymap import KeyDecoder, strip_aim
+from devices.readers.swipe import parse_swipe
 from lanehub.protocol import topics
-from lanehub.protocol.lane import CardRead, DeviceStatus, Scan
 from lanehub.protocol.envelope import PayloadError
+from lanehub.protocol.lane import CardRead, DeviceStatus, Scan
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 from lanehub.runtime.report import publish_report
-
-from devices.readers.swipe import parse_swipe
-from devices.readers.keymap import KeyDecoder, strip_aim
-from devices.profiles import DeviceProfile
 
 if TYPE_CHECKING:  # an optional dependency, imported where it is used
     import evdev
@@ -171,7 +170,7 @@ class SerialSource:
     def _alive(self) -> bool:
         assert self.port is not None  # asked only by read
         try:
-            self.port.in_waiting  # raises once the device is gone
+            _ = self.port.in_waiting  # raises once the device is gone
         except (OSError, serial.SerialException):
             return False
         return os.path.exists(self.path)

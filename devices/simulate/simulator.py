@@ -31,15 +31,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lanehub.protocol import topics
-from lanehub.protocol.lane import Receipt
-
-from devices.readers.bridge import DeviceLink, ReaderBridge
 from devices.printer.bridge import PrinterBridge
 from devices.printer.io import PrinterStatus
+from devices.printer.receipt import render_receipt, text_lines
 from devices.printer.spool import Spool
 from devices.profiles import DeviceProfile, load_profiles
-from devices.printer.receipt import render_receipt, text_lines
+from devices.readers.bridge import DeviceLink, ReaderBridge
+from lanehub.protocol import topics
+from lanehub.protocol.lane import Receipt
 from lanehub.receipts.image import receipt_png
 
 log = logging.getLogger(__name__)

@@ -11,15 +11,14 @@ import collections
 import contextlib
 import logging
 
-from lanehub.protocol import topics
-from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
-from lanehub.protocol.envelope import PayloadError
-from lanehub.runtime.mqtt import Incoming, MqttClient
-from lanehub.runtime.worker import Worker
-from lanehub.runtime.report import publish_report
-
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for
 from edge.lane.tickets import CouponGate, LaneSettings, Outcome, TicketBook, apply_settings, stored_settings
+from lanehub.protocol import topics
+from lanehub.protocol.envelope import PayloadError
+from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
+from lanehub.runtime.mqtt import Incoming, MqttClient
+from lanehub.runtime.report import publish_report
+from lanehub.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,9 @@ import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
+from edge.db import EdgeDatabase, NotReady, PastDeadline
+from edge.hq_link import HqLink
+from edge.lane.register import past_deadline, payment_card_refusal, register_op
 from lanehub.domain.model import ValidationError
 from lanehub.domain.search import lane_view, search_customers
 from lanehub.protocol import topics
@@ -15,10 +18,6 @@ from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.lane import CustomerReply, CustomerRequest
 from lanehub.runtime.mqtt import Incoming, MqttClient
 from lanehub.runtime.worker import Worker
-
-from edge.db import EdgeDatabase, NotReady, PastDeadline
-from edge.hq_link import HqLink
-from edge.lane.register import past_deadline, payment_card_refusal, register_op
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,7 @@ class LaneCustomers:
     def on_request(self, msg: Incoming) -> None:
         try:
             lane = topics.parse(msg.topic).lane
+            assert lane is not None  # subscribed to the lanes' customer/req topics only, each naming its lane
             request = CustomerRequest.parse(msg.payload)
         except (PayloadError, topics.TopicError) as exc:
             self.report(msg, str(exc))

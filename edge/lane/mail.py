@@ -31,12 +31,12 @@ from typing import Callable
 from lanehub.protocol import topics
 from lanehub.protocol.change import new_id
 from lanehub.protocol.lane import Receipt, TicketWarning
-from lanehub.runtime.config import Config
-from lanehub.replication.schema import connect, transaction
 from lanehub.receipts.image import receipt_png
 from lanehub.receipts.layout import text_lines
-from lanehub.runtime.worker import Worker
+from lanehub.replication.schema import connect, transaction
+from lanehub.runtime.config import Config
 from lanehub.runtime.report import publish_report
+from lanehub.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from edge.db import now_iso
 from lanehub.protocol.lane import Receipt, ReceiptStore
 from lanehub.runtime.config import Config
-
-from edge.db import now_iso
 
 
 @dataclass(frozen=True)

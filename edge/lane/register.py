@@ -7,14 +7,13 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from lanehub.replication.schema import transaction
-from lanehub.protocol.lane import CustomerReply, CustomerRequest
+from edge.db import EdgeDatabase, PastDeadline
 from lanehub.domain.model import ValidationError, current_consents
 from lanehub.domain.payment_cards import payment_card_errors
 from lanehub.domain.sales import purchase_history
-
-from edge.db import EdgeDatabase, PastDeadline
 from lanehub.domain.search import lane_view
+from lanehub.protocol.lane import CustomerReply, CustomerRequest
+from lanehub.replication.schema import transaction
 
 # What a cashier may change at the register; the rest is the office's.
 LANE_EDITABLE = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode",

@@ -16,20 +16,33 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any, Callable, Protocol
 
+from edge.db import SALE_TICKET_NUMBER, EdgeDatabase, now_iso
 from lanehub.domain.barcodes import GRAM, GS, BarcodeError, ScaleLayout, parse_layouts, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
-from lanehub.protocol.change import new_id
 from lanehub.domain.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
-from lanehub.replication.schema import transaction
-from lanehub.protocol.lane import (MAX_QTY, CardRead, Receipt, ReceiptCoupon, ReceiptCustomer, ReceiptLine,
-                                   ReceiptStore, ReceiptTax, Scan, TicketCommand, TicketCoupon, TicketCustomer,
-                                   TicketLine, TicketState, TicketWarning)
 from lanehub.domain.model import display_name
 from lanehub.domain.payment_cards import find_payment_card, mask, refusal
 from lanehub.domain.pricing import PricingCustomer, SqliteCatalogue, unit_price
 from lanehub.domain.sales import sale_key
-
-from edge.db import SALE_TICKET_NUMBER, EdgeDatabase, now_iso
+from lanehub.protocol.change import new_id
+from lanehub.protocol.lane import (
+    MAX_QTY,
+    CardRead,
+    Receipt,
+    ReceiptCoupon,
+    ReceiptCustomer,
+    ReceiptLine,
+    ReceiptStore,
+    ReceiptTax,
+    Scan,
+    TicketCommand,
+    TicketCoupon,
+    TicketCustomer,
+    TicketLine,
+    TicketState,
+    TicketWarning,
+)
+from lanehub.replication.schema import transaction
 
 EVENT_MEMORY = 7 * 24 * 3600  # seconds an event id is remembered (redelivery happens within seconds)
 

@@ -6,16 +6,15 @@ from pathlib import Path
 
 from flask import Blueprint, g, redirect, render_template, url_for
 
-from lanehub.web.app import health_blueprint, make_app, requires, web_secret
-from lanehub.web.api import Api, customer_api
-from lanehub.web.customers import customers_blueprint
-
 from edge.db import EdgeDatabase, NotReady
 from edge.lane.mail import MailSettings
 from edge.lane.printers import PrinterRoutes
-from edge.web.receipts import receipts_blueprint
 from edge.lane.tickets import LaneSettings
+from edge.web.receipts import receipts_blueprint
 from edge.web.store import lanes_blueprint, sales_blueprint, settings_blueprint
+from lanehub.web.api import Api, customer_api
+from lanehub.web.app import health_blueprint, make_app, requires, web_secret
+from lanehub.web.customers import customers_blueprint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # this site's pages; the shared ones are lanehub/web's
 

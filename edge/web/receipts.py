@@ -7,11 +7,10 @@ import json
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, url_for
 
+from edge.lane.mail import MailOutbox
 from lanehub.protocol.lane import Receipt
 from lanehub.receipts.image import receipt_png
 from lanehub.web.app import requires
-
-from edge.lane.mail import MailOutbox
 
 PER_LANE = 4  # receipts shown per lane
 PICTURE_COLUMNS = 42  # the common 80 mm printer's font A columns

@@ -8,15 +8,14 @@ import time
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from lanehub.protocol.change import new_id
-from lanehub.protocol.lane import ReceiptStore
-from lanehub.replication.schema import transaction
-from lanehub.domain.sales import SaleError, track_sale
-from lanehub.web.app import requires
-
 from edge.db import now_iso
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for, printers, test_receipt
 from edge.lane.tickets import EDITABLE_SETTINGS
+from lanehub.domain.sales import SaleError, track_sale
+from lanehub.protocol.change import new_id
+from lanehub.protocol.lane import ReceiptStore
+from lanehub.replication.schema import transaction
+from lanehub.web.app import requires
 
 SETTING_CHOICES = {"coupon_offline": ("deny", "allow")}
 

@@ -13,14 +13,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from hq.db import HQDatabase
+from hq.imports.sources import sniff_delimiter
 from lanehub.domain.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, ValidationError, digits, normalize_text
 from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras
 from lanehub.domain.model import checked_customer_write, display_name
 from lanehub.domain.ownership import refuse_owned
 from lanehub.runtime.text_files import decode_upload
-
-from hq.db import HQDatabase
-from hq.imports.sources import sniff_delimiter
 
 # The customer fields a new-customers batch takes (CSV columns, keyed-in rows).
 NEW_CUSTOMER_COLUMNS = (

@@ -19,15 +19,26 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from lanehub.replication.schema import transaction
+from hq.batches.checks import (
+    check_new_customer,
+    check_update,
+    checked_target,
+    code_rows,
+    columns_of,
+    csv_rows,
+    customer_fields,
+    in_batch_duplicates,
+    read_text,
+    similar_customers,
+    unknown_fields,
+    update_fields,
+)
+from hq.db import HQDatabase, now_iso
+from hq.merge import dismiss_duplicate
 from lanehub.domain.entity import MAX_TEXT, ValidationError
 from lanehub.domain.extra_fields import split_extras
 from lanehub.domain.payment_cards import find_payment_card, mask, masked_card, redact, refusal
-
-from hq.batches.checks import (check_new_customer, check_update, checked_target, code_rows, columns_of, csv_rows,
-    customer_fields, in_batch_duplicates, read_text, similar_customers, unknown_fields, update_fields)
-from hq.db import HQDatabase, now_iso
-from hq.merge import dismiss_duplicate
+from lanehub.replication.schema import transaction
 
 KINDS = ("new_customers", "customer_updates")
 STATUSES = ("open", "executed", "cancelled")

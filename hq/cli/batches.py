@@ -7,12 +7,11 @@ from contextlib import contextmanager
 
 import click
 
+from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchError, Batches, plural, read_rows
+from hq.cli.common import open_db
 from lanehub.cli.shared import by_option, config_option, validation_exit
 from lanehub.domain.entity import PAYMENT_STATUSES, ValidationError
 from lanehub.runtime.text_files import UploadEncodingError
-
-from hq.cli.common import open_db
-from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchError, Batches, plural, read_rows
 
 
 def batches_for(config_path, by: str = "") -> Batches:

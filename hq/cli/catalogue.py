@@ -8,12 +8,12 @@ from datetime import date
 
 import click
 
+from hq.catalogue import HQCatalogue
+from hq.cli.common import open_db
+from hq.db import HQDatabase
 from lanehub.cli.shared import by_option, config_option, fail_on_config_errors, validation_exit
 from lanehub.domain.model import ValidationError
 
-from hq.db import HQDatabase
-from hq.cli.common import open_db
-from hq.catalogue import HQCatalogue
 
 def catalogue_for(config_path) -> HQCatalogue:
     return HQCatalogue(open_db(config_path))

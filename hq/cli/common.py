@@ -6,10 +6,9 @@ Its own module so the command modules and the group that gathers them
 
 from __future__ import annotations
 
-from lanehub.cli.shared import fail_on_config_errors
-
 from hq.config import load_config
 from hq.db import HQDatabase
+from lanehub.cli.shared import fail_on_config_errors
 
 
 def open_db(config_path) -> HQDatabase:

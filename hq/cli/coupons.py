@@ -6,11 +6,11 @@ import json
 
 import click
 
+from hq.cli.common import open_db
+from hq.coupons import HQCoupons
 from lanehub.cli.shared import by_option, config_option, validation_exit
 from lanehub.domain.model import ValidationError, display_name
 
-from hq.cli.common import open_db
-from hq.coupons import HQCoupons
 
 def coupons_for(config_path) -> HQCoupons:
     return HQCoupons(open_db(config_path))

@@ -7,18 +7,17 @@ from contextlib import contextmanager
 
 import click
 
+from hq.cli.common import open_db
+from hq.config import load_config
+from hq.db import HQDatabase
+from hq.fields import declare_extra_field, sync_field_rules
+from hq.imports.engine import Caps, ImportAborted, ImportPlan, ImportSpec, checked_plan, write_plan
+from hq.imports.sources import SourceError, open_source
+from hq.imports.targets import TARGETS
 from lanehub.cli.shared import by_option, config_option, fail_on_config_errors, validation_exit
 from lanehub.domain.extra_fields import declared
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import RULE_ENTITIES, field_rules
-
-from hq.db import HQDatabase
-from hq.cli.common import open_db
-from hq.config import load_config
-from hq.imports.sources import SourceError, open_source
-from hq.imports.targets import TARGETS
-from hq.fields import declare_extra_field, sync_field_rules
-from hq.imports.engine import Caps, ImportAborted, ImportPlan, ImportSpec, checked_plan, write_plan
 
 
 def register(hq: click.Group) -> None:

@@ -6,17 +6,9 @@ import json
 
 import click
 
-from lanehub.runtime.backup import Site, backup_commands
-from lanehub.cli.shared import by_option, config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
-from lanehub.chain.demo_data import demo_customers
-from lanehub.domain.model import ValidationError, display_name
-from lanehub.domain.payment_cards import redact
-from lanehub.runtime.process import run_until_signalled, setup_logging
-from lanehub.web.app import WebService
-
-from hq.cli.common import open_db
 from hq.cli.batches import batch
 from hq.cli.catalogue import register as register_catalogue_commands
+from hq.cli.common import open_db
 from hq.cli.coupons import register as register_coupon_commands
 from hq.cli.imports import register as register_import_commands
 from hq.cli.users import users as users_group
@@ -24,6 +16,13 @@ from hq.config import load_config
 from hq.db import HQDatabase
 from hq.service import HQService, broker_files_now
 from hq.web.app import create_app
+from lanehub.chain.demo_data import demo_customers
+from lanehub.cli.shared import by_option, config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
+from lanehub.domain.model import ValidationError, display_name
+from lanehub.domain.payment_cards import redact
+from lanehub.runtime.backup import Site, backup_commands
+from lanehub.runtime.process import run_until_signalled, setup_logging
+from lanehub.web.app import WebService
 
 
 @click.group()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
+from hq.cli.common import open_db
+from hq.users import HQUsers, parse_roles
 from lanehub.cli.shared import by_option, config_option, validation_exit
 from lanehub.domain.model import ValidationError
 from lanehub.domain.users import BUILTIN_ROLES, PERMISSIONS
 
-from hq.cli.common import open_db
-from hq.users import HQUsers, parse_roles
 
 def users_for(config_path) -> HQUsers:
     return HQUsers(open_db(config_path))

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from lanehub.runtime.config import ConfigError
-from lanehub.replication.schema import transaction
+from hq.fields import sync_field_rules
+from hq.imports.sources import CsvSource, SourceError, SourceRow, SqlSource
+from hq.imports.targets import TARGETS, Target
 from lanehub.domain.model import ValidationError
 from lanehub.domain.payment_cards import payment_card_errors, redact
-
-from hq.imports.sources import CsvSource, SourceError, SourceRow, SqlSource
-from hq.fields import sync_field_rules
-from hq.imports.targets import TARGETS, Target
+from lanehub.replication.schema import transaction
+from lanehub.runtime.config import ConfigError
 
 Progress = Callable[[int], None]
 Source = CsvSource | SqlSource

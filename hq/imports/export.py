@@ -21,11 +21,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lanehub.replication.schema import transaction
-
 from hq.db import HQDatabase
-from hq.imports.sources import is_url
 from hq.imports.engine import ImportSpec
+from hq.imports.sources import is_url
+from lanehub.replication.schema import transaction
 
 CURSOR = "export_seq:{kind}"
 

@@ -12,16 +12,14 @@ from abc import ABC, abstractmethod
 from datetime import date
 from typing import Any
 
-from lanehub.domain.catalogue import barcode_key, product_key, rate_key
-from lanehub.domain.entity import FALSE_WORDS, TRUE_WORDS
-from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
-from lanehub.domain.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
-
 from hq.catalogue import HQCatalogue
 from hq.db import HQDatabase, now_iso
 from hq.duplicates import flag_duplicates
 from hq.gdpr import ERASED_NAME
-
+from lanehub.domain.catalogue import barcode_key, product_key, rate_key
+from lanehub.domain.entity import FALSE_WORDS, TRUE_WORDS
+from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
+from lanehub.domain.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
 
 
 def text(value: Any) -> str:
@@ -245,8 +243,8 @@ class ProductTarget(CatalogueTarget):
         fields = super().normalize(mapped, key)
         errors: dict[str, str] = {}
         for code in barcodes.split("|") if barcodes else []:
-            errors |= {"barcodes": message for message in
-                       ENTITIES["barcode"].check_fields({"code": code}, self.db.codes).values()}
+            for message in ENTITIES["barcode"].check_fields({"code": code}, self.db.codes).values():
+                errors["barcodes"] = message  # one message per field: the last one
             owner = self.conn.execute("SELECT p.sku FROM barcodes b JOIN products p ON p.id = b.product_id "
                                       "WHERE b.code = ? AND b.active = 1", (code,)).fetchone()
             if owner and owner[0] != fields.get("sku"):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
-from lanehub.domain.model import ValidationError
-from lanehub.domain.users import BUILTIN_ROLES, PERMISSIONS
-from lanehub.web.app import renew_session, requires, saved_upload
-
 from hq.catalogue import HQCatalogue
 from hq.imports.engine import ImportAborted, import_file
 from hq.users import HQUsers
+from lanehub.domain.model import ValidationError
+from lanehub.domain.users import BUILTIN_ROLES, PERMISSIONS
+from lanehub.web.app import renew_session, requires, saved_upload
 
 
 def users_blueprint() -> Blueprint:

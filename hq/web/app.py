@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 from flask import Blueprint, g, jsonify, redirect, render_template, url_for
 
-from lanehub.web.app import health_blueprint, make_app, requires, web_secret
-from lanehub.web.api import Api, customer_api
-from lanehub.web.customers import customers_blueprint
-
-from hq.db import HQDatabase
 from hq.audit import change_history
-from hq.web.fields import fields_blueprint
-from hq.web.imports import imports_blueprint
+from hq.db import HQDatabase
 from hq.web.admin import products_blueprint, users_blueprint
 from hq.web.batches import batches_blueprint
+from hq.web.fields import fields_blueprint
+from hq.web.imports import imports_blueprint
 from hq.web.rates import rates_blueprint
+from lanehub.web.api import Api, customer_api
+from lanehub.web.app import health_blueprint, make_app, requires, web_secret
+from lanehub.web.customers import customers_blueprint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # this site's pages; the shared ones are lanehub/web's
 
@@ -90,9 +88,8 @@ def duplicates_blueprint() -> Blueprint:
     def review(a, b):
         from flask import abort, flash, request
 
-        from lanehub.domain.model import ValidationError
-
         from hq.merge import dismiss_duplicate, merge_customers
+        from lanehub.domain.model import ValidationError
 
         left, right = g.db.replica.get("customer", a), g.db.replica.get("customer", b)
         if left is None or right is None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hq.batches.checks import columns_of
+from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchClosed, BatchError, Batches, plural, read_rows
 from lanehub.domain.entity import PAYMENT_STATUSES, ValidationError
 from lanehub.runtime.text_files import UploadEncodingError
 from lanehub.web.app import requires
-
-from hq.batches.checks import columns_of
-from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchClosed, BatchError, Batches, plural, read_rows
 
 
 def batches_blueprint() -> Blueprint:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
+from hq.fields import declare_extra_field
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import RULE_ENTITIES, field_rules
 from lanehub.web.app import requires
-
-from hq.fields import declare_extra_field
 
 
 def fields_blueprint() -> Blueprint:

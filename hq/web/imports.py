@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
-from lanehub.web.app import requires, saved_upload
-
-from hq.imports.targets import TARGETS
 from hq.imports.engine import Caps, ImportAborted, ImportSpec, import_file
+from hq.imports.targets import TARGETS
+from lanehub.web.app import requires, saved_upload
 
 SHOWN_CHANGES = 500  # a preview lists this many changes; the counts cover them all
 

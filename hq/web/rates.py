@@ -7,11 +7,10 @@ from datetime import date
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hq.catalogue import HQCatalogue
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import owned_fields
 from lanehub.web.app import requires
-
-from hq.catalogue import HQCatalogue
 
 
 def rates_blueprint() -> Blueprint:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from lanehub.protocol import topics
-from lanehub.chain.local import Chain
 from lanehub.chain.demo_data import DEMO_IMPORTS, DEMO_POS_CSV, DEMO_PRODUCTS, DEMO_SIGNUPS_CSV, demo_products_csv
+from lanehub.chain.local import Chain
+from lanehub.protocol import topics
 
 # Every demo store has these lanes, each with a simulated scanner, card reader and
 # receipt printer (`lanehub devices simulate`), so that demo receipts really print.

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-from lanehub.protocol.acl import HQ_BROKER_MESSAGE_LIMIT, hq_acl_file, new_password
 from lanehub.chain.mosquitto import Mosquitto, free_port
 from lanehub.chain.processes import ServiceProcess, lanehub_command, run_lanehub
+from lanehub.protocol.acl import HQ_BROKER_MESSAGE_LIMIT, hq_acl_file, new_password
 
 PASSWORD_RE = re.compile(r'^password = "([^"]+)"$', re.MULTILINE)
 

@@ -15,8 +15,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from lanehub.protocol.acl import (HQ_LISTENER_SETTINGS, STORE_BROKER_MESSAGE_LIMIT,
-                                  hash_password, max_packet_size, password_file, write_atomic)
+from lanehub.protocol.acl import (
+    HQ_LISTENER_SETTINGS,
+    STORE_BROKER_MESSAGE_LIMIT,
+    hash_password,
+    max_packet_size,
+    password_file,
+    write_atomic,
+)
 
 _handed_out: set[int] = set()
 

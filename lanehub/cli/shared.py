@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import click
 
-from lanehub.runtime.config import ConfigError
 from lanehub.domain.model import CUSTOMER_EDITABLE, ValidationError
+from lanehub.runtime.config import ConfigError
 
 
 def default_config(name: str) -> str:

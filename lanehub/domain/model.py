@@ -12,14 +12,31 @@ from typing import Any
 from lanehub.domain.catalogue import CATALOGUE_ENTITIES
 from lanehub.domain.codes import CodeFormat
 from lanehub.domain.coupons import COUPON_ENTITIES
+from lanehub.domain.entity import (  # noqa: F401
+    CARD_KINDS,
+    CARD_RE,
+    COUNTRY_RE,
+    CUSTOMER_STATUSES,
+    EMAIL_RE,
+    MAX_NOTES,
+    MAX_TEXT,
+    PAYMENT_STATUSES,
+    PHONE_RE,
+    UUID_RE,
+    EntitySpec,
+    ValidationError,
+    check_bools,
+    check_unknown,
+    digits,
+    normalize_text,
+    postcode_key,
+    text_checks,
+)
 from lanehub.domain.extra_fields import CUSTOMER_EXTRA, EXTRA_FIELD
 from lanehub.domain.ownership import FIELD_RULE
 from lanehub.domain.payment_cards import payment_card_errors
 from lanehub.domain.sales import SALE
 from lanehub.domain.users import USER_ENTITIES
-from lanehub.domain.entity import (CARD_KINDS, CARD_RE, COUNTRY_RE, CUSTOMER_STATUSES, EMAIL_RE, MAX_NOTES, MAX_TEXT,  # noqa: F401
-    PAYMENT_STATUSES, PHONE_RE, UUID_RE, EntitySpec, ValidationError, check_bools, check_unknown, digits,
-    normalize_text, postcode_key, text_checks)
 
 # --- customers --------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lanehub.domain.model import ENTITIES, UUID_RE
 from lanehub.protocol import hlc as hlc_mod
 from lanehub.protocol.envelope import PayloadError
-from lanehub.domain.model import ENTITIES, UUID_RE
 
 NEVER = ""  # the stamp of a field no change has set: loses to every change
 

@@ -29,7 +29,7 @@ import io
 from functools import lru_cache
 from pathlib import Path
 
-from barcode.charsets.code128 import CODES, STOP, START_CODES
+from barcode.charsets.code128 import CODES, START_CODES, STOP
 from PIL import Image, ImageDraw, ImageFont
 
 from lanehub.protocol.lane import Receipt

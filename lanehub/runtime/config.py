@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from lanehub.runtime.mqtt import BrokerSettings
 from lanehub.protocol.topics import ID_RE
-
+from lanehub.runtime.mqtt import BrokerSettings
 
 URL_RE = re.compile(r"^[a-z][a-z0-9+]*://")
 

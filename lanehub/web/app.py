@@ -25,14 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from jinja2 import ChoiceLoader, FileSystemLoader
 from flask import Blueprint, Flask, Response, abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.utils import secure_filename
 
+from lanehub.domain.users import end_session, find_session_user, find_user, find_user_by_token, permissions_of, start_session
 from lanehub.replication.sqlite import transaction
-from lanehub.domain.users import (end_session, find_session_user, find_user, find_user_by_token, permissions_of,
-    start_session)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -134,7 +133,7 @@ def requires(permission: str):
             return view(*args, **kwargs)
 
         # An attribute on the view function, read back with getattr by the route walks.
-        setattr(checked, "permission", permission)
+        setattr(checked, "permission", permission)  # noqa: B010  (mypy knows no such attribute on a function)
         return checked
 
     return wrap
