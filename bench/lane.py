@@ -90,7 +90,7 @@ class LoadGenerator:
         self.client.start()
         if not self.client.wait_connected(10):
             raise RuntimeError("the load generator cannot reach the store broker")
-        self.client.subscribe(topics.lane_filter(store, "ticket/state"), self._on_state)
+        self.client.subscribe(topics.lane_filter(store, topics.LEAF_TICKET_STATE), self._on_state)
         self.client.subscribe("bench/#", lambda m: None)
         self.scans_on = {lane: 0 for lane in self.lanes}
         time.sleep(0.5)

@@ -107,7 +107,7 @@ class HqLink:
         # else under our reply prefix (a reply that came after its timeout) is dropped.
         # One level ("+", not "#"): "#" matches sync/store/{store} too, and Mosquitto
         # then delivers every ack twice, once per matching subscription.
-        self.hq.subscribe(f"{topics.sync_store(self.store)}/+", lambda m: self.sync.submit(self.on_late_reply, m))
+        self.hq.subscribe(topics.sync_replies_filter(self.store), lambda m: self.sync.submit(self.on_late_reply, m))
 
     # --- requests ------------------------------------------------------------------------
 

@@ -327,15 +327,15 @@ class HQService:
             request = SyncRequest.parse(msg.payload)
         except PayloadError as exc:
             self._report(store, msg, str(exc))
-            if (msg.response_topic or "").startswith(topics.sync_store(store) + "/"):
+            if (msg.response_topic or "").startswith(topics.sync_reply_prefix(store)):
                 self.client.reply(msg, SyncReply(ok=False, error=str(exc)).to_json())
             return
         except Exception as exc:
             self._failed(store, msg, "reading a request", exc)
-            if (msg.response_topic or "").startswith(topics.sync_store(store) + "/"):
+            if (msg.response_topic or "").startswith(topics.sync_reply_prefix(store)):
                 self.client.reply(msg, SyncReply(ok=False, error=INTERNAL_ERROR_REPLY).to_json())
             return
-        if not msg.response_topic or not msg.response_topic.startswith(topics.sync_store(store) + "/"):
+        if not msg.response_topic or not msg.response_topic.startswith(topics.sync_reply_prefix(store)):
             # HQ may write anywhere under sync/: never let a store aim a reply at another's topics.
             self._report(store, msg, f"response topic must be under {topics.sync_store(store)}/ (got {msg.response_topic!r})")
             return

@@ -282,8 +282,9 @@ def line_view(state: dict) -> list[tuple]:
 
 
 def test_an_aim_prefixed_ean13_from_a_scanner_without_aim_in_its_profile_is_priced(shop, lane, mqtt):
+    from devices.link import DeviceLink
     from devices.profiles import PROFILES_DIR, load_profile
-    from devices.readers.bridge import DeviceLink, ReaderBridge
+    from devices.readers.bridge import ReaderBridge
     from lanehub.runtime.mqtt import BrokerSettings
 
     profile = load_profile(PROFILES_DIR / "datalogic-magellan-serial.toml")

@@ -267,8 +267,9 @@ def key_events(text: str):
 
 
 def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, mqtt):
+    from devices.link import DeviceLink
     from devices.profiles import PROFILES_DIR, load_profile
-    from devices.readers.bridge import DeviceLink, EvdevSource, ReaderBridge
+    from devices.readers.bridge import EvdevSource, ReaderBridge
     from lanehub.runtime.mqtt import BrokerSettings
 
     broker = mosquitto("hid", anonymous=True)
@@ -291,8 +292,9 @@ def test_a_hid_scanner_publishes_decoded_scans_with_their_symbology(mosquitto, m
 
 
 def test_an_unplugged_device_is_logged_once_per_state_not_every_retry(mosquitto, tmp_path, caplog):
+    from devices.link import DeviceLink
     from devices.profiles import PROFILES_DIR, load_profile
-    from devices.readers.bridge import DeviceLink, ReaderBridge, SerialSource
+    from devices.readers.bridge import ReaderBridge, SerialSource
     from lanehub.runtime.mqtt import BrokerSettings
 
     broker = mosquitto("unplugged", anonymous=True)

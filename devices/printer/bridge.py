@@ -14,11 +14,11 @@ import logging
 import threading
 from pathlib import Path
 
+from devices.link import DeviceLink
 from devices.printer.io import FilePrinter, NetworkPrinter, SerialPrinter
 from devices.printer.receipt import render_receipt
 from devices.printer.spool import Spool
 from devices.profiles import DeviceProfile
-from devices.readers.bridge import DeviceLink
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.lane import PrintJob, PrintResult

@@ -14,124 +14,21 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 import serial
 
+from devices.link import DeviceLink
 from devices.profiles import DeviceProfile
 from devices.readers.keymap import KeyDecoder, strip_aim
 from devices.readers.swipe import parse_swipe
 from lanehub.protocol import topics
-from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.lane import CardRead, DeviceStatus, Scan
-from lanehub.runtime.mqtt import BrokerSettings, MqttClient
-from lanehub.runtime.report import publish_report
+from lanehub.protocol.lane import CardRead, Scan
 
 if TYPE_CHECKING:  # an optional dependency, imported where it is used
     import evdev
 
 log = logging.getLogger(__name__)
-
-
-# A bridge's MQTT keepalive: the broker publishes its last will (offline) after
-# 1.5 x this without a packet, checked on its own coarse schedule: Mosquitto 2.0.11
-# took ~12 s with 5 and takes ~6.5 s with 3, so a frozen or cut bridge shows
-# offline within 10 s (tests/test_receipt_routing.py). A ping every 3 s per device
-# is nothing to a store broker.
-BRIDGE_KEEPALIVE = 3
-CLAIM_LOOK = 0.5  # seconds to wait for a device id's retained status before claiming it
-
-
-class DeviceIdTaken(RuntimeError):
-    """Another bridge is online with this device id on the store broker."""
-
-
-class DeviceLink:
-    """One device's MQTT connection: its status (with last will) and its publishes."""
-
-    def __init__(self, broker: BrokerSettings, store: str, device: str, lane: str, kind: str):
-        self.store, self.device, self.lane, self.kind = store, device, lane, kind
-        self.broker = replace(broker, keepalive=min(broker.keepalive, BRIDGE_KEEPALIVE))
-        self.status_topic = topics.device_status(store, device)
-        self.instance = uuid.uuid4().hex[:12]  # tells this bridge's statuses from another's
-        self.detail = ""
-        self.online = False
-        self.client = MqttClient(
-            self.broker, f"lanehub-device-{store}-{device}",
-            will=(self.status_topic, self._status("offline", "bridge gone")),
-            on_connect=lambda: self.client.publish(self.status_topic, self._current(), retain=True),
-            on_taken_over=self._taken_over, name="store broker",
-        )
-
-    def claim(self) -> None:
-        """Raise DeviceIdTaken when another bridge is online with this device id.
-
-        Device ids (and so MQTT client ids) are unique per store: two bridges with
-        one id would kick each other off the broker for ever. An ``online`` status
-        may also be a bridge that just died (its will comes after 1.5 keepalives),
-        so wait that long for it to turn offline before refusing. When the broker
-        cannot be reached the bridge starts anyway (a device works through outages).
-        """
-        statuses: list[DeviceStatus | None] = []
-
-        def seen(msg) -> None:
-            try:
-                statuses.append(DeviceStatus.parse(msg.payload) if msg.payload else None)
-            except PayloadError:
-                statuses.append(None)
-
-        probe = MqttClient(self.broker, f"lanehub-claim-{self.store}-{self.device}-{self.instance}", name="store broker")
-        probe.subscribe(self.status_topic, seen)
-        probe.start()
-        try:
-            if not probe.wait_connected(5):
-                log.warning("%s: store broker not reachable; starting without checking the device id", self.device)
-                return
-            deadline = time.monotonic() + CLAIM_LOOK
-            while time.monotonic() < deadline:
-                time.sleep(0.05)
-            deadline = time.monotonic() + 1.5 * BRIDGE_KEEPALIVE + 2
-            while statuses and statuses[-1] is not None and statuses[-1].state == "online" \
-                    and statuses[-1].instance != self.instance:
-                if time.monotonic() > deadline:
-                    other = statuses[-1]
-                    raise DeviceIdTaken(
-                        f"device {self.device} is already online on store {self.store}'s broker ({other.kind or 'device'}"
-                        f"{', lane ' + other.lane if other.lane else ''}): another bridge runs with this device id; "
-                        f"give this one another id (device ids are unique per store)")
-                time.sleep(0.1)
-        finally:
-            probe.stop()
-
-    def _taken_over(self) -> None:
-        log.error("%s: another bridge connected with this device id (%s) and took over its broker session; "
-                  "this bridge stops talking to the broker (device ids are unique per store)",
-                  self.device, self.client.client_id)
-
-    def _status(self, state: str, detail: str) -> bytes:
-        return DeviceStatus(state=state, kind=self.kind, lane=self.lane, detail=detail,
-                            instance=self.instance).to_json()
-
-    def _current(self) -> bytes:
-        return self._status("online" if self.online else "offline", self.detail)
-
-    def set_state(self, online: bool, detail: str = "") -> None:
-        """Publish the device's state when it changes (retained)."""
-        if (online, detail) == (self.online, self.detail):
-            return
-        self.online, self.detail = online, detail
-        self.client.publish(self.status_topic, self._current(), retain=True)
-
-    def error(self, reason: str, excerpt: str = "") -> None:
-        topic = topics.lane_topic(self.store, self.lane, "scan" if self.kind == "scanner" else "card")
-        publish_report(self.client, self.store, topic, f"{self.device}: {reason}", excerpt, log)
-
-    def start(self) -> None:
-        self.client.start()
-
-    def stop(self) -> None:
-        self.client.stop(last=(self.status_topic, self._status("offline", "stopped")))
 
 
 # --- sources: where a reader's frames come from ------------------------------------------

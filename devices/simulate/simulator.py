@@ -31,12 +31,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.link import DeviceLink
 from devices.printer.bridge import PrinterBridge
 from devices.printer.io import PrinterStatus
 from devices.printer.receipt import render_receipt, text_lines
 from devices.printer.spool import Spool
 from devices.profiles import DeviceProfile, load_profiles
-from devices.readers.bridge import DeviceLink, ReaderBridge
+from devices.readers.bridge import ReaderBridge
 from lanehub.protocol import topics
 from lanehub.protocol.lane import Receipt
 from lanehub.receipts.image import receipt_png

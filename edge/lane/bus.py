@@ -51,9 +51,9 @@ class TicketLanes:
         self._book = TicketBook(db, self.settings, self.coupons, receipt_mail=self.receipt_mail,
                                printer_for=lambda lane: printer_for(db.conn, self.routes, lane))
         store = self.settings.store
-        self.local.subscribe(topics.lane_filter(store, "scan"), lambda m: self._queue_event(m, Scan))
-        self.local.subscribe(topics.lane_filter(store, "card"), lambda m: self._queue_event(m, CardRead))
-        self.local.subscribe(topics.lane_filter(store, "ticket/cmd"), lambda m: self._queue_event(m, TicketCommand))
+        self.local.subscribe(topics.lane_filter(store, topics.LEAF_SCAN), lambda m: self._queue_event(m, Scan))
+        self.local.subscribe(topics.lane_filter(store, topics.LEAF_CARD), lambda m: self._queue_event(m, CardRead))
+        self.local.subscribe(topics.lane_filter(store, topics.LEAF_TICKET_CMD), lambda m: self._queue_event(m, TicketCommand))
         self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
         self.local.subscribe(topics.device_status_filter(store), lambda m: self.worker.submit(self._on_device_status, m))
         self.worker.every(2.0, self._refresh_settings)

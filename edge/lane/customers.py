@@ -39,7 +39,7 @@ class LaneCustomers:
         self.report = report
 
     def subscribe(self) -> None:
-        self.local.subscribe(topics.lane_filter(self.store, "customer/req"), lambda m: self.lane.submit(self.on_request, m))
+        self.local.subscribe(topics.lane_filter(self.store, topics.LEAF_CUSTOMER_REQ), lambda m: self.lane.submit(self.on_request, m))
 
     def on_request(self, msg: Incoming) -> None:
         try:

@@ -111,12 +111,20 @@ KINDS: dict[str, TopicKind] = {kind.name: kind for kind in (
     TopicKind("sync_status", SYNC + "/status/{store}", "SyncStatus"),
 )}
 
+
+
+def _lane_leaf(kind: str) -> str:
+    leaf = KINDS[kind].leaf
+    assert leaf is not None, f"{kind} is not a lane topic"
+    return leaf
+
+
 # Lane leaves, for lane_filter() and lane_topic().
-LEAF_SCAN = KINDS["scan"].leaf
-LEAF_CARD = KINDS["card"].leaf
-LEAF_TICKET_CMD = KINDS["ticket_cmd"].leaf
-LEAF_TICKET_STATE = KINDS["ticket_state"].leaf
-LEAF_CUSTOMER_REQ = KINDS["customer_req"].leaf
+LEAF_SCAN = _lane_leaf("scan")
+LEAF_CARD = _lane_leaf("card")
+LEAF_TICKET_CMD = _lane_leaf("ticket_cmd")
+LEAF_TICKET_STATE = _lane_leaf("ticket_state")
+LEAF_CUSTOMER_REQ = _lane_leaf("customer_req")
 
 
 # --- store broker -----------------------------------------------------------
