@@ -1,4 +1,4 @@
-"""edge.toml: the keys of DESIGN section 3 plus the edge's sync tuning."""
+"""edge.toml: the keys of docs/configuration.md plus the edge's sync tuning."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Every local write updates the replica and appends its change to the outbox
 in one transaction; the outbox row is deleted only when HQ acks it (or the
 change comes back down with its seq). Nothing is reported done before the
-transaction commits (DESIGN section 5).
+transaction commits (docs/protocol.md).
 """
 
 from __future__ import annotations

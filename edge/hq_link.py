@@ -2,7 +2,7 @@
 from HQ's log, the outbox sent up in batches until HQ acks, HQ's acks and
 rejections, code leases and the other requests to HQ.
 
-The broker is never trusted to keep anything (DESIGN section 11): the outbox
+The broker is never trusted to keep anything (docs/benchmarks.md): the outbox
 is resent until HQ acks, and gaps in ``seq`` are filled from HQ's log.
 """
 

@@ -1,4 +1,4 @@
-"""hq.toml: the keys of DESIGN section 3 plus where HQ writes the broker's files."""
+"""hq.toml: the keys of docs/configuration.md plus where HQ writes the broker's files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """HQ's households and coupons: issuing, and the reservation that lets only one
-ticket in the chain redeem a coupon (DESIGN: requests on sync/req/{store})."""
+ticket in the chain redeem a coupon (docs/protocol.md: requests on sync/req/{store})."""
 
 from __future__ import annotations
 

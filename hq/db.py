@@ -2,7 +2,7 @@
 
 Every write (a store's change or an operator's) applies to the replica and
 appends to the ``changes`` log, whose INTEGER PRIMARY KEY AUTOINCREMENT is
-the gap-free global ``seq``, in one transaction (DESIGN section 5).
+the gap-free global ``seq``, in one transaction (docs/protocol.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Possible duplicates: same normalized name plus the same phone or e-mail.
 
 Two stores that sign up the same person while offline make two records with
-two codes (DESIGN section 6); HQ flags the pair for a person to review and
+two codes (docs/protocol.md); HQ flags the pair for a person to review and
 merge, it never merges on its own.
 """
 

@@ -1,7 +1,7 @@
 """GDPR: everything HQ holds about a customer, and erasure.
 
 Erasure blanks the personal fields with a normal HQ change, so it reaches
-every replica (DESIGN section 5, rule 6); the record, its code, its sales
+every replica (docs/protocol.md, rule 6); the record, its code, its sales
 and its consent history stay, its cards are deactivated and its extra
 field values blanked.
 """

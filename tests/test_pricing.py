@@ -1,4 +1,4 @@
-"""DESIGN section 7, branch by branch: one table, one pure function."""
+"""docs/protocol.md, branch by branch: one table, one pure function."""
 
 from dataclasses import dataclass, field
 from datetime import date

@@ -1,5 +1,5 @@
 """The receipt printer bridge: ``printer/{device}/job`` in, paper out,
-``printer/{device}/result`` back (DESIGN sections 4 and 8).
+``printer/{device}/result`` back (docs/protocol.md).
 
 A job is spooled on disk before anything else happens and removed only
 after it printed, so a receipt survives an offline printer, an empty paper

@@ -1,4 +1,4 @@
-"""Bridges between lane devices and the store broker (DESIGN sections 4 and 8).
+"""Bridges between lane devices and the store broker (docs/protocol.md).
 
 Each device has its own MQTT connection, so each has its own last will: its
 retained ``device/{device}/status`` turns ``offline`` the moment the bridge

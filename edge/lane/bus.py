@@ -1,5 +1,5 @@
 """The lanes' tickets on the store broker: scans, card reads and ticket
-commands in, retained ticket states and receipt jobs out (DESIGN section 4).
+commands in, retained ticket states and receipt jobs out (docs/protocol.md).
 
 Everything runs on the edge's lane worker, one event at a time, so a lane's
 events apply in the order the broker delivered them.

@@ -1,6 +1,6 @@
 """Customers at the register beyond search and create: update contact details,
 hand out a card, record marketing consent, look up purchase history
-(DESIGN section 4's lane customer request; issue 3)."""
+(docs/protocol.md lane customer request; issue 3)."""
 
 from __future__ import annotations
 

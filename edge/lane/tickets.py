@@ -1,4 +1,4 @@
-"""Lane tickets, priced at the edge (DESIGN sections 4 and 7).
+"""Lane tickets, priced at the edge (docs/protocol.md).
 
 Every event (scan, card read, ticket command) runs in one SQLite transaction
 that also records its id, so a redelivered event does nothing and a ticket
@@ -532,7 +532,7 @@ class TicketBook:
         return ticket
 
     def state(self, lane: str) -> TicketState:
-        """The lane's ticket state as DESIGN section 4 gives it."""
+        """The lane's ticket state as docs/protocol.md gives it."""
         row = self.conn.execute("SELECT current, notices, cause FROM lanes WHERE lane = ?", (lane,)).fetchone()
         warnings = list(TicketWarning.list_from(json.loads(row["notices"]), "notices")) if row else []
         empty = TicketState(store=self.settings.store, lane=lane, warnings=tuple(warnings),

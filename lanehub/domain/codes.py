@@ -2,7 +2,7 @@
 
 HQ hands out permanent numbers, to itself and in leased blocks to stores;
 a store that is offline and out of numbers makes provisional codes, which
-HQ replaces on sync and keeps as aliases (DESIGN section 6).
+HQ replaces on sync and keeps as aliases (docs/protocol.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Unit prices, exactly as DESIGN section 7 (normative).
+"""Unit prices, exactly as docs/protocol.md (normative).
 
 ``unit_price`` is a pure function of (product, customer, store, day,
 catalogue view); the edge prices tickets with it and HQ's price check uses

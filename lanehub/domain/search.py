@@ -4,7 +4,7 @@ Exact identifiers (code, alias, card) rank first, then e-mail and phone,
 then postcode, then names. Names use SQLite FTS5 with 2- and 3-character
 prefix indexes; ranking runs in Python over at most ``NAME_CANDIDATES``
 rows, never ``ORDER BY rank`` over a short prefix's huge match set
-(DESIGN section 11). Raw cursors: this is the hot path.
+(docs/benchmarks.md). Raw cursors: this is the hot path.
 """
 
 from __future__ import annotations

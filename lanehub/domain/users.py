@@ -1,4 +1,4 @@
-"""Users, roles and permissions (DESIGN section 9), replicated from HQ to every
+"""Users, roles and permissions (docs/web.md), replicated from HQ to every
 store like customers, so a store's admins can log in while HQ is away.
 
 Built-in roles are code (they cannot drift between sites); custom roles are

@@ -63,7 +63,7 @@ HQ_LISTENER_SETTINGS = ("use_username_as_clientid true",)
 
 
 def hq_acl_file(hq_user: str, stores: list[str], extra: str = "") -> str:
-    """ACL of the HQ broker (DESIGN section 4): a store writes only its own
+    """ACL of the HQ broker (docs/protocol.md): a store writes only its own
     up/req/status topics and reads only down and its own store/ topics."""
     lines = [
         "# Written by lanehub HQ; edits are overwritten when a store is added.",

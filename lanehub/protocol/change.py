@@ -1,4 +1,4 @@
-"""The change record and per-field last-writer-wins clocks (DESIGN section 5).
+"""The change record and per-field last-writer-wins clocks (docs/protocol.md).
 
 A change is ``{id, entity, key, origin, hlc, by, fields}``; downstream HQ adds
 ``seq``. Each replicated record keeps, per field, the stamp of the change that

@@ -3,7 +3,7 @@
 The payloads themselves are in ``lanehub.protocol.lane`` (store broker) and
 ``lanehub.protocol.sync`` (HQ broker).
 
-Every payload is a UTF-8 JSON object with ``"v": 1`` (DESIGN section 4).
+Every payload is a UTF-8 JSON object with ``"v": 1`` (docs/protocol.md).
 ``Message.parse`` turns bytes into a message or raises ``PayloadError`` with
 a reason a person can act on; handlers publish that reason on the error
 topic and carry on.

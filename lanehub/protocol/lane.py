@@ -1,4 +1,4 @@
-"""Lane payloads on the store broker (DESIGN section 4): scans, card reads,
+"""Lane payloads on the store broker (docs/protocol.md): scans, card reads,
 ticket commands, print jobs and their results, the lane's ticket state and
 the receipt a print job carries."""
 
@@ -231,7 +231,7 @@ class CustomerReply(Message):
         return data
 
 
-# --- the lane's ticket state and its receipt (DESIGN section 4, docs/protocol.md §18) ---
+# --- the lane's ticket state and its receipt (docs/protocol.md, docs/protocol.md §18) ---
 
 def _plain(value: Any) -> Any:
     """A value as JSON has it: a part as an object in field order, a tuple as a list."""

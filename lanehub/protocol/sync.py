@@ -1,4 +1,4 @@
-"""HQ broker payloads (DESIGN section 4, normative): up and down batches, a store's
+"""HQ broker payloads (docs/protocol.md, normative): up and down batches, a store's
 own messages (acks, snapshot and catch-up pages), requests and replies, and status.
 
 The objects inside them are typed too: a ``Rejection`` in an ack, and one reply

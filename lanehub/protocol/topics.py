@@ -1,4 +1,4 @@
-"""MQTT topic builders and parsers (DESIGN section 4, normative).
+"""MQTT topic builders and parsers (docs/protocol.md, normative).
 
 Every topic string in lanehub is built and parsed here and nowhere else, so a
 rename is one edit and a typo is a test failure, not a silent mismatch.

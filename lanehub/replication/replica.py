@@ -3,7 +3,7 @@
 The same engine runs at HQ and at every edge, for every entity in
 ``lanehub.domain.model.ENTITIES``. Applying is idempotent and commutative: the result
 depends on the set of changes applied, never on their order or on how often
-each arrived (DESIGN section 5). Callers own the transaction.
+each arrived (docs/protocol.md). Callers own the transaction.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Schema steps are sqlite-utils ``Migrations``; each site adds its own set on
 top of ``replica_migrations``. The hot path uses raw ``sqlite3`` cursors
-(DESIGN section 11); sqlite-utils is for schema and bulk work.
+(docs/benchmarks.md); sqlite-utils is for schema and bulk work.
 """
 
 from __future__ import annotations

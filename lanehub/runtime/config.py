@@ -2,7 +2,7 @@
 
 Every key not marked required has a default; ``LANEHUB_<SECTION>_<KEY>``
 overrides a file value; a missing file, a bad value or an unknown key stops
-the process with one line naming the file and the key (DESIGN section 3).
+the process with one line naming the file and the key (docs/configuration.md).
 Relative paths are taken relative to the config file's directory.
 """
 

@@ -1,6 +1,6 @@
 """MQTT transport: the one place lanehub talks to paho-mqtt.
 
-- MQTT 5, TCP_NODELAY on every socket (DESIGN section 11: ~88 ms -> ~0.3 ms
+- MQTT 5, TCP_NODELAY on every socket (docs/benchmarks.md: ~88 ms -> ~0.3 ms
   per request/reply through Mosquitto);
 - ``subscribe()`` returns its unsubscribe; subscriptions are replayed on
   every reconnect;

@@ -1,6 +1,6 @@
 """A worker thread with a queue: where slow work (SQLite, requests) happens.
 
-paho's network thread only enqueues (DESIGN section 11: a slow on_message
+paho's network thread only enqueues (docs/benchmarks.md: a slow on_message
 stops keepalives, and publishing-and-waiting from a callback deadlocks).
 Each worker owns its SQLite connection, so connections never cross threads.
 """

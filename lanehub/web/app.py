@@ -1,6 +1,6 @@
 """What the HQ Manager and the store admin page share: the application
 factory's common part, login with hashed passwords and throttling, CSRF on
-every form, and a permission on every route (DESIGN section 9).
+every form, and a permission on every route (docs/web.md).
 
 Each site passes ``open_db`` (a database with ``.conn`` and ``.close()``) and
 registers its own blueprints. Every view is wrapped by ``requires(permission)``,
