@@ -30,7 +30,7 @@ from lanehub.domain.ownership import refuse_owned
 from lanehub.domain.payment_cards import redact
 from lanehub.domain.users import add_session_schema
 from lanehub.protocol import hlc as hlc_mod
-from lanehub.protocol.acl import hash_password, new_password
+from lanehub.protocol.acl import broker_password_hash, new_password
 from lanehub.protocol.change import Change, new_id
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.hlc import site_clock
@@ -158,7 +158,7 @@ def now_iso() -> str:
 
 
 @dataclass
-class Outcome:
+class ApplyOutcome:
     """What HQ did with one change from a store."""
 
     change_id: str
@@ -326,7 +326,7 @@ class HQDatabase:
 
     # --- store changes ------------------------------------------------------------------
 
-    def apply_store_changes(self, store: str, changes: list[Any]) -> list[Outcome]:
+    def apply_store_changes(self, store: str, changes: list[Any]) -> list[ApplyOutcome]:
         """Apply a batch from ``store``: each change on its own savepoint, so an
         invalid one is rejected and the ones behind it still apply."""
         outcomes = []
@@ -336,7 +336,7 @@ class HQDatabase:
             self.conn.execute("UPDATE stores SET last_contact = ? WHERE id = ?", (time.time(), store))
         return outcomes
 
-    def _apply_one(self, store: str, raw: Any) -> Outcome:
+    def _apply_one(self, store: str, raw: Any) -> ApplyOutcome:
         try:
             change = Change.from_dict(raw)
         except PayloadError as exc:
@@ -344,13 +344,13 @@ class HQDatabase:
             change_id = raw_id if isinstance(raw_id, str) else ""
             return self._reject(store, None, change_id, f"malformed change: {exc}", raw)
         if self.conn.execute("SELECT 1 FROM changes WHERE id = ?", (change.id,)).fetchone():
-            return Outcome(change.id, True, entity=change.entity, key=change.key)  # redelivered
+            return ApplyOutcome(change.id, True, entity=change.entity, key=change.key)  # redelivered
         earlier = self.conn.execute("SELECT reason FROM rejections WHERE change_id = ?", (change.id,)).fetchone()
         if earlier:
             return self._outcome_rejected(change, earlier["reason"])
         reason = self._check(store, change)
         if reason is DEFER:
-            return Outcome(change.id, False, "waiting for the record it changes", change.entity, change.key, deferred=True)
+            return ApplyOutcome(change.id, False, "waiting for the record it changes", change.entity, change.key, deferred=True)
         if reason:
             return self._reject(store, change, change.id, reason, change.to_dict())
         self.conn.execute("SAVEPOINT change")
@@ -367,7 +367,7 @@ class HQDatabase:
             self.conn.execute("RELEASE change")
             return self._reject(store, change, change.id, f"conflicts with an existing record: {exc}", change.to_dict())
         self.conn.execute("RELEASE change")
-        return Outcome(change.id, True, entity=change.entity, key=change.key)
+        return ApplyOutcome(change.id, True, entity=change.entity, key=change.key)
 
     def _check(self, store: str, change: Change):
         """Why HQ refuses a store's change, None to apply it, or DEFER."""
@@ -510,7 +510,7 @@ class HQDatabase:
                 "INSERT OR IGNORE INTO coupon_double_uses (coupon_id, ticket, store, other_ticket, flagged_at) "
                 "VALUES (?, ?, ?, ?, ?)", (coupon_id, ticket, store, other[0], now_iso()))
 
-    def _reject(self, store: str, change: Change | None, change_id: str, reason: str, raw: Any) -> Outcome:
+    def _reject(self, store: str, change: Change | None, change_id: str, reason: str, raw: Any) -> ApplyOutcome:
         entity = change.entity if change else ""
         key = change.key if change else ""
         if change_id:
@@ -521,19 +521,19 @@ class HQDatabase:
                 (change_id, store, entity, key, redact(reason), redact(json.dumps(raw, default=str))[:20000], now_iso()),
             )
         if change is None:
-            return Outcome(change_id, False, reason)
+            return ApplyOutcome(change_id, False, reason)
         return self._outcome_rejected(change, reason)
 
-    def _outcome_rejected(self, change: Change, reason: str) -> Outcome:
+    def _outcome_rejected(self, change: Change, reason: str) -> ApplyOutcome:
         record = self.replica.get(change.entity, change.key)
         clocks = self.replica.clocks(change.entity, change.key) if record else None
-        return Outcome(change.id, False, reason, change.entity, change.key, record, clocks)
+        return ApplyOutcome(change.id, False, reason, change.entity, change.key, record, clocks)
 
     def rejections(self, store: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM rejections" + (" WHERE store = ?" if store else "") + " ORDER BY rejected_at"
         return [dict(row) for row in self.conn.execute(sql, (store,) if store else ())]
 
-    def retry_rejection(self, change_id: str) -> Outcome:
+    def retry_rejection(self, change_id: str) -> ApplyOutcome:
         """Apply a refused store change again (its cause fixed meanwhile): the
         rejection is forgotten and the change goes through the normal checks."""
         row = self.conn.execute("SELECT store, change FROM rejections WHERE change_id = ?", (change_id,)).fetchone()
@@ -559,14 +559,14 @@ class HQDatabase:
                 raise ValueError(f"store {store} is already registered")
             self.conn.execute(
                 "INSERT INTO stores (id, password_hash, created_at) VALUES (?, ?, ?)",
-                (store, hash_password(password), now_iso()),
+                (store, broker_password_hash(password), now_iso()),
             )
         return password
 
     def reset_store_password(self, store: str) -> str:
         password = new_password()
         with transaction(self.conn):
-            cursor = self.conn.execute("UPDATE stores SET password_hash = ? WHERE id = ?", (hash_password(password), store))
+            cursor = self.conn.execute("UPDATE stores SET password_hash = ? WHERE id = ?", (broker_password_hash(password), store))
             if cursor.rowcount == 0:
                 raise KeyError(store)
         return password

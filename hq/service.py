@@ -415,12 +415,12 @@ def reload_broker(command: str) -> None:
 
 def broker_files_now(db: HQDatabase, config: Config) -> None:
     """Write the HQ broker's password and ACL files from the registered stores."""
-    from lanehub.protocol.acl import hash_password, hq_acl_file, password_file, write_atomic
+    from lanehub.protocol.acl import broker_password_hash, hq_acl_file, password_file, write_atomic
 
     broker = config["broker"]
     hashes = db.store_hashes()
     if broker["username"]:
-        hashes[broker["username"]] = hash_password(broker["password"])
+        hashes[broker["username"]] = broker_password_hash(broker["password"])
     if broker["passwd_file"]:
         write_atomic(broker["passwd_file"], password_file(hashes), 0o640)
     if broker["acl_file"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 from lanehub.protocol import topics
-from lanehub.protocol.acl import hash_password, new_password
+from lanehub.protocol.acl import broker_password_hash, new_password
 
 _names = itertools.count(1)
 
@@ -20,7 +20,7 @@ def _add_user(chain, name: str, rights: list[str]) -> str:
     password = new_password()
     broker = chain.hq_broker
     with open(broker.passwd_path, "a") as fh:
-        fh.write(f"{name}:{hash_password(password)}\n")
+        fh.write(f"{name}:{broker_password_hash(password)}\n")
     with open(broker.acl_path, "a") as fh:
         fh.write("\n" + "\n".join([f"user {name}", *rights]) + "\n")
     broker.reload()

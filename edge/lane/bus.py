@@ -12,7 +12,7 @@ import contextlib
 import logging
 
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for
-from edge.lane.tickets import CouponGate, LaneSettings, Outcome, TicketBook, apply_settings, stored_settings
+from edge.lane.tickets import CouponGate, EventOutcome, LaneSettings, TicketBook, apply_settings, stored_settings
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
@@ -139,7 +139,7 @@ class TicketLanes:
                 log.exception("publishing the outcome of %s failed", msg.topic)
                 self.report(msg, f"internal error: {exc}")
 
-    def _publish(self, outcome: Outcome) -> None:
+    def _publish(self, outcome: EventOutcome) -> None:
         if outcome.duplicate or outcome.state is None:  # a redelivery; its state went out the first time
             return
         store = self.settings.store

@@ -99,7 +99,7 @@ def apply_settings(base: LaneSettings, stored: dict[str, str]) -> LaneSettings:
 
 
 @dataclass
-class Outcome:
+class EventOutcome:
     """What an event did: the lane's state to publish and receipts to print."""
 
     lane: str
@@ -143,7 +143,7 @@ class TicketBook:
 
     # --- events ---------------------------------------------------------------------------
 
-    def scan(self, lane: str, scan: Scan) -> Outcome:
+    def scan(self, lane: str, scan: Scan) -> EventOutcome:
         def run(ctx: _Event) -> None:
             # A bank card's number or stripe read by the scanner is refused before anything
             # can keep it; a product the store sells is a product whatever its digits.
@@ -155,7 +155,7 @@ class TicketBook:
                 self._add(ctx, scan.code, "", Decimal(1), scan.symbology)
         return self._event(lane, scan.id, f"device:{scan.device}" if scan.device else "scanner", run)
 
-    def card(self, lane: str, card: CardRead) -> Outcome:
+    def card(self, lane: str, card: CardRead) -> EventOutcome:
         def run(ctx: _Event) -> None:
             customer_id = self._card_owner(card.card)
             if not customer_id:
@@ -179,7 +179,7 @@ class TicketBook:
             keys = (code,)
         return any(self.catalogue.product_by_code(key) is not None for key in keys)
 
-    def command(self, lane: str, cmd: TicketCommand) -> Outcome:
+    def command(self, lane: str, cmd: TicketCommand) -> EventOutcome:
         # Asking HQ about a coupon takes a network round trip: done before the
         # event's write transaction, so the store's other writers never wait on it.
         reservation = self._reserve_coupon(lane, cmd) if cmd.op == "apply_coupon" else None
@@ -216,7 +216,7 @@ class TicketBook:
                 self.conn.execute("UPDATE tickets SET status = 'void', closed_at = ? WHERE ticket = ?", (now_iso(), ticket))
         return self._event(lane, cmd.id, cmd.user or f"lane:{lane}", run)
 
-    def _event(self, lane: str, event_id: str, by: str, run) -> Outcome:
+    def _event(self, lane: str, event_id: str, by: str, run) -> EventOutcome:
         """One event on its own savepoint: inside the caller's transaction (a batch,
         see ``edge.lane.bus``), or in a transaction of its own."""
         if not self.conn.in_transaction:
@@ -231,7 +231,7 @@ class TicketBook:
                                      (event_id, lane, time.time()))
             if seen.rowcount == 0:
                 self.conn.execute("RELEASE lane_event")
-                return Outcome(lane, duplicate=True)
+                return EventOutcome(lane, duplicate=True)
             self._lane_row(lane)
             self._retire_sold_ticket(lane)
             self.conn.execute("SAVEPOINT event")
@@ -249,7 +249,7 @@ class TicketBook:
             self.conn.execute("RELEASE lane_event")
             raise
         self.conn.execute("RELEASE lane_event")
-        return Outcome(lane, state, ctx.jobs)
+        return EventOutcome(lane, state, ctx.jobs)
 
     def batch(self):
         """One transaction (one fsync) for several events: under load the lane

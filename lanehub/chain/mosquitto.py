@@ -18,7 +18,7 @@ from pathlib import Path
 from lanehub.protocol.acl import (
     HQ_LISTENER_SETTINGS,
     STORE_BROKER_MESSAGE_LIMIT,
-    hash_password,
+    broker_password_hash,
     max_packet_size,
     password_file,
     write_atomic,
@@ -148,7 +148,7 @@ class Mosquitto:
         # whoever manages them (HQ adds stores), and a restart keeps their edits.
         if self.users or not self.anonymous:
             if not self.passwd_path.exists():
-                write_atomic(self.passwd_path, password_file({u: hash_password(p) for u, p in self.users.items()}), 0o600)
+                write_atomic(self.passwd_path, password_file({u: broker_password_hash(p) for u, p in self.users.items()}), 0o600)
             lines.append(f"password_file {self.passwd_path}")
         if self.acl is not None and not self.acl_path.exists():
             write_atomic(self.acl_path, self.acl, 0o600)
