@@ -19,7 +19,7 @@ from edge.lane.bus import TicketLanes
 from edge.lane.customers import LaneCustomers
 from edge.lane.mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
 from edge.lane.printers import PrinterRoutes
-from edge.lane.tickets import LaneSettings
+from edge.lane.settings import LaneSettings
 from lanehub.protocol import topics
 from lanehub.protocol.lane import EdgeStatus
 from lanehub.protocol.sync import SyncStatus

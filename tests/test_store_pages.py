@@ -13,7 +13,7 @@ import time
 from helpers import db_query, db_value, edge_db, wait_until
 from web_sites import csrf, login
 
-from edge.lane.tickets import LaneSettings, apply_settings, stored_settings
+from edge.lane.settings import LaneSettings, apply_settings, stored_settings
 from lanehub.domain.sales import sale_key
 from lanehub.protocol import topics
 from lanehub.replication.schema import transaction

@@ -12,7 +12,8 @@ import contextlib
 import logging
 
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for
-from edge.lane.tickets import CouponGate, EventOutcome, LaneSettings, TicketBook, apply_settings, stored_settings
+from edge.lane.settings import LaneSettings, apply_settings, stored_settings
+from edge.lane.tickets import CouponGate, EventOutcome, TicketBook
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cached_property
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from edge.db import SALE_TICKET_NUMBER, EdgeDatabase, now_iso
-from lanehub.domain.barcodes import GRAM, GS, BarcodeError, ScaleLayout, parse_layouts, parse_scan, split_aim
+from edge.lane.settings import LaneSettings
+from lanehub.domain.barcodes import GRAM, GS, BarcodeError, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
 from lanehub.domain.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
 from lanehub.domain.model import display_name
@@ -32,7 +32,6 @@ from lanehub.protocol.lane import (
     ReceiptCoupon,
     ReceiptCustomer,
     ReceiptLine,
-    ReceiptStore,
     ReceiptTax,
     Scan,
     TicketCommand,
@@ -45,57 +44,6 @@ from lanehub.protocol.lane import (
 from lanehub.replication.schema import transaction
 
 EVENT_MEMORY = 7 * 24 * 3600  # seconds an event id is remembered (redelivery happens within seconds)
-
-
-@dataclass(frozen=True)
-class LaneSettings:
-    store: str
-    currency: str = "EUR"
-    block_defaulters: bool = False
-    receipt_shows_customer: bool = True
-    printer: str = "printer"
-    name: str = ""
-    address: str = ""
-    tax_id: str = ""
-    footer: str = ""
-    coupon_offline: str = "deny"
-    variable_measure: tuple[str, ...] = ()  # scale label layouts, as [store] variable_measure has them
-
-    @classmethod
-    def from_config(cls, config) -> "LaneSettings":
-        """The settings edge.toml gives (a loaded edge config: every key has its value or
-        its default); the store page overrides some of them (``apply_settings``)."""
-        cfg = config["store"]
-        return cls(store=cfg["id"], currency=cfg["currency"], block_defaulters=cfg["block_defaulters"],
-                   receipt_shows_customer=cfg["receipt_shows_customer"], printer=cfg["printer"],
-                   name=cfg["name"], address=cfg["address"], tax_id=cfg["tax_id"], footer=cfg["receipt_footer"],
-                   coupon_offline=cfg["coupon_offline"], variable_measure=tuple(cfg["variable_measure"]))
-
-    @cached_property
-    def scale_layouts(self) -> tuple[ScaleLayout, ...]:
-        """``variable_measure`` read once (edge.toml was checked when it was loaded)."""
-        return parse_layouts(self.variable_measure)
-
-    @property
-    def receipt_store(self) -> ReceiptStore:
-        """The receipt's header."""
-        return ReceiptStore(id=self.store, name=self.name, address=self.address, tax_id=self.tax_id)
-
-
-# Settings a store admin may change on the store page (edge.toml gives the defaults).
-EDITABLE_SETTINGS = {"block_defaulters": bool, "receipt_shows_customer": bool, "coupon_offline": str}
-
-
-def stored_settings(conn) -> dict[str, str]:
-    return {row[0]: row[1] for row in conn.execute("SELECT key, value FROM settings")}
-
-
-def apply_settings(base: LaneSettings, stored: dict[str, str]) -> LaneSettings:
-    changes: dict[str, Any] = {}
-    for key, kind in EDITABLE_SETTINGS.items():
-        if key in stored:
-            changes[key] = stored[key] == "true" if kind is bool else stored[key]
-    return replace(base, **changes) if changes else base
 
 
 @dataclass

@@ -9,7 +9,7 @@ from flask import Blueprint, g, redirect, render_template, url_for
 from edge.db import EdgeDatabase, NotReady
 from edge.lane.mail import MailSettings
 from edge.lane.printers import PrinterRoutes
-from edge.lane.tickets import LaneSettings
+from edge.lane.settings import LaneSettings
 from edge.web.receipts import receipts_blueprint
 from edge.web.store import lanes_blueprint, sales_blueprint, settings_blueprint
 from lanehub.web.api import Api, customer_api
@@ -30,12 +30,14 @@ def create_app(config, open_db=None, hq_changes=None, links=None):
     ``links()``: the service's broker links for /healthz (``WebService`` passes
     the running service's; without it /healthz calls them unknown)."""
     store = config["store"]["id"]
-    open_db = open_db or (lambda: EdgeDatabase(config["store"]["db"], store))
-    db = open_db()
+    db = EdgeDatabase.from_config(config)  # brings the schema up to date, once
     try:
         secret = web_secret(db)
     finally:
         db.close()
+    # Each request opens its own connection (requests run on threads of their own)
+    # on the schema made current above.
+    open_db = open_db or (lambda: EdgeDatabase.from_config(config, migrations=False))
     app = make_app(__name__, site="store", open_db=open_db, secret_key=secret, templates=TEMPLATES, store=store,
                    secure_cookies=config["web"]["secure_cookies"], title=f"lanehub store {store}")
     audit = (lambda db, record: hq_changes(record["id"])) if hq_changes else None

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from edge.db import now_iso
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for, printers, test_receipt
-from edge.lane.tickets import EDITABLE_SETTINGS
+from edge.lane.settings import EDITABLE_SETTINGS
 from lanehub.domain.sales import SaleError, track_sale
 from lanehub.protocol.change import new_id
 from lanehub.protocol.lane import ReceiptStore
