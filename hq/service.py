@@ -16,13 +16,13 @@ import subprocess
 import threading
 
 from hq.audit import change_history
+from hq.config import code_format
 from hq.coupons import HQCoupons
 from hq.db import HQDatabase
 from hq.fields import sync_field_rules
 from hq.imports.engine import ImportSpec
 from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
-from lanehub.domain.codes import CodeFormat
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.protocol import topics
@@ -45,7 +45,7 @@ from lanehub.protocol.sync import (
     SyncStatus,
     UpBatch,
 )
-from lanehub.runtime.config import Config, ConfigError
+from lanehub.runtime.config import Config
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
 from lanehub.runtime.report import publish_report
 from lanehub.runtime.worker import Worker
@@ -59,14 +59,6 @@ DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
 POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
 SNAPSHOT_PAGE_MAX = 20000
-
-
-def code_format(config: Config) -> CodeFormat:
-    try:
-        return CodeFormat(config["codes"]["prefix"], config["codes"]["width"])
-    except ValueError as exc:
-        key = "prefix" if "prefix" in str(exc) else "width"
-        raise ConfigError(f"{config.path}: [codes] {key}: {exc}") from None
 
 
 class HQService:
