@@ -12,7 +12,6 @@ import json
 import re
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from lanehub.domain.payment_cards import redact
 from lanehub.domain.users import add_session_schema
 from lanehub.protocol import hlc as hlc_mod
 from lanehub.protocol.change import Change, new_id
-from lanehub.protocol.hlc import site_clock
+from lanehub.protocol.hlc import now_iso, site_clock
 from lanehub.protocol.sync import Rejection
 from lanehub.replication.card_purge import purge_edge
 from lanehub.replication.replica import Replica
@@ -160,10 +159,6 @@ def m010_purge_payment_cards(db: sqlite_utils.Database) -> None:
     # Payment card numbers kept before every entry refused them (lanehub.domain.payment_cards):
     # masked and deactivated here at once, unsent ones dropped (lanehub.replication.card_purge).
     purge_edge(db.conn)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 SNAPSHOT_STAMP_RE = re.compile(r"\d{13}-\d{6}")

@@ -8,11 +8,12 @@ import time
 from datetime import date
 from typing import Any
 
-from hq.db import HQDatabase, now_iso
+from hq.db import HQDatabase
 from lanehub.domain.catalogue import money_text
 from lanehub.domain.coupons import coupon_key, coupon_refusal, find_coupon
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.protocol.change import new_id
+from lanehub.protocol.hlc import now_iso
 from lanehub.replication.schema import transaction
 
 RESERVATION_TTL = 30 * 60  # seconds a ticket may hold a coupon before closing or voiding

@@ -12,7 +12,6 @@ import math
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from lanehub.protocol import hlc as hlc_mod
 from lanehub.protocol.acl import broker_password_hash, new_password
 from lanehub.protocol.change import Change, new_id
 from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.hlc import site_clock
+from lanehub.protocol.hlc import now_iso, site_clock
 from lanehub.protocol.sync import Rejection
 from lanehub.protocol.topics import TopicError, check_id
 from lanehub.replication.card_purge import purge_hq
@@ -151,10 +150,6 @@ def m006_purge_payment_cards(db: sqlite_utils.Database) -> None:
     # The erasure is an HQ change per card (number masked, card deactivated) so every
     # replica, catch-up and snapshot loses the number too; the log is masked (lanehub.replication.card_purge).
     purge_hq(db.conn)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hq.db import HQDatabase, now_iso
+from hq.db import HQDatabase
 from lanehub.domain.extra_fields import extras_of
 from lanehub.domain.sales import purchase_history
+from lanehub.protocol.hlc import now_iso
 from lanehub.replication.schema import transaction
 
 PERSONAL = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode", "country",

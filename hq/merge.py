@@ -9,9 +9,10 @@ store sees the merge. Consent history stays on the record where it was given.
 
 from __future__ import annotations
 
-from hq.db import HQDatabase, now_iso
+from hq.db import HQDatabase
 from lanehub.domain.extra_fields import extras_of, write_extras
 from lanehub.domain.model import ValidationError
+from lanehub.protocol.hlc import now_iso
 from lanehub.replication.schema import transaction
 
 

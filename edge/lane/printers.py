@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from edge.db import now_iso
+from lanehub.protocol.hlc import now_iso
 from lanehub.protocol.lane import Receipt, ReceiptStore
 from lanehub.runtime.config import Config
 

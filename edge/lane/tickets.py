@@ -15,7 +15,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, Protocol
 
-from edge.db import SALE_TICKET_NUMBER, EdgeDatabase, now_iso
+from edge.db import SALE_TICKET_NUMBER, EdgeDatabase
 from edge.lane.settings import LaneSettings
 from lanehub.domain.barcodes import GRAM, GS, BarcodeError, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
@@ -25,6 +25,7 @@ from lanehub.domain.payment_cards import find_payment_card, mask, refusal
 from lanehub.domain.pricing import PricingCustomer, SqliteCatalogue, unit_price
 from lanehub.domain.sales import sale_key
 from lanehub.protocol.change import new_id
+from lanehub.protocol.hlc import now_iso
 from lanehub.protocol.lane import (
     MAX_QTY,
     CardRead,

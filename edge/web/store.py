@@ -8,11 +8,11 @@ import time
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from edge.db import now_iso
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for, printers, test_receipt
 from edge.lane.settings import EDITABLE_SETTINGS
 from lanehub.domain.sales import SaleError, track_sale
 from lanehub.protocol.change import new_id
+from lanehub.protocol.hlc import now_iso
 from lanehub.protocol.lane import ReceiptStore
 from lanehub.replication.schema import transaction
 from lanehub.web.app import requires

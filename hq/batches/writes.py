@@ -33,11 +33,12 @@ from hq.batches.checks import (
     unknown_fields,
     update_fields,
 )
-from hq.db import HQDatabase, now_iso
+from hq.db import HQDatabase
 from hq.merge import dismiss_duplicate
 from lanehub.domain.entity import MAX_TEXT, ValidationError
 from lanehub.domain.extra_fields import split_extras
 from lanehub.domain.payment_cards import find_payment_card, mask, masked_card, redact, refusal
+from lanehub.protocol.hlc import now_iso
 from lanehub.replication.schema import transaction
 
 KINDS = ("new_customers", "customer_updates")

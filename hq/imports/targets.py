@@ -13,13 +13,14 @@ from datetime import date
 from typing import Any
 
 from hq.catalogue import HQCatalogue
-from hq.db import HQDatabase, now_iso
+from hq.db import HQDatabase
 from hq.duplicates import flag_duplicates
 from hq.gdpr import ERASED_NAME
 from lanehub.domain.catalogue import barcode_key, product_key, rate_key
 from lanehub.domain.entity import FALSE_WORDS, TRUE_WORDS
 from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
 from lanehub.domain.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
+from lanehub.protocol.hlc import now_iso
 
 
 def text(value: Any) -> str:

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 STAMP_RE = re.compile(r"^\d{13}-\d{6}$")
 ZERO = "0000000000000-000000"
@@ -81,3 +82,9 @@ def site_clock(database: str | os.PathLike[str], last: str = ZERO) -> HybridLogi
             clock = _site_clocks[key] = HybridLogicalClock(last=last)
     clock.observe(last)
     return clock
+
+
+def now_iso() -> str:
+    """Wall-clock time as records keep it (``updated_at``...): UTC, to the second. Never
+    an ordering: the order of changes is their stamps'."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
