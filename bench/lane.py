@@ -25,7 +25,7 @@ from lanehub.domain.catalogue import barcode_key, product_key, rate_key, rate_li
 from lanehub.domain.codes import CodeFormat
 from lanehub.protocol import topics
 from lanehub.protocol.change import new_id
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 LINES_PER_TICKET = 20

@@ -29,7 +29,7 @@ from lanehub.domain.codes import CodeFormat
 from lanehub.domain.model import ENTITIES
 from lanehub.protocol import topics
 from lanehub.protocol.change import FieldClocks, new_id
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 ZERO_MS = 1_600_000_000_000

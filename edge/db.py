@@ -31,7 +31,8 @@ from lanehub.protocol.hlc import now_iso, site_clock
 from lanehub.protocol.sync import Rejection
 from lanehub.replication.card_purge import purge_edge
 from lanehub.replication.replica import Replica
-from lanehub.replication.schema import Meta, connect, create_indexes, drop_indexes, migrate, replica_migrations, transaction
+from lanehub.replication.schema import Meta, create_indexes, drop_indexes, migrate, replica_migrations
+from lanehub.replication.sqlite import connect, transaction
 
 edge_migrations = Migrations("lanehub.edge")
 

@@ -23,7 +23,7 @@ from edge.lane.settings import LaneSettings
 from lanehub.protocol import topics
 from lanehub.protocol.lane import EdgeStatus
 from lanehub.protocol.sync import SyncStatus
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 from lanehub.runtime.config import Config
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
 from lanehub.runtime.report import publish_report

@@ -15,7 +15,7 @@ from lanehub.domain.catalogue import product_key, rate_key, rate_line_key, speci
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.domain.ownership import refuse_owned
 from lanehub.domain.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 
 class HQCatalogue:

@@ -14,7 +14,7 @@ from lanehub.domain.coupons import coupon_key, coupon_refusal, find_coupon
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.protocol.change import new_id
 from lanehub.protocol.hlc import now_iso
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 RESERVATION_TTL = 30 * 60  # seconds a ticket may hold a coupon before closing or voiding
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a till

@@ -37,7 +37,8 @@ from lanehub.protocol.sync import Rejection
 from lanehub.protocol.topics import TopicError, check_id
 from lanehub.replication.card_purge import purge_hq
 from lanehub.replication.replica import Replica
-from lanehub.replication.schema import Meta, connect, migrate, replica_migrations, transaction
+from lanehub.replication.schema import Meta, migrate, replica_migrations
+from lanehub.replication.sqlite import connect, transaction
 
 ORIGIN = "hq"
 # A store's change that may only be early (an edit whose create is still on its

@@ -8,7 +8,7 @@ from hq.db import HQDatabase
 from lanehub.domain.extra_fields import EXTRA_FIELD, declaration_key
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import rule_key
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 
 def sync_field_rules(db: HQDatabase, spec, target, by: str) -> int:

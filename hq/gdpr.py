@@ -14,7 +14,7 @@ from hq.db import HQDatabase
 from lanehub.domain.extra_fields import extras_of
 from lanehub.domain.sales import purchase_history
 from lanehub.protocol.hlc import now_iso
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 PERSONAL = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode", "country",
             "contact", "notes")

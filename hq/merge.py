@@ -13,7 +13,7 @@ from hq.db import HQDatabase
 from lanehub.domain.extra_fields import extras_of, write_extras
 from lanehub.domain.model import ValidationError
 from lanehub.protocol.hlc import now_iso
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 
 def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) -> dict:

@@ -9,7 +9,7 @@ from hq.db import HQDatabase
 from lanehub.domain.catalogue import natural_key
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.domain.users import BUILTIN_ROLES, new_session_epoch, split
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 from lanehub.web.app import hash_password
 
 MIN_PASSWORD = 10

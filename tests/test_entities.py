@@ -14,7 +14,8 @@ from lanehub.domain.model import ENTITIES, STORE_WRITABLE
 from lanehub.protocol.change import Change, new_id
 from lanehub.protocol.hlc import HybridLogicalClock
 from lanehub.replication.replica import Replica
-from lanehub.replication.schema import connect, migrate, replica_migrations
+from lanehub.replication.schema import migrate, replica_migrations
+from lanehub.replication.sqlite import connect
 
 C = str(uuid.uuid4())  # a customer id the samples point to
 P = str(uuid.uuid4())  # a product id

@@ -77,7 +77,7 @@ def test_search_by_postcode_returns_everyone_there(replica):
 
 def test_search_by_card_number(replica):
     db, made = replica
-    from lanehub.replication.schema import transaction
+    from lanehub.replication.sqlite import transaction
 
     with transaction(db.conn):
         db.write("card", str(uuid.uuid4()),

@@ -24,7 +24,7 @@ from lanehub.chain.local import Chain
 from lanehub.chain.mosquitto import free_port
 from lanehub.chain.processes import lanehub_command
 from lanehub.receipts.layout import text_lines
-from lanehub.replication.schema import connect
+from lanehub.replication.sqlite import connect
 
 STORE_NAME = "Market <Centro> & Co"  # markup in the data: the HTML part must escape it
 SENDER = "Lanehub Market <receipts@market.example>"

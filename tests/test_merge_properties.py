@@ -15,7 +15,8 @@ from lanehub.domain.codes import CodeFormat
 from lanehub.protocol.change import Change
 from lanehub.protocol.hlc import format_stamp
 from lanehub.replication.replica import Replica
-from lanehub.replication.schema import connect, migrate, replica_migrations, transaction
+from lanehub.replication.schema import migrate, replica_migrations
+from lanehub.replication.sqlite import connect, transaction
 
 KEYS = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 FIELDS = ["first_name", "last_name", "email", "city", "active"]

@@ -29,7 +29,8 @@ from lanehub.domain.payment_cards import RedactingFilter, find_payment_card, is_
 from lanehub.protocol.change import Change, new_id
 from lanehub.protocol.envelope import excerpt
 from lanehub.replication.replica import Replica
-from lanehub.replication.schema import connect, replica_migrations
+from lanehub.replication.schema import replica_migrations
+from lanehub.replication.sqlite import connect
 from lanehub.runtime.mqtt import MqttClient
 
 # A product whose EAN-13 is also Luhn-valid and starts with 4: the catalogue knows it,

@@ -13,7 +13,7 @@ from edge.db import EdgeDatabase
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.hlc import format_stamp
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 
 def test_a_refused_change_does_not_block_the_ones_behind_it(chain):

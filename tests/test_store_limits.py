@@ -16,7 +16,7 @@ from hq.db import HQDatabase
 from lanehub.domain.codes import CodeFormat
 from lanehub.protocol.change import Change
 from lanehub.protocol.hlc import format_stamp
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 
 def queue_at_store(chain, store: str, entity: str, key: str, fields: dict) -> None:

@@ -16,7 +16,7 @@ from web_sites import csrf, login
 from edge.lane.settings import LaneSettings, apply_settings, stored_settings
 from lanehub.domain.sales import sale_key
 from lanehub.protocol import topics
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 
 def test_device_statuses_reach_the_lanes_page(make_chain, mqtt):

@@ -33,7 +33,7 @@ from lanehub.protocol.change import new_id
 from lanehub.protocol.lane import Receipt, TicketWarning
 from lanehub.receipts.image import receipt_png
 from lanehub.receipts.layout import text_lines
-from lanehub.replication.schema import connect, transaction
+from lanehub.replication.sqlite import connect, transaction
 from lanehub.runtime.config import Config
 from lanehub.runtime.report import publish_report
 from lanehub.runtime.worker import Worker

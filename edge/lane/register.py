@@ -13,7 +13,7 @@ from lanehub.domain.payment_cards import payment_card_errors
 from lanehub.domain.sales import purchase_history
 from lanehub.domain.search import lane_view
 from lanehub.protocol.lane import CustomerReply, CustomerRequest
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 # What a cashier may change at the register; the rest is the office's.
 LANE_EDITABLE = ("first_name", "last_name", "email", "phone", "mobile", "tax_id", "street", "city", "postcode",

@@ -42,7 +42,7 @@ from lanehub.protocol.lane import (
     TicketState,
     TicketWarning,
 )
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 EVENT_MEMORY = 7 * 24 * 3600  # seconds an event id is remembered (redelivery happens within seconds)
 

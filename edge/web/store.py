@@ -14,7 +14,7 @@ from lanehub.domain.sales import SaleError, track_sale
 from lanehub.protocol.change import new_id
 from lanehub.protocol.hlc import now_iso
 from lanehub.protocol.lane import ReceiptStore
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 from lanehub.web.app import requires
 
 SETTING_CHOICES = {"coupon_offline": ("deny", "allow")}

@@ -39,7 +39,7 @@ from lanehub.domain.entity import MAX_TEXT, ValidationError
 from lanehub.domain.extra_fields import split_extras
 from lanehub.domain.payment_cards import find_payment_card, mask, masked_card, redact, refusal
 from lanehub.protocol.hlc import now_iso
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 KINDS = ("new_customers", "customer_updates")
 STATUSES = ("open", "executed", "cancelled")

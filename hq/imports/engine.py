@@ -21,7 +21,7 @@ from hq.imports.sources import CsvSource, SourceError, SourceRow, SqlSource
 from hq.imports.targets import TARGETS, Target
 from lanehub.domain.model import ValidationError
 from lanehub.domain.payment_cards import payment_card_errors, redact
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 from lanehub.runtime.config import ConfigError
 
 Progress = Callable[[int], None]

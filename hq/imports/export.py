@@ -24,7 +24,7 @@ from pathlib import Path
 from hq.db import HQDatabase
 from hq.imports.engine import ImportSpec
 from hq.imports.sources import is_url
-from lanehub.replication.schema import transaction
+from lanehub.replication.sqlite import transaction
 
 CURSOR = "export_seq:{kind}"
 

@@ -13,7 +13,6 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from lanehub.domain.model import ENTITIES, EntitySpec
-from lanehub.replication.sqlite import connect, transaction  # noqa: F401  (callers' old import path, until they move)
 
 
 def migrate(conn: sqlite3.Connection, *sets: Migrations) -> None:
