@@ -10,13 +10,14 @@ of kicking each other off the broker.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from dataclasses import replace
 
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.lane import DeviceStatus
+from lanehub.protocol.lane import DEVICE_HEARTBEAT, DeviceStatus
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 from lanehub.runtime.report import publish_report
 
@@ -24,10 +25,9 @@ log = logging.getLogger(__name__)
 
 
 # A bridge's MQTT keepalive: the broker publishes its last will (offline) after
-# 1.5 x this without a packet, checked on its own coarse schedule: Mosquitto 2.0.11
-# took ~12 s with 5 and takes ~6.5 s with 3, so a frozen or cut bridge shows
-# offline within 10 s (tests/test_receipt_routing.py). A ping every 3 s per device
-# is nothing to a store broker.
+# 1.5 x this without a packet, checked on its own coarse schedule (Mosquitto 2.0.11:
+# 4-10 s with 3). The edge does not wait for it: it ages statuses not repeated
+# every DEVICE_HEARTBEAT (lanehub/protocol/lane.py).
 BRIDGE_KEEPALIVE = 3
 CLAIM_LOOK = 0.5  # seconds to wait for a device id's retained status before claiming it
 
@@ -46,6 +46,8 @@ class DeviceLink:
         self.instance = uuid.uuid4().hex[:12]  # tells this bridge's statuses from another's
         self.detail = ""
         self.online = False
+        self._stopped = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{device}", daemon=True)
         self.client = MqttClient(
             self.broker, f"lanehub-device-{store}-{device}",
             will=(self.status_topic, self._status("offline", "bridge gone")),
@@ -116,8 +118,16 @@ class DeviceLink:
         topic = (topics.scan if self.kind == "scanner" else topics.card)(self.store, self.lane)
         publish_report(self.client, self.store, topic, f"{self.device}: {reason}", excerpt, log)
 
+    def _beat(self) -> None:
+        """Repeat the retained status: the edge counts a device it stops hearing as offline."""
+        while not self._stopped.wait(DEVICE_HEARTBEAT):
+            if self.client.connected.is_set():
+                self.client.publish(self.status_topic, self._current(), retain=True)
+
     def start(self) -> None:
         self.client.start()
+        self._heartbeat.start()
 
     def stop(self) -> None:
+        self._stopped.set()
         self.client.stop(last=(self.status_topic, self._status("offline", "stopped")))

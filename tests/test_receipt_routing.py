@@ -2,7 +2,8 @@
 `lanehub devices run` per lane PC with a network printer on a real TCP socket),
 through a printer outage and a bridge SIGKILL; a lane without a printer keeps
 its receipts and says so once; a second bridge with a device id already online
-is refused; a frozen bridge shows offline within 10 s."""
+is refused; a frozen bridge shows offline within 10 s (the edge ages
+statuses a bridge stops repeating)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from edge.db import EdgeDatabase
 from edge.lane.printers import PrinterRoutes, printer_for
 from lanehub.chain.processes import ServiceProcess, lanehub_command
 from lanehub.protocol import topics
+from lanehub.protocol.lane import DEVICE_HEARTBEAT
 
 
 def devices_toml(port: int, lane: str, device: str, printer: FakePrinter, spool) -> str:
@@ -172,7 +174,7 @@ def test_a_second_bridge_with_an_online_device_id_is_refused_and_the_first_keeps
         p1.close()
 
 
-def test_a_frozen_bridge_shows_offline_within_10_seconds(store):
+def test_a_frozen_bridge_shows_offline_within_10_seconds_and_online_again_when_it_thaws(store):
     p1 = FakePrinter()
     try:
         bridge = store.bridge("L1", "P1", p1)
@@ -182,6 +184,23 @@ def test_a_frozen_bridge_shows_offline_within_10_seconds(store):
             wait_until(lambda: store.device_state("P1") == "offline", 10, message="the frozen bridge offline")
         finally:
             bridge.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: store.device_state("P1") == "online", 20, message="the thawed bridge online again")
+    finally:
+        p1.close()
+
+
+def test_a_bridge_repeats_its_status_and_the_edge_writes_only_changes(store):
+    p1 = FakePrinter()
+    heard = []
+    store.client.subscribe(topics.device_status("S001", "P1"), lambda m: heard.append(time.monotonic()))
+    try:
+        store.bridge("L1", "P1", p1)
+        wait_until(lambda: store.device_state("P1") == "online", 20, message="P1 online")
+        since = db_query(edge_db(store, "S001"), "SELECT updated_at FROM device_status WHERE device = 'P1'")[0]["updated_at"]
+        count = len(heard)
+        wait_until(lambda: len(heard) >= count + 3, 3 * DEVICE_HEARTBEAT + 5, message="three repeated statuses")
+        assert store.device_state("P1") == "online"
+        assert db_query(edge_db(store, "S001"), "SELECT updated_at FROM device_status WHERE device = 'P1'")[0]["updated_at"] == since
     finally:
         p1.close()
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import time
 
 from edge.lane.printers import PrinterRoutes, is_known_printer, printer_for
 from edge.lane.settings import LaneSettings, apply_settings, stored_settings
 from edge.lane.tickets import CouponGate, EventOutcome, TicketBook
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.lane import CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
+from lanehub.protocol.lane import DEVICE_SILENT_AFTER, CardRead, DeviceStatus, PrintJob, PrintResult, Scan, TicketCommand
 from lanehub.runtime.mqtt import Incoming, MqttClient
 from lanehub.runtime.report import publish_report
 from lanehub.runtime.worker import Worker
@@ -46,6 +47,11 @@ class TicketLanes:
         self.print_retry = print_retry
         self._book: TicketBook | None = None  # opened by start(), on the lane worker
         self.events: collections.deque = collections.deque()  # filled by paho's thread, drained by the worker
+        # device -> time.monotonic() its status last arrived (taken on paho's thread,
+        # so a busy worker does not make a device look silent); devices not heard
+        # since the edge started count from then.
+        self._heard: dict[str, float] = {}
+        self._started = time.monotonic()
 
     def start(self, db) -> None:
         """Open the ticket book on the lane worker's database and subscribe."""
@@ -56,7 +62,9 @@ class TicketLanes:
         self.local.subscribe(topics.lane_filter(store, topics.LEAF_CARD), lambda m: self._queue_event(m, CardRead))
         self.local.subscribe(topics.lane_filter(store, topics.LEAF_TICKET_CMD), lambda m: self._queue_event(m, TicketCommand))
         self.local.subscribe(topics.printer_results_filter(store), lambda m: self.worker.submit(self._on_print_result, m))
-        self.local.subscribe(topics.device_status_filter(store), lambda m: self.worker.submit(self._on_device_status, m))
+        self.local.subscribe(topics.device_status_filter(store),
+                             lambda m: self.worker.submit(self._on_device_status, m, time.monotonic()))
+        self.worker.every(1.0, self._age_device_statuses)
         self.worker.every(2.0, self._refresh_settings)
         # Also picks up receipts the store page queued (reprints, test prints) within a second.
         self.worker.every(1.0, self.resend_receipts)
@@ -192,7 +200,7 @@ class TicketLanes:
     def _tell(self, lane: str, reason: str) -> None:
         publish_report(self.local, self.settings.store, topics.ticket_state(self.settings.store, lane), reason, logger=log)
 
-    def _on_device_status(self, msg: Incoming) -> None:
+    def _on_device_status(self, msg: Incoming, heard_at: float) -> None:
         if not msg.payload:  # a cleared retained status
             return
         try:
@@ -202,10 +210,21 @@ class TicketLanes:
         except (PayloadError, topics.TopicError) as exc:
             self.report(msg, str(exc))
             return
-        self.book.record_device(device, status.kind, status.lane, status.state, status.detail)
-        if status.kind == "printer" and status.state == "online":
+        self._heard[device] = max(heard_at, self._heard.get(device, heard_at))
+        changed = self.book.record_device(device, status.kind, status.lane, status.state, status.detail)
+        if changed and status.kind == "printer" and status.state == "online":
             self._told_unknown_printer.discard(device)
             self.resend_receipts()  # receipts waiting for a printer on this lane go now
+
+    def _age_device_statuses(self) -> None:
+        """An online device whose bridge has gone quiet (frozen, cut off) is offline now,
+        not when the broker gets round to its last will."""
+        now = time.monotonic()
+        for device in self.book.online_devices():
+            if now - self._heard.get(device, self._started) > DEVICE_SILENT_AFTER:
+                log.warning("device %s: no status for %.0f s; counted offline until it is heard again",
+                            device, DEVICE_SILENT_AFTER)
+                self.book.mark_device_silent(device)
 
     def _refresh_settings(self) -> None:
         """Settings changed on the store page apply to the next event."""

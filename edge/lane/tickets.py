@@ -555,12 +555,25 @@ class TicketBook:
                 (ok, ok, time.time(), status, error or "", job))
         return cursor.rowcount > 0
 
-    def record_device(self, device: str, kind: str, lane: str, state: str, detail: str) -> None:
+    def record_device(self, device: str, kind: str, lane: str, state: str, detail: str) -> bool:
+        """Keep a device's status; True when it changed (``updated_at`` is when it did:
+        a bridge repeating its status every heartbeat writes nothing)."""
         with transaction(self.conn):
-            self.conn.execute(
+            cursor = self.conn.execute(
                 "INSERT INTO device_status (device, kind, lane, state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(device) DO UPDATE SET kind = excluded.kind, lane = excluded.lane, state = excluded.state, "
-                "detail = excluded.detail, updated_at = excluded.updated_at", (device, kind, lane, state, detail, time.time()))
+                "detail = excluded.detail, updated_at = excluded.updated_at "
+                "WHERE (kind, lane, state, detail) IS NOT (excluded.kind, excluded.lane, excluded.state, excluded.detail)",
+                (device, kind, lane, state, detail, time.time()))
+        return cursor.rowcount > 0
+
+    def online_devices(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT device FROM device_status WHERE state = 'online'")]
+
+    def mark_device_silent(self, device: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute("UPDATE device_status SET state = 'offline', detail = 'silent', updated_at = ? "
+                              "WHERE device = ? AND state = 'online'", (time.time(), device))
 
     def forget_old_events(self) -> None:
         with transaction(self.conn):

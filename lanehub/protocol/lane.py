@@ -135,6 +135,16 @@ class PrintResult(Message):
     status: str = ""
 
 
+# Bridges republish their retained status every DEVICE_HEARTBEAT seconds; the edge
+# counts a device it has not heard from for DEVICE_SILENT_AFTER as offline
+# (detail "silent"). The broker's last will covers a bridge that dies, but only
+# after 1.5 keepalives plus its own coarse check (4-10 s measured on Mosquitto
+# 2.0.11 with keepalive 3); a frozen or cut-off bridge shows offline within
+# DEVICE_SILENT_AFTER + 1 s this way, whatever the broker.
+DEVICE_HEARTBEAT = 2.0
+DEVICE_SILENT_AFTER = 6.0
+
+
 @dataclass(frozen=True)
 class DeviceStatus(Message):
     """A bridge's retained status on device/{device}/status (last will: offline)."""
