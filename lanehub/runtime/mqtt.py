@@ -233,6 +233,12 @@ class MqttClient:
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        # A publish_acked waiting on this connection gets no PUBACK on it (a broker
+        # that refuses a message drops the connection): tell it now, not at its timeout.
+        with self._lock:
+            waiting, self._puback = list(self._puback.values()), {}
+        for event, _ in waiting:
+            event.set()
         if self._stopping:
             pass
         elif was and self._on_taken_over and _session_taken_over(reason_code, flags):
@@ -350,7 +356,8 @@ class MqttClient:
         self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
     def publish_acked(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10) -> PublishResult:
-        """Publish QoS 1 and wait for the broker's PUBACK; report its reason code."""
+        """Publish QoS 1 and wait for the broker's PUBACK; report its reason code. Not
+        acknowledged is not "not delivered": paho resends it after a reconnect."""
         event = threading.Event()
         box: list[ReasonCode] = []
         with self._lock:
@@ -360,6 +367,8 @@ class MqttClient:
             with self._lock:
                 self._puback.pop(info.mid, None)
             return PublishResult(False, "no PUBACK (not connected or timed out)")
+        if not box:
+            return PublishResult(False, "no PUBACK: the connection was lost (the broker may have refused the message)")
         reason = box[0]
         return PublishResult(not reason.is_failure, str(reason))
 
