@@ -30,6 +30,9 @@ SCHEMA: Schema = {
         "spool": Key(str, "spool", path=True),
         # Seconds between retries of an unplugged device or a printer that cannot print.
         "retry": Key(float, 2.0, minimum=0.1),
+        # Seconds between status checks (DLE EOT) of an idle printer: how late paper
+        # out or an open cover shows on the store page when nothing is printing.
+        "status_every": Key(float, 10.0, minimum=0.5),
     },
     "device": Tables({
         "profile": Key(str, required=True),

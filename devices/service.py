@@ -40,7 +40,8 @@ class DeviceBridges:
             link = DeviceLink(config.broker("broker"), config["store"]["id"], name, device["lane"], profile.kind)
             if profile.kind == "printer":
                 printer = printer_for(profile, device["path"], device["host"], device["port"])
-                self.bridges.append(PrinterBridge(link, profile, printer, Path(settings["spool"]) / name, settings["retry"]))
+                self.bridges.append(PrinterBridge(link, profile, printer, Path(settings["spool"]) / name, settings["retry"],
+                                                  status_every=settings["status_every"]))
             else:
                 source = SOURCES[profile.connection](device["path"], profile)
                 self.bridges.append(ReaderBridge(link, profile, source, settings["retry"]))

@@ -35,6 +35,7 @@ port = {port}
 [devices]
 spool = "{spool}"
 retry = 0.2
+status_every = 1
 
 [device.{device}]
 profile = "epson-tm-t88-network"

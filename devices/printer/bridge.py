@@ -28,7 +28,7 @@ from lanehub.runtime.report import publish_report
 log = logging.getLogger(__name__)
 
 CANNOT_PRINT = {"paper_out", "cover_open", "offline"}
-STATUS_EVERY = 30.0  # seconds between status checks of an idle printer
+STATUS_EVERY = 10.0  # seconds between status checks of an idle printer ([devices] status_every)
 
 
 def printer_for(profile: DeviceProfile, path: str, host: str, port: int):
@@ -41,8 +41,10 @@ def printer_for(profile: DeviceProfile, path: str, host: str, port: int):
 
 
 class PrinterBridge:
-    def __init__(self, link: DeviceLink, profile: DeviceProfile, printer, spool_dir: Path, retry: float):
+    def __init__(self, link: DeviceLink, profile: DeviceProfile, printer, spool_dir: Path, retry: float,
+                 status_every: float = STATUS_EVERY):
         self.link, self.profile, self.printer, self.retry = link, profile, printer, retry
+        self.status_every = status_every
         self.spool = Spool(spool_dir)
         self._wake = threading.Event()
         self._told: dict[str, str] = {}  # job -> the state last reported for it
@@ -92,8 +94,8 @@ class PrinterBridge:
             if pending:
                 self._print_pending(pending, status)
             # Jobs left (the printer cannot print): try again after `retry`; otherwise
-            # look at the printer every STATUS_EVERY seconds, or at once when a job comes.
-            self._wake.wait(self.retry if self.spool.pending() else STATUS_EVERY)
+            # look at the printer every status_every seconds, or at once when a job comes.
+            self._wake.wait(self.retry if self.spool.pending() else self.status_every)
             self._wake.clear()
 
     def _refresh_status(self) -> str:

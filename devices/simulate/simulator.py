@@ -218,7 +218,7 @@ class SimulatedLane:
         if mode not in PRINTER_MODES:
             raise ValueError(f"printer mode must be one of {', '.join(PRINTER_MODES)}")
         self.paper.mode = mode
-        # Look at the printer now (status, held jobs) rather than in STATUS_EVERY
+        # Look at the printer now (status, held jobs) rather than at its next [devices] status_every
         # seconds: the bridge's own wake-up, as when a job arrives.
         self.printer.look_now()
 
