@@ -32,8 +32,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
-demo: setup
-	$(VENV)/bin/lanehub demo
+# The demo needs only the broker and its command-line clients (the "Try:" lines use
+# mosquitto_pub and mosquitto_sub) from Debian. `make demo DEMO_ARGS="--dir demo"` keeps its folder.
+DEMO_DEBS := mosquitto mosquitto-clients
+DEMO_ARGS ?=
+
+demo:
+	@$(MAKE) --no-print-directory system-deps DEBS="$(DEMO_DEBS)"
+	@$(MAKE) --no-print-directory $(VENV)/.installed
+	$(VENV)/bin/lanehub demo $(DEMO_ARGS)
 
 # The provisioning test (booted Debian boxes, minutes of apt and Ansible) runs
 # beside the rest of the suite, in its own pytest with its own temp directory,

@@ -10,7 +10,7 @@ from edge.config import load_config
 from edge.db import EdgeDatabase, NotReady
 from edge.service import EdgeService
 from edge.web.app import create_app
-from lanehub.cli.shared import config_option, customer_commands, fail_on_config_errors, sales_commands
+from lanehub.cli.shared import config_option, customer_commands, fail_on_config_errors, print_list, sales_commands
 from lanehub.domain.model import display_name
 from lanehub.domain.search import search_customers
 from lanehub.runtime.backup import Site, backup_commands
@@ -58,8 +58,8 @@ def status(config_path):
 @config_option("edge.toml")
 def rejections(config_path):
     """Local changes HQ refused, with the reason."""
-    for row in open_db(config_path).rejections():
-        click.echo(f"{row['rejected_at']} {row['entity']} {row['key']}: {row['reason']}")
+    print_list((f"{row['rejected_at']} {row['entity']} {row['key']}: {row['reason']}"
+                for row in open_db(config_path).rejections()), empty="no rejected changes")
 
 
 @edge.group()
@@ -86,5 +86,5 @@ backup_commands(edge, "edge.toml", backup_site)
 @click.option("--limit", default=20, show_default=True)
 def customers_search(query, config_path, limit):
     """Search as a lane does: name, code, phone, e-mail, postcode or card."""
-    for r in search_customers(open_db(config_path).conn, query, limit):
-        click.echo(f"{r['code']:<18} {display_name(r):<32} {r['email']:<30} {r['phone']}")
+    print_list((f"{r['code']:<18} {display_name(r):<32} {r['email']:<30} {r['phone']}"
+                for r in search_customers(open_db(config_path).conn, query, limit)), empty="no customers found")

@@ -24,6 +24,7 @@ from lanehub.domain.customer_updates import check_extra, write_customer_update
 from lanehub.domain.extra_fields import write_extras
 from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, ValidationError, checked_customer_write
 from lanehub.domain.payment_cards import redact
+from lanehub.domain.references import refuse_unknown_rate
 from lanehub.domain.users import add_session_schema
 from lanehub.protocol import hlc as hlc_mod
 from lanehub.protocol.change import Change, new_id
@@ -162,6 +163,14 @@ def m010_purge_payment_cards(db: sqlite_utils.Database) -> None:
     purge_edge(db.conn)
 
 
+@edge_migrations()
+def m011_sync_samples(db: sqlite_utils.Database) -> None:
+    # The store's lag behind HQ (NULL: HQ's head not known) and outbox depth over
+    # time, for the sync page's chart: a sample a minute at most (edge.hq_link), kept 7 days.
+    db.execute("CREATE TABLE sync_samples (at REAL PRIMARY KEY, hq_link TEXT NOT NULL, lag INTEGER, "
+               "pending_up INTEGER NOT NULL)")
+
+
 SNAPSHOT_STAMP_RE = re.compile(r"\d{13}-\d{6}")
 
 
@@ -276,6 +285,7 @@ class EdgeDatabase:
                     raise NotReady("this request's customer was refused by HQ (see the store's rejections)")
                 return record
         fields = checked_customer_write(fields, codes, new=True)
+        refuse_unknown_rate(self.conn, fields)
         extra = check_extra(self, extra)
         key = new_id()
         stamp = now_iso()

@@ -36,6 +36,7 @@ from lanehub.protocol.sync import (
     SyncRequest,
     UpBatch,
 )
+from lanehub.replication.sqlite import transaction
 from lanehub.runtime.mqtt import Incoming, MqttClient, RequestTimeout
 from lanehub.runtime.report import publish_report
 from lanehub.runtime.worker import Worker
@@ -49,6 +50,8 @@ REQUEST_TIMEOUT = 5.0
 COUPON_TIMEOUT = 2.0  # likewise for a coupon at the till
 HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
 LEASE_RETRY_AFTER_REFUSAL = 30.0  # HQ refused a block (the cap): the edge asks again after this
+SAMPLE_EVERY = 60.0  # seconds between two lag/outbox samples while the link stays as it was
+SAMPLES_KEPT = 7 * 24 * 3600  # seconds a sample is kept (the sync page charts the last hour)
 REJECTIONS_LISTED = 10  # in the one error report about a batch's rejections; `lanehub edge rejections` has them all
 
 _Reply = TypeVar("_Reply", bound=ReplyData)
@@ -91,6 +94,8 @@ class HqLink:
         self._leasing: Future | None = None  # a lane create's background code_block request
         self._lease_lock = threading.Lock()
         self._lease_refused_until = 0.0
+        self.hq_head: int | None = None  # HQ's last seq as last heard (hello, catch-up, down batches)
+        self._sampled = (0.0, "")  # when the last sample was taken, and the link then
 
     @property
     def db(self) -> EdgeDatabase:
@@ -155,6 +160,7 @@ class HqLink:
     def on_connected(self) -> None:
         try:
             hello = self._request_as(SyncRequest(op="hello"), HelloReply)
+            self.hq_head = hello.head
             db = self.db
             if db.codes is None or db.codes.to_dict() != hello.codes.to_dict():
                 db.set_codes(hello.codes.prefix, hello.codes.width)
@@ -169,7 +175,9 @@ class HqLink:
         self.publish_status()
 
     def tick(self) -> None:
-        """A housekeeping round: a snapshot not finished, the outbox due again, codes running low."""
+        """A housekeeping round: a lag/outbox sample when due, a snapshot not finished, the
+        outbox due again, codes running low."""
+        self.sample()
         if not self.connected:
             return
         db = self.db
@@ -181,6 +189,24 @@ class HqLink:
             self.ensure_codes()
         except HQUnavailable as exc:
             log.warning("edge %s: %s", self.store, exc)
+
+    def sample(self, now: float | None = None) -> bool:
+        """Record the store's lag behind HQ and its outbox depth for the sync page's chart:
+        at most once a SAMPLE_EVERY, and at once when the link goes up or down. The lag
+        is not known (NULL) while the link is down. Returns whether it recorded one."""
+        now = time.time() if now is None else now
+        link = "up" if self.connected else "down"
+        at, was = self._sampled
+        if link == was and now - at < SAMPLE_EVERY:
+            return False
+        db = self.db
+        lag = max(self.hq_head - db.last_seq, 0) if link == "up" and self.hq_head is not None else None
+        with transaction(db.conn):
+            db.conn.execute("INSERT OR REPLACE INTO sync_samples (at, hq_link, lag, pending_up) VALUES (?, ?, ?, ?)",
+                            (now, link, lag, db.pending_up()))
+            db.conn.execute("DELETE FROM sync_samples WHERE at < ?", (now - SAMPLES_KEPT,))
+        self._sampled = (now, link)
+        return True
 
     def _take_snapshot(self) -> None:
         """Every entity page by page from empty tables. The next page is asked for
@@ -217,6 +243,7 @@ class HqLink:
             while True:
                 reply = self._request_as(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE),
                                          CatchupReply)
+                self.hq_head = reply.head
                 changes = [Change.from_dict(c) for c in reply.changes]
                 if changes:
                     db.apply_down(changes)
@@ -292,6 +319,7 @@ class HqLink:
             log.exception("edge %s: downstream batch could not be read", self.store)
             self.report(msg, f"internal error: {exc}")
             return
+        self.hq_head = batch.head
         if not db.ready:
             return  # the snapshot and its catch-up cover these
         try:

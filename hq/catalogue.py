@@ -15,6 +15,7 @@ from lanehub.domain.catalogue import product_key, rate_key, rate_line_key, speci
 from lanehub.domain.model import ENTITIES, ValidationError
 from lanehub.domain.ownership import refuse_owned
 from lanehub.domain.pricing import Price, PricingCustomer, SqliteCatalogue, unit_price
+from lanehub.domain.references import product_problem, refuse_unknown_rate, store_problem
 from lanehub.replication.sqlite import transaction
 
 
@@ -119,8 +120,7 @@ class HQCatalogue:
             if not found:
                 raise ValidationError({"customer": f"no customer {customer}"})
             customer_id = found["id"]
-        if store and not self.db.is_store(store):
-            raise ValidationError({"store": f"no store {store}"})
+        self._need_store(store)
         key = specific_price_key(product["id"], customer_id, store, start, end)
         with transaction(self.db.conn):
             return self.upsert("specific_price", key, {
@@ -142,15 +142,15 @@ class HQCatalogue:
         found = self.db.find_customer(customer)
         if not found:
             raise ValidationError({"customer": f"no customer {customer}"})
-        if code and not self.rate(code):
-            raise ValidationError({"rate": f"no rate {code.upper()}"})
+        refuse_unknown_rate(self.db.conn, {"rate": code})
         return self.db.update_customer(found["id"], {"rate": code.upper()}, by)
 
     def price_check(self, sku: str, customer: str = "", store: str = "", day: date | None = None) -> Price:
         """The price a lane would charge (the same function the edge uses)."""
         product = self.view.product_by_code(sku)
         if product is None:
-            raise ValidationError({"sku": f"no active product {sku}"})
+            raise ValidationError({"sku": product_problem(self.db.conn, sku)})
+        self._need_store(store)
         who = None
         if customer:
             found = self.db.find_customer(customer)
@@ -158,6 +158,11 @@ class HQCatalogue:
                 raise ValidationError({"customer": f"no customer {customer}"})
             who = PricingCustomer(id=found["id"], rate=found["rate"])
         return unit_price(product, who, store, day or date.today(), self.view)
+
+    def _need_store(self, store: str) -> None:
+        """A store named for a price must be a registered one ("" is every store)."""
+        if store and not self.db.is_store(store):
+            raise ValidationError({"store": store_problem(store, self.db.store_ids())})
 
     def _need(self, entity: str, key: str, name: str, message: str) -> dict[str, Any]:
         record = self.db.replica.get(entity, key)

@@ -27,6 +27,7 @@ from lanehub.domain.extra_fields import PREFIX, value_key, with_extras, write_ex
 from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
 from lanehub.domain.ownership import refuse_owned
 from lanehub.domain.payment_cards import redact
+from lanehub.domain.references import refuse_unknown_rate
 from lanehub.domain.users import add_session_schema
 from lanehub.protocol import hlc as hlc_mod
 from lanehub.protocol.acl import broker_password_hash, new_password
@@ -153,6 +154,17 @@ def m006_purge_payment_cards(db: sqlite_utils.Database) -> None:
     purge_hq(db.conn)
 
 
+@hq_migrations()
+def m007_store_samples(db: sqlite_utils.Database) -> None:
+    # Each store's lag and outbox depth over time, for the stores page's charts:
+    # a sample a minute at most (and on a change of state), kept a week (hq/samples.py).
+    db.execute("CREATE TABLE store_samples (store TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, "
+               "lag INTEGER NOT NULL, pending_up INTEGER NOT NULL, PRIMARY KEY (store, at))")
+    db.execute("CREATE INDEX idx_store_samples_at ON store_samples (at)")
+    # The stores page's sales per store per day reads the last 30 days of sales.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_sales_closed_at ON sales (closed_at, store)")
+
+
 @dataclass
 class ApplyOutcome:
     """What HQ did with one change from a store."""
@@ -234,6 +246,7 @@ class HQDatabase:
 
     def create_customer(self, fields: dict[str, Any], by: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=True)
+        refuse_unknown_rate(self.conn, fields)
         extra = check_extra(self, extra)
         with transaction(self.conn):
             key = self.insert_customer(fields, by)

@@ -23,6 +23,7 @@ from hq.fields import sync_field_rules
 from hq.imports.engine import ImportSpec
 from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
+from hq.samples import prune_samples, sample_store
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.protocol import topics
@@ -59,6 +60,10 @@ DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
 POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
 SNAPSHOT_PAGE_MAX = 20000
+# Stores' lag and outbox samples (hq/samples.py, at most one a minute each):
+# looked at this often, so a sample is at most this late; old ones pruned hourly.
+SAMPLE_CHECK = 15.0
+PRUNE_EVERY = 3600.0
 
 
 class HQService:
@@ -165,6 +170,9 @@ class HQService:
         self.client.start()
         self.apply_worker.every(POLL_INTERVAL, self._publish_pending)
         self.apply_worker.every(HEAD_INTERVAL, self._announce_head)
+        self.apply_worker.every(SAMPLE_CHECK, self._sample_stores)
+        self.apply_worker.every(PRUNE_EVERY, self._writer_prune_samples)
+        self.apply_worker.submit(self._writer_prune_samples)  # a HQ that was down a week starts tidy
         log.info("HQ running: db %s, broker %s:%s", self.db_path, self.client.settings.host, self.client.settings.port)
         return self
 
@@ -267,8 +275,19 @@ class HQService:
             return
         try:
             db.record_status(store, status.state, status.pending_up, status.last_seq, status.ts)
+            sample_store(db, store)  # a change of state is sampled at once
         except Exception as exc:
             self._failed(store, msg, "a store status", exc)
+
+    def _sample_stores(self) -> None:
+        """Every store's lag and outbox, at most a sample a minute each: the lag grows with
+        HQ's head even while a store sends no status."""
+        db = self._writer()
+        for store in db.store_ids():
+            sample_store(db, store)
+
+    def _writer_prune_samples(self) -> None:
+        prune_samples(self._writer())
 
     # --- downstream -----------------------------------------------------------------------
 

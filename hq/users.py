@@ -8,6 +8,7 @@ from typing import Any
 from hq.db import HQDatabase
 from lanehub.domain.catalogue import natural_key
 from lanehub.domain.model import ENTITIES, ValidationError
+from lanehub.domain.references import role_problem, store_problem
 from lanehub.domain.users import BUILTIN_ROLES, new_session_epoch, split
 from lanehub.replication.sqlite import transaction
 from lanehub.web.app import hash_password
@@ -25,9 +26,9 @@ class HQUsers:
 
     def _check_roles(self, roles: list[str]) -> None:
         known = set(BUILTIN_ROLES) | {r[0] for r in self.db.conn.execute("SELECT name FROM roles")}
-        unknown = [r for r in roles if r not in known]
-        if unknown:
-            raise ValidationError({"roles": f"unknown role(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"})
+        problem = role_problem(roles, known)
+        if problem:
+            raise ValidationError({"roles": problem})
 
     def add(self, username: str, password: str, roles: list[str], by: str, *, name: str = "", store: str = "") -> dict:
         username = username.strip().lower()
@@ -35,7 +36,7 @@ class HQUsers:
             raise ValidationError({"password": f"must be at least {MIN_PASSWORD} characters"})
         self._check_roles(roles)
         if store and not self.db.is_store(store):
-            raise ValidationError({"store": f"no store {store}"})
+            raise ValidationError({"store": store_problem(store, self.db.store_ids())})
         fields = {"username": username, "name": name, "password_hash": hash_password(password),
                   "roles": ",".join(roles), "store": store, "active": True}
         errors = ENTITIES["user"].check_fields(fields, self.db.codes)

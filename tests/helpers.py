@@ -142,3 +142,49 @@ def lane_request(client: MqttClient, store: str, lane: str, payload: dict, timeo
     data = json.loads(reply.payload)
     CustomerReply.from_dict(data)  # the reply itself is well-formed
     return data
+
+
+def read_events(response, count: int) -> list[str]:
+    """The data of the next ``count`` SSE events (comments and retry lines skipped)."""
+    found, data = [], []
+    while len(found) < count:
+        line = response.readline().decode()
+        if not line:
+            break
+        line = line.rstrip("\n")
+        if line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and data:
+            found.append("\n".join(data))
+            data = []
+    return found
+
+
+def cli_walk(group, ctx, prefix: tuple[str, ...] = ()):
+    """Every command under a click ``group``, groups and their subcommands at every depth: (path, command)."""
+    import click
+
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        path = prefix + (name,)
+        yield path, command
+        if isinstance(command, click.Group):
+            yield from cli_walk(command, click.Context(command, parent=ctx, info_name=name), path)
+
+
+def cli_commands() -> list:
+    """Every `lanehub` command and subcommand: [(path, command)]."""
+    import click
+
+    from lanehub.cli.main import main
+
+    return list(cli_walk(main, click.Context(main, info_name="lanehub")))
+
+
+def browser_login(page, url: str, username: str, password: str) -> None:
+    """Log ``page`` (Playwright) in at the site ``url`` as a person does; it lands on the customers list."""
+    page.goto(url + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/customers/")

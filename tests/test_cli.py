@@ -7,25 +7,16 @@ import os
 import re
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
+from helpers import cli_commands
 
 from lanehub.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def walk(group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()):
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        path = prefix + (name,)
-        yield path, command
-        if isinstance(command, click.Group):
-            yield from walk(command, click.Context(command, parent=ctx, info_name=name), path)
-
-
-COMMANDS = list(walk(main, click.Context(main, info_name="lanehub")))
+COMMANDS = cli_commands()
 
 
 @pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
@@ -114,7 +105,7 @@ def test_customer_commands_add_edit_deactivate_reactivate_show_list(hq_config):
     assert json.loads(hq(runner, hq_config, "customers", "deactivate", code).output)["active"] is False
     listed = hq(runner, hq_config, "customers", "list").output
     assert code not in listed
-    assert code in hq(runner, hq_config, "customers", "list", "--all").output
+    assert code in hq(runner, hq_config, "customers", "list", "--deactivated").output
     assert json.loads(hq(runner, hq_config, "customers", "reactivate", code).output)["active"] is True
     shown = json.loads(hq(runner, hq_config, "customers", "show", added["id"]).output)
     assert shown["city"] == "London"

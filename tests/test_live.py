@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 from flask import Flask
+from helpers import read_events
 
 from lanehub.chain.mosquitto import free_port
 from lanehub.web.app import serve_in_thread
@@ -34,22 +35,6 @@ def site():
     server = serve_in_thread(app, "127.0.0.1", port)
     yield state, f"http://127.0.0.1:{port}"
     server.shutdown()
-
-
-def read_events(response, count: int) -> list[str]:
-    """The data of the next ``count`` events (comments and retry lines skipped)."""
-    found, data = [], []
-    while len(found) < count:
-        line = response.readline().decode()
-        if not line:
-            break
-        line = line.rstrip("\n")
-        if line.startswith("data: "):
-            data.append(line[6:])
-        elif line == "" and data:
-            found.append("\n".join(data))
-            data = []
-    return found
 
 
 def test_a_changed_fragment_is_sent_at_once_when_its_changes_are_bumped(site):

@@ -238,3 +238,47 @@ def test_the_files_and_names_the_doc_cites_exist():
                 missing.append(dotted)
             break
     assert missing == [], f"docs/protocol.md cites what does not exist: {', '.join(missing)}"
+
+
+def wire_classes() -> dict[str, type]:
+    """Every dataclass of lane.py and sync.py, payloads and the objects inside them,
+    but the two bases (PayloadPart, ReplyData), which hold nothing."""
+    found = {}
+    for module in ("lanehub.protocol.lane", "lanehub.protocol.sync"):
+        for name, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass):
+            if cls.__module__ == module and dataclasses.is_dataclass(cls) and dataclasses.fields(cls):
+                found[name] = cls
+    return found
+
+
+WIRE = wire_classes()
+PARTS = sorted(name for name, cls in WIRE.items() if not issubclass(cls, Message))
+
+
+def test_the_wire_classes_are_found():
+    assert {"Scan", "TicketState", "SyncReply", "TicketLine", "Receipt", "Rejection", "HelloReply"} <= set(WIRE)
+    assert "TicketLine" in PARTS and "Scan" not in PARTS
+
+
+@pytest.mark.parametrize("name", sorted(WIRE))
+def test_every_class_of_lane_and_sync_is_named_in_the_doc(name):
+    assert re.search(rf"\b{name}\b", DOC), f"docs/protocol.md never names {name} ({WIRE[name].__module__})"
+
+
+@pytest.mark.parametrize("name", PARTS)
+def test_every_object_inside_a_payload_has_a_row_with_every_field(name):
+    rows = [line for line in DOC.splitlines() if line.startswith(f"| {name} |")]
+    assert len(rows) == 1, f"docs/protocol.md §24 should have one row for {name}"
+    fields_cell = rows[0].rstrip(" |").rsplit(" | ", 1)[1]
+    documented = set(INLINE_CODE.findall(fields_cell))
+    missing = [f.name for f in dataclasses.fields(WIRE[name]) if f.name not in documented]
+    assert not missing, f"the row of {name} in docs/protocol.md §24 lacks {', '.join(missing)}"
+
+
+def test_each_sync_op_names_the_class_that_reads_its_reply():
+    from lanehub.protocol.sync import REPLY_TYPES
+
+    text = re.sub(r"\s+", " ", DOC)  # a pair may wrap onto the next line
+    for op, cls in REPLY_TYPES.items():
+        assert f"`{op}`: {cls.__name__}" in text, f"docs/protocol.md §3.4 should say `{op}`: {cls.__name__}"
+        assert f"| {cls.__name__} | SyncReply `data` for `{op}` |" in DOC

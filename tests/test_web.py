@@ -168,7 +168,7 @@ def test_the_hq_customer_page_shows_who_changed_what(sites):
     client.post("/customers/CUST-00001/edit", data={"csrf_token": token, "first_name": "Ann", "last_name": "Audit",
                                                     "city": "Vigo", "payment_status": "valid", "status": "open"})
     page = client.get("/customers/CUST-00001").get_data(as_text=True)
-    assert "city = Vigo" in page and "<td>admin</td>" in page
+    assert "<li>City: Vigo</li>" in page and "<td>admin</td>" in page
 
 
 def test_rates_are_edited_with_errors_by_field_and_the_price_check_uses_the_lane_function(sites, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, g, redirect, render_template, url_for
+from flask import redirect, url_for
 
 from edge.db import EdgeDatabase, NotReady
 from edge.lane.mail import MailSettings
@@ -12,6 +12,7 @@ from edge.lane.printers import PrinterRoutes
 from edge.lane.settings import LaneSettings
 from edge.web.receipts import receipts_blueprint
 from edge.web.store import lanes_blueprint, sales_blueprint, settings_blueprint
+from edge.web.sync import sync_blueprint
 from lanehub.web.api import Api, customer_api
 from lanehub.web.app import health_blueprint, make_app, requires, web_secret
 from lanehub.web.customers import customers_blueprint
@@ -71,18 +72,3 @@ def sync_marker(db: EdgeDatabase, record: dict) -> str:
     waiting = db.conn.execute("SELECT 1 FROM outbox WHERE json_extract(change, '$.entity') = 'customer' "
                               "AND json_extract(change, '$.key') = ? LIMIT 1", (record["id"],)).fetchone()
     return "not yet confirmed by HQ" if waiting else "synced"
-
-
-def sync_blueprint() -> Blueprint:
-    bp = Blueprint("sync", __name__, url_prefix="/sync")
-
-    @bp.route("/")
-    @requires("sync.view")
-    def index():
-        db = g.db
-        status = {"last_seq": db.last_seq, "pending_up": db.pending_up(), "ready": db.ready,
-                  "hq_link": db.meta.get("hq_link", "unknown"),
-                  "codes_left": db.codes_left() if db.codes else 0}
-        return render_template("sync.html", status=status, rejections=db.rejections())
-
-    return bp

@@ -19,6 +19,7 @@ from lanehub.domain.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, Val
 from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras
 from lanehub.domain.model import checked_customer_write, display_name
 from lanehub.domain.ownership import refuse_owned
+from lanehub.domain.references import rate_errors, rate_problem
 from lanehub.runtime.text_files import decode_upload
 
 # The customer fields a new-customers batch takes (CSV columns, keyed-in rows).
@@ -99,10 +100,6 @@ def customer_fields(raw: dict[str, str]) -> dict[str, Any]:
     return fields
 
 
-def rate_exists(conn: sqlite3.Connection, code: str) -> bool:
-    return conn.execute("SELECT 1 FROM rates WHERE code = ?", (code.upper(),)).fetchone() is not None
-
-
 def check_new_customer(db: HQDatabase, raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """(the normalized fields, {field: error}) of one new-customers row."""
     fields, extra = split_extras(customer_fields(raw))
@@ -116,8 +113,8 @@ def check_new_customer(db: HQDatabase, raw: dict[str, str]) -> tuple[dict[str, A
     except ValidationError as exc:
         errors |= exc.errors
     fields |= {PREFIX + name: value for name, value in extra.items()}
-    if fields.get("rate") and "rate" not in errors and not rate_exists(db.conn, fields["rate"]):
-        errors["rate"] = f"no rate {fields['rate'].upper()}"
+    if "rate" not in errors:
+        errors |= rate_errors(db.conn, fields)
     return fields, errors
 
 
@@ -181,8 +178,8 @@ def checked_target(conn: sqlite3.Connection, action: str, value: str | None) -> 
     value = (value or "").strip()
     if action == "set_rate":
         value = "" if value == "-" else value.upper()  # "-" as in `rates assign -`: no rate
-        if value and not rate_exists(conn, value):
-            raise ValidationError({"value": f"no rate {value}"})
+        if rate_problem(conn, value):
+            raise ValidationError({"value": rate_problem(conn, value)})
     elif action == "set_payment_status":
         value = value.lower()
         if value not in PAYMENT_STATUSES:
@@ -218,6 +215,6 @@ def check_update(db: HQDatabase, action: str, value: str, raw: dict[str, str]) -
         refuse_owned(db.conn, "customer", record, fields)  # an external system's fields: a row error
     except ValidationError as exc:
         return record, preview, dict(exc.errors)
-    if fields.get("rate") and not rate_exists(db.conn, fields["rate"]):
-        return record, preview, {"rate": f"no rate {fields['rate']}"}
+    if rate_errors(db.conn, fields):
+        return record, preview, rate_errors(db.conn, fields)
     return record, preview, {}

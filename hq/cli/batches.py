@@ -9,7 +9,7 @@ import click
 
 from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchError, Batches, plural, read_rows
 from hq.cli.common import open_db
-from lanehub.cli.shared import by_option, config_option, validation_exit
+from lanehub.cli.shared import by_option, config_option, print_list, validation_exit
 from lanehub.domain.entity import PAYMENT_STATUSES, ValidationError
 from lanehub.runtime.text_files import UploadEncodingError
 
@@ -94,10 +94,12 @@ def list_batches(status, config_path):
     """Batches, newest first, with their state and row counts."""
     with refusals():
         found = batches_for(config_path).list(status)
+    lines = []
     for row in found:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(row["counts"].items())) or "no rows"
-        click.echo(f"{row['id']:>5}  {KIND_NAMES[row['kind']]:<17} {row['status']:<10} {row['created_at'][:10]}  "
-                   f"{row['description'] or '-'}  ({counts})")
+        lines.append(f"{row['id']:>5}  {KIND_NAMES[row['kind']]:<17} {row['status']:<10} {row['created_at'][:10]}  "
+                     f"{row['description'] or '-'}  ({counts})")
+    print_list(lines, empty=f"no {status} batches" if status else "no batches")
 
 
 @batch.command("show")

@@ -11,7 +11,15 @@ import click
 from hq.catalogue import HQCatalogue
 from hq.cli.common import open_db
 from hq.db import HQDatabase
-from lanehub.cli.shared import by_option, config_option, fail_on_config_errors, validation_exit
+from lanehub.cli.shared import (
+    by_option,
+    config_option,
+    fail_on_config_errors,
+    limit_options,
+    page_limit,
+    print_list,
+    validation_exit,
+)
 from lanehub.domain.model import ValidationError
 
 
@@ -77,15 +85,17 @@ def products_show(sku, config_path):
 
 
 @products.command("list")
-@click.option("--limit", default=50, show_default=True)
+@limit_options(50)
 @config_option("hq.toml")
-def products_list(limit, config_path):
-    """List products by SKU."""
-    catalogue = catalogue_for(config_path)
-    for row in catalogue.db.conn.execute(
-            "SELECT sku, description, retail_price, active FROM products ORDER BY sku LIMIT ?", (limit,)):
-        flag = "" if row["active"] else "  (inactive)"
-        click.echo(f"{row['sku']:<16} {row['description']:<40} {row['retail_price']:>10}{flag}")
+def products_list(limit, show_all, config_path):
+    """List products by SKU (the first 50 unless --limit or --all)."""
+    conn = catalogue_for(config_path).db.conn
+    rows = conn.execute("SELECT sku, description, retail_price, active FROM products ORDER BY sku LIMIT ?",
+                        (page_limit(limit, show_all),)).fetchall()
+    more = conn.execute("SELECT count(*) FROM products").fetchone()[0] - len(rows)
+    print_list((f"{row['sku']:<16} {row['description']:<40} {row['retail_price']:>10}"
+                f"{'' if row['active'] else '  (inactive)'}" for row in rows),
+               empty="no products (import some: lanehub hq products import FILE)", more=more)
 
 
 @click.group()
@@ -134,8 +144,8 @@ def rates_edit(code, name, start, end, status, config_path, by):
 @config_option("hq.toml")
 def rates_list(config_path):
     """Rates with their window and status."""
-    for r in catalogue_for(config_path).rates():
-        click.echo(f"{r['code']:<12} {r['name']:<30} {r['start']} .. {r['end'] or 'open':<10} {r['status']}")
+    print_list((f"{r['code']:<12} {r['name']:<30} {r['start']} .. {r['end'] or 'open':<10} {r['status']}"
+                for r in catalogue_for(config_path).rates()), empty="no rates")
 
 
 @rates.command("show")

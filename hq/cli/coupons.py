@@ -8,7 +8,7 @@ import click
 
 from hq.cli.common import open_db
 from hq.coupons import HQCoupons
-from lanehub.cli.shared import by_option, config_option, validation_exit
+from lanehub.cli.shared import by_option, config_option, print_list, validation_exit
 from lanehub.domain.model import ValidationError, display_name
 
 
@@ -131,5 +131,5 @@ def coupons_disable(code, config_path, by):
 @config_option("hq.toml")
 def coupons_double_uses(config_path):
     """Coupons redeemed twice (stores offline with coupon_offline = allow), for review."""
-    for row in coupons_for(config_path).double_uses():
-        click.echo(f"{row['code']}: ticket {row['ticket']} ({row['store']}) after {row['other_ticket']}  [{row['flagged_at']}]")
+    print_list((f"{row['code']}: ticket {row['ticket']} ({row['store']}) after {row['other_ticket']}  [{row['flagged_at']}]"
+                for row in coupons_for(config_path).double_uses()), empty="no coupon redeemed twice")

@@ -14,7 +14,7 @@ from hq.fields import declare_extra_field, sync_field_rules
 from hq.imports.engine import Caps, ImportAborted, ImportPlan, ImportSpec, checked_plan, write_plan
 from hq.imports.sources import SourceError, open_source
 from hq.imports.targets import TARGETS
-from lanehub.cli.shared import by_option, config_option, fail_on_config_errors, validation_exit
+from lanehub.cli.shared import by_option, config_option, fail_on_config_errors, print_list, validation_exit
 from lanehub.domain.extra_fields import declared
 from lanehub.domain.model import ValidationError
 from lanehub.domain.ownership import RULE_ENTITIES, field_rules
@@ -180,8 +180,7 @@ def extra_fields_list(config_path):
     """Declared extra fields: name and label."""
     db = open_db(config_path)
     try:
-        for name, label in declared(db.conn).items():
-            click.echo(f"{name}\t{label}")
+        print_list((f"{name}\t{label}" for name, label in declared(db.conn).items()), empty="no extra fields declared")
     finally:
         db.close()
 

@@ -17,7 +17,17 @@ from hq.db import HQDatabase
 from hq.service import HQService, broker_files_now
 from hq.web.app import create_app
 from lanehub.chain.demo_data import demo_customers
-from lanehub.cli.shared import by_option, config_option, customer_commands, fail_on_config_errors, sales_commands, validation_exit
+from lanehub.cli.shared import (
+    by_option,
+    config_option,
+    customer_commands,
+    fail_on_config_errors,
+    limit_options,
+    page_limit,
+    print_list,
+    sales_commands,
+    validation_exit,
+)
 from lanehub.domain.model import ValidationError, display_name
 from lanehub.domain.payment_cards import redact
 from lanehub.runtime.backup import Site, backup_commands
@@ -104,8 +114,12 @@ def store_list(config_path):
     """Stores with their link state, outbox depth and last applied seq."""
     db = open_db(config_path)
     head = db.head()
+    stores = db.stores()
+    if not stores:
+        click.echo("no stores registered (add one: lanehub hq store add STORE_ID)")
+        return
     click.echo(f"{'store':<10} {'link':<8} {'pending_up':>10} {'last_seq':>9} {'lag':>6}")
-    for row in db.stores():
+    for row in stores:
         click.echo(f"{row['id']:<10} {row['link_state']:<8} {row['pending_up']:>10} {row['last_seq']:>9} {head - row['last_seq']:>6}")
 
 
@@ -114,8 +128,8 @@ def store_list(config_path):
 def rejections(config_path):
     """Changes HQ refused, with their reasons."""
     db = open_db(config_path)
-    for row in db.rejections():
-        click.echo(f"{row['rejected_at']} {row['store']} {row['entity']} {row['key']}: {row['reason']}")
+    print_list((f"{row['rejected_at']} {row['store']} {row['entity']} {row['key']}: {row['reason']}"
+                for row in db.rejections()), empty="no rejected changes")
 
 
 @hq.command()
@@ -123,9 +137,11 @@ def rejections(config_path):
 def duplicates(config_path):
     """Possible duplicate customers waiting for review."""
     db = open_db(config_path)
+    lines = []
     for row in db.duplicates():
         a, b = db.replica.get("customer", row["a"]), db.replica.get("customer", row["b"])
-        click.echo(f"{a['code']} {display_name(a)}  <->  {b['code']} {display_name(b)}  ({row['reason']})")
+        lines.append(f"{a['code']} {display_name(a)}  <->  {b['code']} {display_name(b)}  ({row['reason']})")
+    print_list(lines, empty="no possible duplicates to review")
 
 
 # --- customers --------------------------------------------------------------------------
@@ -141,22 +157,26 @@ sales_commands(hq, "hq.toml", open_db)
 
 @customers.command("list")
 @config_option("hq.toml")
-@click.option("--all", "include_inactive", is_flag=True, help="Include deactivated customers")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--deactivated", "include_inactive", is_flag=True, help="Include deactivated customers.")
+@limit_options(50)
 @click.option("--json", "as_json", is_flag=True)
-def customers_list(config_path, include_inactive, limit, as_json):
-    """List customers by code."""
+def customers_list(config_path, include_inactive, limit, show_all, as_json):
+    """List customers by code (the first 50 unless --limit or --all)."""
     db = open_db(config_path)
     where = "" if include_inactive else "WHERE active = 1"
-    rows = db.conn.execute(f"SELECT id FROM customers {where} ORDER BY code LIMIT ?", (limit,)).fetchall()
+    rows = db.conn.execute(f"SELECT id FROM customers {where} ORDER BY code LIMIT ?",
+                           (page_limit(limit, show_all),)).fetchall()
     records = [db.replica.get("customer", row[0]) for row in rows]
+    more = db.conn.execute(f"SELECT count(*) FROM customers {where}").fetchone()[0] - len(records)
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
+    lines = []
     for r in records:
         flag = "" if r["active"] else "  (deactivated)"
         origin = r["origin_store"] or "HQ"
-        click.echo(f"{r['code']:<18} {display_name(r):<32} {r['email']:<30} {origin}{flag}")
+        lines.append(f"{r['code']:<18} {display_name(r):<32} {r['email']:<30} {origin}{flag}")
+    print_list(lines, empty="no customers" if include_inactive else "no active customers", more=more)
 
 
 @customers.command("load-demo")

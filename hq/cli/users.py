@@ -6,7 +6,7 @@ import click
 
 from hq.cli.common import open_db
 from hq.users import HQUsers, parse_roles
-from lanehub.cli.shared import by_option, config_option, validation_exit
+from lanehub.cli.shared import by_option, config_option, print_list, validation_exit
 from lanehub.domain.model import ValidationError
 from lanehub.domain.users import BUILTIN_ROLES, PERMISSIONS
 
@@ -80,9 +80,9 @@ def users_edit(username, roles, name, deactivate, config_path, by):
 @config_option("hq.toml")
 def users_list(config_path):
     """Users with their roles and store."""
-    for u in users_for(config_path).list():
-        click.echo(f"{u['username']:<20} {u['roles']:<30} {u['store'] or 'all stores':<10} "
-                   f"{'' if u['active'] else '(deactivated)'}")
+    print_list((f"{u['username']:<20} {u['roles']:<30} {u['store'] or 'all stores':<10} "
+                f"{'' if u['active'] else '(deactivated)'}" for u in users_for(config_path).list()),
+               empty="no users (add one: lanehub hq users add USERNAME --role admin)")
 
 
 @users.command("add-role")

@@ -20,6 +20,7 @@ from lanehub.domain.catalogue import barcode_key, product_key, rate_key
 from lanehub.domain.entity import FALSE_WORDS, TRUE_WORDS
 from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
 from lanehub.domain.model import CUSTOMER_EDITABLE, ENTITIES, ValidationError, normalize_customer
+from lanehub.domain.references import refuse_unknown_rate
 from lanehub.protocol.hlc import now_iso
 
 
@@ -170,8 +171,7 @@ class CustomerTarget(Target):
         if key != "external_id" and not text(fields.get("external_id")):
             fields["external_id"] = text(fields.get(key))  # the source's key is the customer's number there
         fields = super().normalize(normalize_customer(fields), key)
-        if fields.get("rate") and not self.conn.execute("SELECT 1 FROM rates WHERE code = ?", (fields["rate"],)).fetchone():
-            raise ValidationError({"rate": f"no rate {fields['rate']}"})
+        refuse_unknown_rate(self.conn, fields)
         extra = checked_extras(self.conn, {name: text(value) for name, value in extra.items()})
         return fields | {PREFIX + name: value for name, value in extra.items()}
 

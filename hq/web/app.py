@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from flask import Blueprint, g, jsonify, redirect, render_template, url_for
@@ -14,13 +13,13 @@ from hq.web.batches import batches_blueprint
 from hq.web.fields import fields_blueprint
 from hq.web.imports import imports_blueprint
 from hq.web.rates import rates_blueprint
+from hq.web.stores import stores_blueprint
 from lanehub.web.api import Api, customer_api
 from lanehub.web.app import health_blueprint, make_app, requires, web_secret
 from lanehub.web.customers import customers_blueprint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # this site's pages; the shared ones are lanehub/web's
 
-OFFLINE_AFTER = 15 * 60  # no contact for this long: a store shows as Offline
 LINKS = {"hq_broker": True}  # /healthz: HQ without its broker serves no store: 503
 
 
@@ -147,65 +146,5 @@ def gdpr_blueprint() -> Blueprint:
         flash(f"Customer {record['code']} erased in every store: name shown as {ERASED_NAME}; code, sales and "
               "consent history kept.")
         return redirect(url_for("customers.detail", ref=record["id"]))
-
-    return bp
-
-
-def stores_blueprint() -> Blueprint:
-    bp = Blueprint("stores", __name__, url_prefix="/stores")
-
-    @bp.route("/")
-    @requires("stores.manage")
-    def index():
-        head = g.db.head()
-        now = time.time()
-        stores = []
-        for row in g.db.stores():
-            if row["last_contact"] is None:
-                state = "Pending provisioning"
-            elif row["link_state"] == "online" and now - row["last_contact"] < OFFLINE_AFTER:
-                state = "Active"
-            else:
-                state = "Offline"
-            stores.append(row | {"state": state, "lag": head - row["last_seq"],
-                                 "rejections": len(g.db.rejections(row["id"]))})
-        return render_template("stores.html", stores=stores, head=head, now=now, rejections=g.db.rejections(),
-                               registered=None, errors={})
-
-    @bp.route("/", methods=["POST"])
-    @requires("stores.manage")
-    def register():
-        from flask import current_app, request
-
-        from hq.service import broker_files_now
-
-        store = request.form.get("store", "").strip()
-        try:
-            password = g.db.add_store(store)
-        except ValueError as exc:
-            return render_template("stores.html", stores=[], head=g.db.head(), now=time.time(),
-                                   rejections=[], registered=None, errors={"store": str(exc)}), 422
-        config = current_app.extensions["lanehub"].get("config")
-        problem = None
-        if config is not None and "broker" in config:
-            try:
-                broker_files_now(g.db, config)
-            except (OSError, RuntimeError) as exc:
-                problem = f"the broker's password/ACL files were not updated: {exc}"
-        broker = config["broker"] if config is not None and "broker" in config else {"host": "", "port": ""}
-        # The password is shown once, on this response only; HQ keeps its hash.
-        return render_template("store_registered.html", store=store, password=password, broker=broker, problem=problem)
-
-    @bp.route("/rejections/<change_id>/retry", methods=["POST"])
-    @requires("stores.manage")
-    def retry(change_id):
-        from flask import abort, flash
-
-        try:
-            outcome = g.db.retry_rejection(change_id)
-        except KeyError:
-            abort(404)
-        flash("Applied." if outcome.ok else f"Refused again: {outcome.reason}")
-        return redirect(url_for("stores.index"))
 
     return bp

@@ -7,9 +7,17 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from hq.batches.checks import columns_of
 from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchClosed, BatchError, Batches, plural, read_rows
-from lanehub.domain.entity import PAYMENT_STATUSES, ValidationError
+from lanehub.domain.entity import PAYMENT_STATUSES, TRUE_WORDS, ValidationError
+from lanehub.domain.extra_fields import PREFIX, declared
+from lanehub.domain.references import rate_choices
 from lanehub.runtime.text_files import UploadEncodingError
 from lanehub.web.app import requires
+from lanehub.web.customers import FIELD_LABELS
+
+# The input each batch column is keyed in with (anything else: a text box).
+INPUT_KINDS = {"email": "email", "phone": "tel", "mobile": "tel", "notes": "textarea", "no_paper": "checkbox",
+               "rate": "select", "payment_status": "select"}
+REQUIRED = ("first_name", "last_name")
 
 
 def batches_blueprint() -> Blueprint:
@@ -62,13 +70,13 @@ def batches_blueprint() -> Blueprint:
         flash(f"Batch {batch_id} started with {plural(len(rows), 'customer')}: review them, then execute.")
         return redirect(url_for("batches.review", ref=batch_id))
 
-    def review_page(batch_id, status=200, problem=None):
+    def review_page(batch_id, status=200, problem=None, values=None):
         batches = Batches(g.db, g.user["username"])
         header = batches.get(batch_id)
         return render_template("batches/review.html", batch=header, rows=batches.review(batch_id),
-                               history=batches.history(batch_id),
-                               columns=columns_of(header["kind"], g.db.conn),
-                               kinds=KIND_NAMES, actions=ACTION_NAMES, problem=problem), status
+                               history=batches.history(batch_id), inputs=row_inputs(header["kind"], g.db.conn),
+                               opened=request.args.get("row", type=int),
+                               kinds=KIND_NAMES, actions=ACTION_NAMES, problem=problem, values=values or {}), status
 
     # <ref> is the batch number; the placeholder is named like the other pages' so
     # the route walk in tests/test_web.py reaches these routes too.
@@ -86,8 +94,7 @@ def batches_blueprint() -> Blueprint:
         action = request.form.get("action", "")
         row_no = request.form.get("row_no", type=int)
         batches, by = Batches(g.db, g.user["username"]), g.user["username"]
-        fields = {name: request.form.get(name, "") for name in columns_of(batches.get(batch_id)["kind"], g.db.conn)
-                  if name in request.form}
+        fields = posted_fields(columns_of(batches.get(batch_id)["kind"], g.db.conn))
         verbs = {
             "add_row": lambda: batches.add_row(batch_id, fields),
             "fix": lambda: batches.fix(batch_id, row_no, fields),
@@ -101,17 +108,49 @@ def batches_blueprint() -> Blueprint:
         if action not in verbs or (action not in ("add_row", "execute", "cancel") and row_no is None):
             abort(400)
         try:
-            verbs[action]()
+            done = verbs[action]()
         except ValidationError as exc:
-            return review_page(batch_id, 422, f"Not saved: {exc}")
+            return review_page(batch_id, 422, f"Not saved: {exc}", fields if action == "add_row" else None)
         except BatchClosed as exc:
             return review_page(batch_id, 409, str(exc))
         except BatchError as exc:  # execution refused, a row that is not there, nothing to keep
             return review_page(batch_id, 422, str(exc))
         flash(_done(batches.get(batch_id), action, row_no))
+        if action in ("add_row", "fix"):  # the row's checks show next to its fields, its fix form open
+            row = done if action == "add_row" else row_no
+            return redirect(url_for("batches.review", ref=batch_id, row=row, _anchor=f"row-{row}"))
         return redirect(url_for("batches.review", ref=batch_id))
 
     return bp
+
+
+def row_inputs(kind: str, conn) -> list[dict]:
+    """How the row forms show each column of a batch of ``kind``: its label, the kind of
+    input, the choices of a select."""
+    extras = declared(conn)
+    rates = [("", "(no rate)")] + rate_choices(conn)
+    payments = [("", "(as a new customer: valid)")] + [(p, p) for p in PAYMENT_STATUSES]
+    out = []
+    for name in columns_of(kind, conn):
+        if name.startswith(PREFIX):
+            label = extras.get(name[len(PREFIX):], name[len(PREFIX):])
+        else:
+            label = "Customer code" if name == "code" else FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
+        out.append({"name": name, "label": label, "kind": INPUT_KINDS.get(name, "text"), "required": name in REQUIRED,
+                    "choices": {"rate": rates, "payment_status": payments}.get(name, []), "true_words": TRUE_WORDS})
+    return out
+
+
+def posted_fields(columns) -> dict[str, str]:
+    """The row fields a form posted. A checkbox (no_paper) comes after a hidden empty
+    input of its name, so "not ticked" is posted too: "yes" or "" (no, the default)."""
+    fields = {}
+    for name in columns:
+        if name not in request.form:
+            continue
+        values = request.form.getlist(name)
+        fields[name] = ("yes" if "yes" in values else "") if INPUT_KINDS.get(name) == "checkbox" else values[0]
+    return fields
 
 
 def _batch_id(ref: str) -> int:

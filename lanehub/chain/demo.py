@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import signal
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,41 +24,80 @@ DEMO_STORES = {
     "S001": {"name": "Lanehub Market Centro", "address": "Calle Mayor 1, Madrid", "tax_id": "B12345678"},
     "S002": {"name": "Lanehub Market Playa", "address": "Paseo Marítimo 12, Málaga", "tax_id": "B12345678"},
 }
+# The login the demo makes at start (an HQ user: replicated, so it logs in at the stores too).
+DEMO_USER = "demo"
+
+
+class DemoStopped(Exception):
+    """Ctrl-C or SIGTERM: stop what was started, in order."""
+
+
+def _stop_on_signals(signum, frame):
+    raise DemoStopped(signal.Signals(signum).name)
 
 
 @click.command()
 @click.option("--dir", "workdir", type=click.Path(file_okay=False), default=None,
-              help="Keep databases, configs and logs here (default: a new temporary directory)")
+              help="Keep databases, configs and logs here (default: a temporary directory, removed on exit)")
 @click.option("--customers", default=300, show_default=True, help="Demo customers loaded at HQ")
 def demo(workdir, customers):
     """Run HQ, two stores and their brokers on free loopback ports."""
+    keep = workdir is not None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lanehub-demo-"))
-    chain = Chain(workdir, tuple(DEMO_STORES), hq_settings=DEMO_IMPORTS, store_settings=DEMO_STORES)
-    click.echo(f"Starting the lanehub demo in {workdir} ...")
-    try:
-        chain.start(demo_customers=customers, prepare=declare_demo_fields)
-        _load_catalogue(chain, workdir)
-        load_pos_demo(chain, workdir)
-        _wait_ready(chain)
-        chain.start_simulators(DEMO_LANES)
-        _wait_simulators(chain)
-    except Exception as exc:
-        chain.stop()
-        raise click.ClickException(f"demo failed to start: {exc}")
-    _print_summary(chain, customers)
-    done = threading.Event()
+    # The chain's processes run in sessions of their own (lanehub/chain), so the
+    # terminal's Ctrl-C reaches only this process, which stops them in order:
+    # devices, edges and HQ first, the brokers last (their clean stop statuses need them).
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, _stop_on_signals)
+    chain = Chain(workdir, tuple(DEMO_STORES), hq_settings=DEMO_IMPORTS, store_settings=DEMO_STORES)
+    password = secrets.token_urlsafe(12)
+    click.echo(f"Starting the lanehub demo in {workdir} ...")
+    failed = _run(chain, customers, password, keep)
+    if failed:
+        click.echo(f"{failed} (the logs are in {workdir})", err=True)
+    elif not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    click.echo("Stopped.")
+    if failed:
+        sys.exit(1)
+
+
+def _run(chain: Chain, customers: int, password: str, keep: bool) -> str | None:
+    """Start the chain, wait for Ctrl-C or SIGTERM, stop it: None, or what went wrong."""
     try:
-        while not done.wait(1):
-            dead = [p.name for p in [chain.hq, *chain.edges.values(), *chain.simulators.values()] if not p.running]
+        try:
+            chain.start(demo_customers=customers, prepare=lambda c: _prepare(c, password))
+            _load_catalogue(chain, chain.workdir)
+            load_pos_demo(chain, chain.workdir)
+            _wait_ready(chain)
+            chain.start_simulators(DEMO_LANES)
+            _wait_simulators(chain)
+        except DemoStopped:
+            raise
+        except Exception as exc:
+            return f"demo failed to start: {exc}"
+        _print_summary(chain, customers, password, keep)
+        while True:
+            time.sleep(1)
+            services = [chain.hq, *chain.edges.values(), *chain.simulators.values()]
+            dead = [p.name for p in services if p is not None and not p.running]
             if dead:
-                click.echo(f"stopped unexpectedly: {', '.join(dead)} (see the logs in {workdir})", err=True)
-                break
+                return f"stopped unexpectedly: {', '.join(dead)}"
+    except DemoStopped:
+        return None
     finally:
+        # A second Ctrl-C must not cut the orderly stop short (it takes seconds).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         click.echo("Stopping the demo ...")
         chain.stop()
-        click.echo("Stopped.")
+
+
+def _prepare(chain: Chain, password: str) -> None:
+    """Before HQ starts: the extra fields, and the demo login (so it is in the stores' first snapshot)."""
+    declare_demo_fields(chain)
+    chain.hq_cli("users", "add", DEMO_USER, "--role", "admin", "--name", "Demo admin (demo only)",
+                 "--password-stdin", "--by", "demo", input=password + "\n")
 
 
 def _load_catalogue(chain: Chain, workdir: Path) -> None:
@@ -103,12 +144,35 @@ def _wait_simulators(chain: Chain, timeout: float = 30) -> None:
             raise RuntimeError(f"the simulated devices of {store} did not come online: {sim.tail(5)}")
 
 
-def _print_summary(chain: Chain, customers: int) -> None:
+def lanehub_command() -> str:
+    """How to type `lanehub` for the "Try:" lines: the name when the shell finds this
+    one on PATH, else this virtualenv's script (`.venv/bin/lanehub` from the repository)."""
+    script = Path(sys.executable).parent / "lanehub"
+    on_path = shutil.which("lanehub")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return "lanehub"
+    if not script.exists():
+        return f"{sys.executable} -m lanehub.cli.main"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _print_summary(chain: Chain, customers: int, password: str, keep: bool) -> None:
     hq = chain.hq_config_path
     assert chain.hq is not None  # the chain has started
-    lines = [
+    lanehub = lanehub_command()
+    s001 = chain.store_brokers["S001"].port
+    pages = [("HQ Manager", chain.web_url("hq"))]
+    pages += [(f"store {store} admin", chain.web_url(store)) for store in chain.stores]
+    # The lanes page (live tickets and devices); the till per lane is still to come (issue 15).
+    pages += [(f"store {store} lanes", chain.web_url(store, "/lanes/")) for store in chain.stores]
+    lines = ["", "lanehub demo is running:", *(f"  {label:<18} {url}" for label, url in pages)]
+    lines += [
+        f"  Log in as {DEMO_USER} with password {password}",
+        "  (an admin made for this demo only: it works at HQ and both stores, and goes away with the demo).",
         "",
-        "lanehub demo is running:",
         f"  HQ broker      mqtt://127.0.0.1:{chain.hq_broker.port}  (user hq, ACL per store)",
         f"  HQ service     config {hq}, log {chain.hq.log_path}",
     ]
@@ -124,17 +188,17 @@ def _print_summary(chain: Chain, customers: int) -> None:
         "  4 customers imported from a sample POS export (the fields the POS owns are read-only on the pages);",
         "  batch 1 (new customers, with a possible duplicate and a bad e-mail) waits for review under Batches.",
         "",
-        "Try:",
-        f"  lanehub hq customers add --first-name Ada --last-name Lovelace -c {hq}",
-        f"  lanehub edge customers search lovelace -c {chain.edges['S002'].config_path}",
-        f"  lanehub hq store list -c {hq}",
-        f"  mosquitto_sub -p {chain.store_brokers['S001'].port} -t 'lanehub/#' -v",
-        f"  mosquitto_pub -p {chain.store_brokers['S001'].port} -q 1 -t {topics.scan('S001', 'L1')} "
+        "Try (from this folder):",
+        f"  {lanehub} hq customers add --first-name Ada --last-name Lovelace -c {hq}",
+        f"  {lanehub} edge customers search lovelace -c {chain.edges['S002'].config_path}",
+        f"  {lanehub} hq store list -c {hq}",
+        f"  mosquitto_sub -p {s001} -t 'lanehub/#' -v",
+        f"  mosquitto_pub -p {s001} -q 1 -t {topics.scan('S001', 'L1')} "
         f"-m '{{\"v\":1,\"id\":\"scan-1\",\"code\":\"8410297112041\"}}'",
-        f"  mosquitto_pub -p {chain.store_brokers['S001'].port} -q 1 -t {topics.ticket_cmd('S001', 'L1')} "
-        f"-m '{{\"v\":1,\"id\":\"close-1\",\"op\":\"close\"}}'   (closes L1's ticket: its receipt prints)",
-        f"  lanehub hq price MILK-1L --customer CUST-00001 -c {hq}",
+        f"  mosquitto_pub -p {s001} -q 1 -t {topics.ticket_cmd('S001', 'L1')} "
+        f"-m '{{\"v\":1,\"id\":\"close-1\",\"op\":\"close\"}}'   # closes L1's ticket: its receipt prints",
+        f"  {lanehub} hq price MILK-1L --customer CUST-00001 -c {hq}",
         "",
-        "Ctrl-C stops everything the demo started.",
+        "Ctrl-C stops everything the demo started" + ("." if keep else f" and removes {chain.workdir}."),
     ]
     click.echo("\n".join(lines))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 
 FIRST = ["Ana", "Luis", "María", "José", "Carmen", "Javier", "Lucía", "David", "Elena", "Pablo", "Sara", "Jorge",
          "Laura", "Miguel", "Paula", "Daniel", "Marta", "Carlos", "Irene", "Sergio", "Emma", "Oliver", "Amelia",
@@ -14,14 +15,25 @@ CITIES = [("Madrid", "280"), ("Barcelona", "080"), ("Valencia", "460"), ("Sevill
           ("Zaragoza", "500"), ("Málaga", "290")]
 STREETS = ["Calle Mayor", "Gran Vía", "Calle del Sol", "Avenida de la Paz", "Calle Real", "Paseo del Prado"]
 
+# Letters that have no ASCII base in Unicode's decomposition (NFKD leaves them whole).
+_ASCII_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l", "þ": "th", "ð": "d",
+                                "ı": "i"})
+
+
+def ascii_letters(text: str) -> str:
+    """``text`` in lower-case ASCII for an e-mail's local part: accents taken off
+    (García -> garcia, Müller -> muller, Øyvind -> oyvind), never a letter dropped;
+    what is not a letter or digit (spaces, apostrophes) goes."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().translate(_ASCII_LETTERS))
+    return "".join(c for c in decomposed if c.isascii() and c.isalnum())
+
 
 def demo_customers(count: int, seed: int = 42):
     rng = random.Random(seed)
     for i in range(count):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         city, cp = rng.choice(CITIES)
-        user = f"{first}.{last}{i}".lower().replace(" ", "").replace("'", "")
-        user = user.encode("ascii", "ignore").decode() or f"customer{i}"
+        user = f"{ascii_letters(first)}.{ascii_letters(last)}{i}"
         yield {
             "first_name": first,
             "last_name": last,

@@ -48,7 +48,7 @@ class SimulatorProcess(ServiceProcess):
             self.process = subprocess.Popen(
                 lanehub_command("devices", "simulate", "-c", str(self.config_path), *args),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                env=os.environ | {"PYTHONUNBUFFERED": "1"})
+                env=os.environ | {"PYTHONUNBUFFERED": "1"}, start_new_session=True)  # as ServiceProcess
         return self
 
 
@@ -111,6 +111,10 @@ class Chain:
         }
         return config | self.edge_settings.get(store, {})
 
+    def web_url(self, site: str, path: str = "/") -> str:
+        """A page of "hq" or a store (the [web] port its generated config sets)."""
+        return f"http://127.0.0.1:{self.web_ports[site]}{path}"
+
     @property
     def hq_config_path(self) -> Path:
         return self.workdir / "hq" / "hq.toml"
@@ -166,6 +170,8 @@ class Chain:
         return self.simulators
 
     def stop(self) -> None:
+        """Everything that publishes first, the brokers last, so that every retained status
+        is a clean stop's (the edges' with their figures), not a last will."""
         for simulator in self.simulators.values():  # first: their "stopped" status needs the broker
             simulator.stop()
         for edge in self.edges.values():

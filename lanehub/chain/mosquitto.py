@@ -161,7 +161,10 @@ class Mosquitto:
             return self
         self.write_files()
         log = open(self.workdir / "stdout.log", "ab")
-        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT)
+        # Its own session, as lanehub/chain/processes.py's: a terminal's Ctrl-C must not stop
+        # the broker before the processes that publish their last status on it.
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         # Mosquitto writes pid_file only when it daemonizes, so we write it.
         self.pid_path.write_text(f"{self.process.pid}\n")
         deadline = time.monotonic() + timeout

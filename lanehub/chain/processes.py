@@ -51,6 +51,9 @@ class ServiceProcess:
             lanehub_command(self.kind, "run", "-c", str(self.config_path)),
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            # Its own session: a terminal's Ctrl-C reaches only the process that started
+            # it (the demo), which stops the chain in order (Chain.stop).
+            start_new_session=True,
         )
         return self
 

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from typing import Iterable
 
 import click
 
@@ -35,6 +36,33 @@ def fail_on_config_errors():
     except ConfigError as exc:
         click.echo(f"lanehub: config error: {exc}", err=True)
         raise SystemExit(2) from None
+
+
+def print_list(lines: Iterable[str], empty: str = "none", more: int = 0) -> None:
+    """Print a list one line each; an empty list says ``empty`` (not nothing), and a
+    list cut at its limit says how many more there are and how to see them."""
+    printed = 0
+    for line in lines:
+        click.echo(line)
+        printed += 1
+    if not printed and not more:
+        click.echo(empty)
+    if more > 0:
+        click.echo(f"... {more} more: use --limit or --all")
+
+
+def limit_options(default: int):
+    """--limit N and --all for a list command; the command gets ``limit`` (None: all)."""
+    def decorate(fn):
+        fn = click.option("--all", "show_all", is_flag=True, help="List every one (no limit).")(fn)
+        return click.option("--limit", default=default, show_default=True, type=click.IntRange(min=1),
+                            help="List at most this many.")(fn)
+    return decorate
+
+
+def page_limit(limit: int, show_all: bool) -> int:
+    """The SQL LIMIT of a list command: -1 (SQLite's no limit) with --all."""
+    return -1 if show_all else limit
 
 
 by_option = click.option("--by", default="cli", help="Who is making the change (kept in the audit trail)")

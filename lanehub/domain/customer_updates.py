@@ -1,6 +1,7 @@
 """The one way a person's edit of a customer is written, at HQ and at a store.
 
-Owned fields (an external system's, ``lanehub.domain.ownership``) are refused, declared
+Owned fields (an external system's, ``lanehub.domain.ownership``) and a rate that does not
+exist (``lanehub.domain.references``) are refused, declared
 extra values (``lanehub.domain.extra_fields``) are written as their own records, and the
 customer's ``updated_at``/``updated_by`` move when anything changed. The caller
 holds the transaction; ``db`` is HQ's or a store's database (both have
@@ -18,6 +19,7 @@ from lanehub.domain.extra_fields import (
     write_extras,
 )
 from lanehub.domain.ownership import owned_fields, refuse_owned
+from lanehub.domain.references import refuse_unknown_rate
 
 if TYPE_CHECKING:  # the protocol's module imports the replica, which imports the domain model
     from lanehub.replication.site import SiteDatabase
@@ -41,6 +43,8 @@ def write_customer_update(db: SiteDatabase, current: dict[str, Any], fields: dic
     record = with_extras(db.conn, current) if extra else current
     refuse_owned(db.conn, "customer", record, fields | {PREFIX + name: value for name, value in extra.items()})
     changed = {k: v for k, v in fields.items() if current.get(k) != v}
+    if "rate" in changed:  # a rate kept as it was is not checked: a customer from before stays editable
+        refuse_unknown_rate(db.conn, changed)
     owned = owned_fields(db.conn, "customer", current)
     written = {k: v for k, v in fields.items() if k in changed or not (only_changed or k in owned)}
     # Likewise for extra values: an owned one given unchanged is left alone.

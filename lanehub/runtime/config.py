@@ -140,6 +140,8 @@ def load(path: str | Path, schema: Schema, environ: Mapping[str, str] | None = N
         raise ConfigError(f"{path}: permission denied") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if not partial:
+        _refuse_other_kind(path, raw, schema)
     for section, values in raw.items():
         section_keys = schema.get(section)
         if partial:
@@ -173,6 +175,38 @@ def load(path: str | Path, schema: Schema, environ: Mapping[str, str] | None = N
                 out[name] = _value(key, raw.get(section, {}), name, f"{path}: [{section}] {name}", base)
         config[section] = out
     return config
+
+
+# The kinds of lanehub config file, each told by a section or key only it has: a
+# file of another kind than the command reads is named as such, rather than
+# failing on its first key this schema does not know.
+KINDS = (
+    ("hq", "an HQ config (hq.toml)", lambda raw: "codes" in raw or "import" in raw
+     or "db" in (raw.get("hq") if isinstance(raw.get("hq"), dict) else {})),
+    ("edge", "a store's edge config (edge.toml)", lambda raw: "mail" in raw or "lane" in raw
+     or "db" in (raw.get("store") if isinstance(raw.get("store"), dict) else {})),
+    ("devices", "a devices config (devices.toml)", lambda raw: "device" in raw or "devices" in raw),
+)
+
+
+def kind_of(raw: dict) -> str:
+    """The kind of config file ``raw`` looks like ("hq", "edge", "devices"), or "" when unsure."""
+    found = [kind for kind, _, test in KINDS if test(raw)]
+    return found[0] if len(found) == 1 else ""
+
+
+def _refuse_other_kind(path: Path, raw: dict, schema: Schema) -> None:
+    """One line naming the file's kind when it does not fit ``schema`` because it is another kind's."""
+    def unknown_keys(section: str, values: Any) -> bool:
+        keys = schema.get(section)
+        return keys is None or (isinstance(values, dict) and isinstance(keys, dict) and bool(set(values) - set(keys)))
+
+    unknown = [section for section, values in raw.items() if unknown_keys(section, values)]
+    mine = kind_of({section: {} if isinstance(keys, Tables) else dict(keys) for section, keys in schema.items()})
+    theirs = kind_of(raw)
+    if unknown and mine and theirs and mine != theirs:
+        labels = {kind: label for kind, label, _ in KINDS}
+        raise ConfigError(f"{path}: this is {labels[theirs]}, not {labels[mine]}: give this command the right file with -c")
 
 
 def _value(key: Key, values: dict, name: str, where: str, base: Path) -> Any:

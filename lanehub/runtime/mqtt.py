@@ -124,6 +124,8 @@ class MqttClient:
         self._puback: dict[int, tuple[threading.Event, list[ReasonCode]]] = {}
         self.connected = threading.Event()
         self._stopping = False
+        # Not self._lock: paho calls back (taking self._lock) while holding the locks its publish takes.
+        self._stop_lock = threading.Lock()
         self._link = LinkState(False, time.time(), "not started")
         self._connack = False  # a CONNACK (accepted or not) came on the current socket
         self._warned: str | None = None  # the reason last logged at WARNING during this outage
@@ -174,9 +176,10 @@ class MqttClient:
 
     def stop(self, last: tuple[str, bytes] | None = None) -> None:
         """Disconnect cleanly, publishing ``last`` (a retained status) first when connected."""
-        self._stopping = True
-        if last and self.connected.is_set():
-            info = self._client.publish(last[0], last[1], qos=1, retain=True)
+        with self._stop_lock:  # from here on publish() sends nothing: ``last`` is the last word
+            self._stopping = True
+            info = self._client.publish(last[0], last[1], qos=1, retain=True) if last and self.connected.is_set() else None
+        if info is not None:
             try:
                 info.wait_for_publish(2)
             except (RuntimeError, ValueError):
@@ -353,7 +356,11 @@ class MqttClient:
                 properties.ResponseTopic = response_topic
             if correlation is not None:
                 properties.CorrelationData = correlation
-        self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        with self._stop_lock:
+            if self._stopping:  # e.g. a status a worker sends while its service stops: after ``last`` it would undo it
+                log.debug("%s: stopping, not publishing on %s", self.client_id, topic)
+                return
+            self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
     def publish_acked(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10) -> PublishResult:
         """Publish QoS 1 and wait for the broker's PUBACK; report its reason code. Not

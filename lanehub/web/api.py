@@ -13,6 +13,7 @@ from lanehub.domain.extra_fields import declared, extras_of
 from lanehub.domain.model import CUSTOMER_EDITABLE, ValidationError
 from lanehub.domain.ownership import field_rules, owned_fields
 from lanehub.domain.payment_cards import payment_card_errors
+from lanehub.domain.references import rate_errors
 from lanehub.domain.sales import SaleError, purchase_history, track_sale
 from lanehub.domain.search import search_customers
 from lanehub.web.app import requires
@@ -201,6 +202,10 @@ def _customer_fields(data: dict) -> tuple[dict, dict]:
     refused = payment_card_errors(data) | {f"extra.{k}": v for k, v in payment_card_errors(extra).items()}
     if refused:  # the masked number only, in the field's error (lanehub.domain.payment_cards)
         raise_invalid(refused)
+    if isinstance(data.get("rate"), str):  # another type is the field checks' to refuse
+        unknown_rate = rate_errors(g.db.conn, data)
+        if unknown_rate:
+            raise_invalid(unknown_rate)
     return data, extra
 
 

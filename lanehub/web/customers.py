@@ -13,11 +13,21 @@ from lanehub.domain.extra_fields import PREFIX, declared, extras_of, with_extras
 from lanehub.domain.model import CUSTOMER_EDITABLE, PAYMENT_STATUSES, ValidationError, current_consents
 from lanehub.domain.ownership import owned_fields
 from lanehub.domain.payment_cards import find_payment_card, mask, payment_card_errors, redact, refusal
+from lanehub.domain.references import rate_choices
 from lanehub.domain.sales import purchase_history
 from lanehub.domain.search import search_customers
 from lanehub.web.app import page_args, requires
 
 PAGE = 50
+# What a person reads for each customer field (the detail page, the change history).
+FIELD_LABELS = {
+    "code": "Code", "first_name": "First name", "last_name": "Last name", "email": "E-mail", "phone": "Phone",
+    "mobile": "Mobile", "tax_id": "Tax id", "street": "Street", "city": "City", "postcode": "Postcode",
+    "country": "Country", "contact": "Contact", "notes": "Notes", "rate": "Rate", "payment_status": "Payment status",
+    "status": "Status", "origin_store": "Origin store", "created_at": "Created", "created_by": "Created by",
+    "updated_at": "Updated", "updated_by": "Updated by", "household_id": "Household", "merged_into": "Merged into",
+    "external_id": "External number", "active": "Active", "no_paper": "E-mail receipts instead of printing",
+}
 
 
 def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), audit: Callable | None = None,
@@ -77,7 +87,7 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         values, errors, extra = {}, {}, _extra_values()
         if request.method == "POST":
             values = _form_values()
-            refused = _mask_payment_cards(values, extra)
+            refused = _mask_payment_cards(values, extra)  # an unknown rate: refused by create_customer
             try:
                 if refused:
                     raise ValidationError(refused)
@@ -92,7 +102,7 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         values = values | {PREFIX + name: value for name, value in extra.items()}
         return render_template("customers/form.html", values=values, errors=errors, record=None,
                                fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned={},
-                               extras=declared(g.db.conn)), (422 if errors else 200)
+                               extras=declared(g.db.conn), rates=rate_choices(g.db.conn)), (422 if errors else 200)
 
     @bp.route("/<ref>")
     @requires("customers.view")
@@ -116,7 +126,8 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
                                current=current_consents(g.db.conn, record["id"]),
                                history=purchase_history(g.db.conn, record["id"], 20),
                                mark=marker(g.db, record) if marker else None,
-                               audit=audit(g.db, record) if audit else None, has_audit=audit is not None,
+                               audit=_in_words(audit(g.db, record), extras) if audit else None,
+                               has_audit=audit is not None,
                                audit_source=audit_source)
 
     @bp.route("/<ref>/edit", methods=["GET", "POST"])
@@ -129,6 +140,8 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             # Owned fields are shown, not posted; one posted anyway is refused by the write.
             values = _form_values(skip=owned)
             extra = _extra_values(skip=owned)
+            # An unknown rate is refused by the write (lanehub.domain.customer_updates), only
+            # when it changes: a customer kept from before rates were checked stays editable.
             refused = _mask_payment_cards(values, extra)
             values_shown = values | {PREFIX + name: value for name, value in extra.items()}
             try:
@@ -145,7 +158,7 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
             values = values_shown | {name: with_extras(g.db.conn, record).get(name, "") for name in owned}
         return render_template("customers/form.html", values=values, errors=errors, record=record,
                                fields=CUSTOMER_EDITABLE, payments=PAYMENT_STATUSES, owned=owned,
-                               extras=declared(g.db.conn)), (422 if errors else 200)
+                               extras=declared(g.db.conn), rates=rate_choices(g.db.conn)), (422 if errors else 200)
 
     @bp.route("/<ref>/active", methods=["POST"])
     @requires("customers.edit")
@@ -161,6 +174,24 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
         return redirect(url_for("customers.detail", ref=record["id"]))
 
     return bp
+
+
+def shown_value(value) -> str:
+    """A stored value as a person reads it: yes/no, "(empty)", else the text."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or value == "":
+        return "(empty)"
+    return str(value)
+
+
+def _in_words(entries: list[dict] | None, extras: dict[str, str]) -> list[dict] | None:
+    """The change history with each change as (field label, value in words)."""
+    if entries is None:
+        return None
+    labels = FIELD_LABELS | {PREFIX + name: label for name, label in extras.items()}
+    return [entry | {"changes": [(labels.get(name, name.replace("_", " ").capitalize()), shown_value(value))
+                                 for name, value in entry["fields"].items()]} for entry in entries]
 
 
 def _mask_payment_cards(values: dict, extra: dict) -> dict[str, str]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, g, request, stream_with_context
 
 LIFETIME = 300.0  # seconds a stream stays open before the browser reconnects
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream (finds closed browsers)
@@ -79,11 +79,32 @@ def events(render: Callable[[], str], *, changes: Changes | None = None, every: 
             time.sleep(every)
 
 
-def stream(render: Callable[[], str], *, changes: Changes | None = None, every: float = 2.0,
-           lifetime: float = LIFETIME, stopped: threading.Event | None = None) -> Response:
-    """An SSE response for a view: ``render`` runs in the request's context (``g.db``...)."""
-    body = stream_with_context(events(render, changes=changes, every=every, lifetime=lifetime, stopped=stopped))
-    response = Response(body, mimetype="text/event-stream")
+def stream(render: Callable[..., str], *, open_db: Callable[[], Any] | None = None, changes: Changes | None = None,
+           every: float = 2.0, lifetime: float = LIFETIME, stopped: threading.Event | None = None) -> Response:
+    """An SSE response for a view. With ``open_db``, ``render(db)`` runs on one
+    database connection the stream opens for itself and closes at its end: the
+    request's ``g.db`` is closed by its teardown before a streamed body runs."""
+
+    def body() -> Iterator[str]:
+        if open_db is None:
+            yield from events(render, changes=changes, every=every, lifetime=lifetime, stopped=stopped)
+            return
+        db = open_db()
+        try:
+            yield from events(lambda: render(db), changes=changes, every=every, lifetime=lifetime, stopped=stopped)
+        finally:
+            db.close()
+
+    response = Response(stream_with_context(body()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back
     return response
+
+
+def live_view(render: Callable[[Any], str], *, every: float = 2.0, changes: Changes | None = None) -> Response | str:
+    """A live part's route: for EventSource (``Accept: text/event-stream``) a stream of
+    ``render(db)`` on the site's database; for anything else (a plain GET, a route
+    walk) the fragment once, from the request's ``g.db``."""
+    if request.accept_mimetypes.best == "text/event-stream":
+        return stream(render, open_db=current_app.extensions["lanehub"]["open_db"], changes=changes, every=every)
+    return render(g.db)
