@@ -78,6 +78,7 @@ def test_hq_never_replies_onto_another_stores_topics(chain, mqtt):
     hq_user.subscribe(topics.error("hq"), lambda m: hq_errors.append(json.loads(m.payload)))
     # Only the aimed-at topic: S002's own edge gets genuine replies under its prefix meanwhile.
     hq_user.subscribe(topics.sync_reply("S002", "stolen"), lambda m: foreign.append(m.payload))
+    time.sleep(0.3)  # subscribing does not wait for the broker's SUBACK: be subscribed before HQ reports
     s001.publish(topics.sync_req("S001"), json.dumps({"v": 1, "op": "snapshot", "entity": "customer"}).encode(),
                  response_topic=topics.sync_reply("S002", "stolen"), correlation=b"x")
     report = wait_until(lambda: [e for e in hq_errors if "response topic" in e["reason"]], 10, message="HQ's report")

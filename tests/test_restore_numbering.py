@@ -81,7 +81,7 @@ def test_a_restored_edge_numbers_new_tickets_after_the_sales_that_came_back_from
     assert before + after == [f"S001-L1-{n}" for n in range(1, 5)]
     wait_converged(chain)  # HQ has them, and they came back down
     assert set(sales(hq_db(chain), "L1")) == set(before + after) and ghost in sales(hq_db(chain), "L2")
-    assert rejections(chain) == (0, 0, "")
+    assert rejections(chain) == (0, 0, "no rejected changes\n")
 
     restore(chain, copy)
     wait_converged(chain, 40)
@@ -96,7 +96,7 @@ def test_a_restored_edge_numbers_new_tickets_after_the_sales_that_came_back_from
     assert scanned["ticket"] != ghost and len(scanned["lines"]) == 1
     new2 = l2.cmd("close")
     hq_state = wait_converged(chain, 30)
-    assert rejections(chain) == (0, 0, "")
+    assert rejections(chain) == (0, 0, "no rejected changes\n")
     at_hq = sales(hq_db(chain), "L1")
     assert len(at_hq) == 5 and at_hq[new["ticket"]][:2] == (closed_at(chain, new["ticket"]), new["total"])
     assert sales(hq_db(chain), "L2")[new2["ticket"]][:2] == (closed_at(chain, new2["ticket"]), new2["total"])
@@ -157,7 +157,7 @@ def test_a_restored_edge_never_reuses_a_provisional_code_hq_replaced(make_chain,
     assert later[-1]["code"] == "CUST-S001-P0002"  # P0001 is another customer's (an alias): skipped
 
     hq_state = wait_converged(chain, 40)
-    assert rejections(chain) == (0, 0, "")
+    assert rejections(chain) == (0, 0, "no rejected changes\n")
     survived(chain, first + later)
     assert replica_state(db) == hq_state
 
@@ -189,7 +189,7 @@ def test_a_replaced_box_goes_on_after_the_tickets_and_provisional_codes_hq_sent_
     later = offline_until_provisional(chain, client, "New")
     assert later[-1]["code"] == "CUST-S001-P0002"
     hq_state = wait_converged(chain, 40)
-    assert rejections(chain) == (0, 0, "")
+    assert rejections(chain) == (0, 0, "no rejected changes\n")
     assert sales(hq_db(chain), "L1")[new["ticket"]][:2] == (closed_at(chain, new["ticket"]), new["total"])
     survived(chain, first + later)
     assert replica_state(db) == hq_state
