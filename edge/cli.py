@@ -37,7 +37,7 @@ def run(config_path):
         config = load_config(config_path)
         setup_logging(config["log"]["level"])
         service = EdgeService(config).start()
-        web = WebService(service, create_app(config, hq_changes=service.hq_changes), config["web"]["host"],
+        web = WebService(service, create_app(config, hq_changes=service.hq_changes, till=service.till), config["web"]["host"],
                          config["web"]["port"]).start()
     run_until_signalled(web)
 

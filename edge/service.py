@@ -20,6 +20,7 @@ from edge.lane.customers import LaneCustomers
 from edge.lane.mail import MailSender, MailSettings, ReceiptMail, error_topic_alert
 from edge.lane.printers import PrinterRoutes
 from edge.lane.settings import LaneSettings
+from edge.lane.till import TillLink
 from lanehub.protocol import topics
 from lanehub.protocol.lane import EdgeStatus
 from lanehub.protocol.sync import SyncStatus
@@ -71,6 +72,7 @@ class EdgeService:
         self.receipt_mail = ReceiptMail(self.mail_settings, self.store, error_topic_alert(self.local, self.store))
         self.mail_sender = (MailSender(self.db_path, self.mail_settings, error_topic_alert(self.local, self.store), self.store)
                             if self.mail_settings.configured else None)
+        self.till = TillLink(self.local, self.store)  # the cashier screens' (edge.web.till)
         self.tickets: TicketLanes = TicketLanes(self.local, self.lane, LaneSettings.from_config(config), self.report,
                                    config["store"]["print_retry"],
                                    HQCouponGate(self.link, lambda: self.tickets.book.settings.coupon_offline),
@@ -108,6 +110,7 @@ class EdgeService:
         self.lane.start()
         self.lane.call(lambda: self.tickets.start(self.lane_db))
         self.customers.subscribe()
+        self.till.subscribe()
         self.link.subscribe()
         self.local.start()
         self.hq.start()

@@ -40,7 +40,8 @@ def test_the_lanes_page_shows_devices_and_reprints_a_receipt(sites):
     client = apps["store"].test_client()
     login(client, "admin")
     page = client.get("/lanes/").get_data(as_text=True)
-    assert "SC1" in page and "unplugged" in page and "S001-L1-7" in page and 'http-equiv="refresh"' in page
+    assert "SC1" in page and "unplugged" in page and "S001-L1-7" in page \
+        and 'http-equiv="refresh"' not in page and 'data-live="/lanes/live"' in page
     response = client.post("/lanes/jobs/job-1/reprint", data={"csrf_token": csrf(client, "/lanes/")})
     assert response.status_code == 302
     jobs = edge.conn.execute("SELECT job, status FROM print_jobs WHERE ticket = 'S001-L1-7' ORDER BY created_at").fetchall()
@@ -63,7 +64,8 @@ def test_a_waiting_receipt_is_moved_to_another_printer_and_a_printer_gets_a_test
     login(client, "admin")
     page = client.get("/lanes/").get_data(as_text=True)
     # L1 prints on its own (offline) printer; L3 has none, and the page says so.
-    assert re.search(r"<td>L1</td>.*?<td>P1</td>", page, re.S) and re.search(r"<td>L3</td>.*?no printer", page, re.S)
+    assert re.search(r"<td><a [^>]+>L1</a></td>.*?<td>P1</td>", page, re.S)
+    assert re.search(r"<td><a [^>]+>L3</a></td>.*?no printer", page, re.S)
     token = csrf(client, "/lanes/")
     assert client.post("/lanes/jobs/job-1/reprint", data={"csrf_token": token, "printer": "NOPE"}).status_code == 400
     assert client.post("/lanes/jobs/job-1/reprint", data={"csrf_token": token, "printer": "P2"}).status_code == 302

@@ -22,7 +22,7 @@ def routes(app):
         view = app.view_functions[rule.endpoint]
         path = (rule.rule.replace("<ref>", "CUST-00001").replace("<a>", "x").replace("<b>", "y")
                 .replace("<code>", "VIP").replace("<ticket>", "S001-L1-1").replace("<job>", "job-x").replace("<change_id>", "c-1")
-                .replace("<username>", "viewer").replace("<sku>", "MILK"))
+                .replace("<username>", "viewer").replace("<sku>", "MILK").replace("<lane>", "L1"))
         for method in sorted(rule.methods & {"GET", "POST"}):
             yield rule.endpoint, path, method, getattr(view, "permission", None)
 

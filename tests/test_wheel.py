@@ -237,6 +237,8 @@ def fills_for(site: str, seeded: dict) -> dict[str, list[dict[str, str]]]:
     }
     if site == "edge":
         fills["/receipts/<job>.png"] = [{"job": seeded["job"]}]  # the picture of the receipt sold on L1
+        fills["/lanes/<lane>/till"] = fills["/lanes/<lane>/till/ticket"] = [{"lane": "L1"}]
+        fills["/lanes/<lane>/till/receipts/<ticket>.png"] = [{"lane": "L1", "ticket": seeded["ticket"]}]
     if site == "hq":
         a, b = sorted((ann["id"], twin["id"]))
         fills |= {
@@ -283,6 +285,7 @@ def test_every_page_of_hq_and_the_store_renders_from_the_wheel(wheel, tmp_path, 
         ), chain.workdir / "devices").start()
         sell(chain, mqtt, receipts)
         seeded["job"] = db_value(edge_db(chain, "S001"), "SELECT job FROM print_jobs WHERE lane = 'L1'")
+        seeded["ticket"] = db_value(edge_db(chain, "S001"), "SELECT ticket FROM print_jobs WHERE lane = 'L1'")
 
         broken, wrong = {}, {}
         for site, port in (("hq", chain.web_ports["hq"]), ("edge", chain.web_ports["S001"])):

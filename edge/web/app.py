@@ -13,6 +13,7 @@ from edge.lane.settings import LaneSettings
 from edge.web.receipts import receipts_blueprint
 from edge.web.store import lanes_blueprint, sales_blueprint, settings_blueprint
 from edge.web.sync import sync_blueprint
+from edge.web.till import till_blueprint
 from lanehub.web.api import Api, customer_api
 from lanehub.web.app import health_blueprint, make_app, requires, web_secret
 from lanehub.web.customers import customers_blueprint
@@ -25,11 +26,13 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"  # this site's pages; 
 LINKS = {"store_broker": True, "hq_broker": False}
 
 
-def create_app(config, open_db=None, hq_changes=None, links=None):
+def create_app(config, open_db=None, hq_changes=None, links=None, till=None):
     """``hq_changes(customer_id)``: the customer's change history from HQ (the
     running edge service asks over sync/req), None when HQ cannot answer.
     ``links()``: the service's broker links for /healthz (``WebService`` passes
-    the running service's; without it /healthz calls them unknown)."""
+    the running service's; without it /healthz calls them unknown). ``till``: the
+    service's edge.lane.till.TillLink, which the cashier screens sell through
+    (without it they say they cannot sell)."""
     store = config["store"]["id"]
     db = EdgeDatabase.from_config(config)  # brings the schema up to date, once
     try:
@@ -50,6 +53,7 @@ def create_app(config, open_db=None, hq_changes=None, links=None):
     settings = LaneSettings.from_config(config)  # the store page overrides some of them
     app.register_blueprint(lanes_blueprint(PrinterRoutes.from_config(config), settings.receipt_store))
     app.register_blueprint(receipts_blueprint(MailSettings.from_config(config).configured))
+    app.register_blueprint(till_blueprint(till, tuple(config.get("lane", {}))))
     app.register_blueprint(sales_blueprint())
     app.register_blueprint(settings_blueprint(settings))
     api = Api(f"lanehub store {store} API")

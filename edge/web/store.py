@@ -1,4 +1,4 @@
-"""Store admin pages beyond customers: lanes and devices (live), closed sales
+"""Store admin pages beyond customers: lanes and devices (live, D42), closed sales
 with "track to a customer", the printer queue with reprint, store settings."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from lanehub.protocol.hlc import now_iso
 from lanehub.protocol.lane import ReceiptStore
 from lanehub.replication.sqlite import transaction
 from lanehub.web.app import requires
+from lanehub.web.live import live_view
 
+LIVE_EVERY = 1.0  # seconds between renders of the lanes page's live part
 SETTING_CHOICES = {"coupon_offline": ("deny", "allow")}
 
 # A receipt's state in print_jobs, as the printer queue shows it.
@@ -28,23 +30,37 @@ def lanes_blueprint(routes: PrinterRoutes, store_header: ReceiptStore) -> Bluepr
     """``routes``: edge.toml's printers; ``store_header``: the receipt header (test prints)."""
     bp = Blueprint("lanes", __name__, url_prefix="/lanes")
 
-    @bp.route("/")
-    @requires("devices.view")
-    def index():
-        conn = g.db.conn
+    def render_live(db) -> str:
+        """The page's live part: lanes with their open ticket and its customer, devices, the printer queue."""
+        conn = db.conn
         lanes = [dict(r) for r in conn.execute(
-            "SELECT l.lane, l.current, t.status, t.opened_at, t.customer_id, "
+            "SELECT l.lane, l.current, t.status, t.opened_at, t.customer_id, c.code AS customer_code, "
+            "trim(coalesce(c.first_name, '') || ' ' || coalesce(c.last_name, '')) AS customer_name, "
+            "c.payment_status AS customer_payment, "
             "(SELECT count(*) FROM ticket_lines x WHERE x.ticket = t.ticket AND x.removed = 0) AS lines, "
             "(SELECT coalesce(sum(CAST(amount AS REAL)), 0) FROM ticket_lines x WHERE x.ticket = t.ticket AND x.removed = 0) AS total "
-            "FROM lanes l LEFT JOIN tickets t ON t.ticket = l.current ORDER BY l.lane")]
+            "FROM lanes l LEFT JOIN tickets t ON t.ticket = l.current LEFT JOIN customers c ON c.id = t.customer_id "
+            "ORDER BY l.lane")]
         for lane in lanes:
             lane["printer"] = printer_for(conn, routes, lane["lane"])
         devices = [dict(r) for r in conn.execute("SELECT * FROM device_status ORDER BY lane, device")]
         jobs = [dict(r) for r in conn.execute(
             "SELECT job, ticket, lane, device, status, attempts, printer_status, error, created_at, printed_at "
             "FROM print_jobs ORDER BY created_at DESC LIMIT 30")]
-        return render_template("store/lanes.html", lanes=lanes, devices=devices, jobs=jobs, now=time.time(),
+        return render_template("store/lanes_live.html", lanes=lanes, devices=devices, jobs=jobs, now=time.time(),
                                printers=printers(conn), job_labels=JOB_LABELS)
+
+    @bp.route("/")
+    @requires("devices.view")
+    def index():
+        return render_template("store/lanes.html", live=render_live(g.db))
+
+    @bp.route("/live")
+    @requires("devices.view")
+    def live():
+        # The lane worker and the device bridges write these rows in the edge's
+        # other threads and processes: re-rendered every second, sent when it differs.
+        return live_view(render_live, every=LIVE_EVERY)
 
     @bp.route("/jobs/<job>/reprint", methods=["POST"])
     @requires("devices.view")

@@ -166,9 +166,11 @@ def _print_summary(chain: Chain, customers: int, password: str, keep: bool) -> N
     s001 = chain.store_brokers["S001"].port
     pages = [("HQ Manager", chain.web_url("hq"))]
     pages += [(f"store {store} admin", chain.web_url(store)) for store in chain.stores]
-    # The lanes page (live tickets and devices); the till per lane is still to come (issue 15).
+    # The lanes page (live tickets and devices) and each simulated lane's cashier screen.
     pages += [(f"store {store} lanes", chain.web_url(store, "/lanes/")) for store in chain.stores]
-    lines = ["", "lanehub demo is running:", *(f"  {label:<18} {url}" for label, url in pages)]
+    pages += [(f"store {store} till {lane}", chain.web_url(store, f"/lanes/{lane}/till"))
+              for store, sim in chain.simulators.items() for lane in sim.lanes]
+    lines = ["", "lanehub demo is running:", *(f"  {label:<19} {url}" for label, url in pages)]
     lines += [
         f"  Log in as {DEMO_USER} with password {password}",
         "  (an admin made for this demo only: it works at HQ and both stores, and goes away with the demo).",
@@ -187,6 +189,9 @@ def _print_summary(chain: Chain, customers: int, password: str, keep: bool) -> N
         "  CUST-00001 has the VIP rate (10 % off milk and oil).",
         "  4 customers imported from a sample POS export (the fields the POS owns are read-only on the pages);",
         "  batch 1 (new customers, with a possible duplicate and a bad e-mail) waits for review under Batches.",
+        "",
+        "Sell on a till: scan with the barcode box (milk is 8410297112041), attach CUST-00001 by its code,",
+        "close the sale: the receipt's picture shows on the till and prints on the simulated printer.",
         "",
         "Try (from this folder):",
         f"  {lanehub} hq customers add --first-name Ada --last-name Lovelace -c {hq}",

@@ -13,13 +13,14 @@ import re
 from lanehub.domain.entity import MAX_TEXT, EntitySpec, check_bools, check_unknown, text_checks
 
 PERMISSIONS = ("customers.view", "customers.create", "customers.edit", "rates.view", "rates.edit", "sales.track",
-               "sync.view", "devices.view", "stores.manage", "users.manage", "customers.import")
+               "sync.view", "devices.view", "stores.manage", "users.manage", "customers.import", "lane.operate")
 BUILTIN_ROLES = {
     "admin": PERMISSIONS,
     # stores.manage at a store: that store's settings (a store user never logs in at HQ).
     "store_manager": ("customers.view", "customers.create", "customers.edit", "rates.view", "sales.track",
-                      "sync.view", "devices.view", "stores.manage"),
-    "cashier": ("customers.view", "customers.create", "sales.track"),
+                      "sync.view", "devices.view", "stores.manage", "lane.operate"),
+    # lane.operate: sell on a store's till (its cashier screen).
+    "cashier": ("customers.view", "customers.create", "sales.track", "lane.operate"),
     "viewer": ("customers.view", "rates.view", "sync.view", "devices.view"),
 }
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
