@@ -28,6 +28,9 @@ SCHEMA: Schema = {
         # Refuse to attach customers whose payment status is "defaulter".
         "block_defaulters": Key(bool, False),
         "receipt_shows_customer": Key(bool, True),
+        # Print the customer's invoice address (their preferred billing address, else
+        # their main one) under their name: for stores that hand out invoices.
+        "receipt_invoice_address": Key(bool, False),
         # The store's fallback receipt printer (a device id), for a lane that has no
         # printer of its own; "" = none. A lane's own printer is [lane.ID] printer, else
         # the printer bridge whose retained status names that lane (docs/protocol.md).

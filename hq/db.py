@@ -413,7 +413,7 @@ class HQDatabase:
             return self._check_extra(change, current)
         if change.entity == "card":
             return self._check_card(change, current)
-        if change.entity == "sale":
+        if change.entity in ("sale", "address"):
             return self._customer_known(change.fields.get("customer_id"))
         return None
 
@@ -470,6 +470,8 @@ class HQDatabase:
             return None
         if change.entity == "customer_extra":
             return self._check_extra(change, None)
+        if change.entity == "address":
+            return self._customer_known(change.fields.get("customer_id"))
         if change.entity in ("sale", "consent"):
             if change.fields.get("store") != store:
                 return f"a {change.entity}'s store must be {store!r}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hq.db import HQDatabase
+from lanehub.domain.addresses import ADDRESS_FIELDS, ADDRESS_LINES, addresses_of
 from lanehub.domain.extra_fields import extras_of
 from lanehub.domain.sales import purchase_history
 from lanehub.protocol.hlc import now_iso
@@ -31,6 +32,8 @@ def export_customer(db: HQDatabase, customer_id: str) -> dict[str, Any]:
         "consents": [dict(r) for r in conn.execute(
             "SELECT channel, granted, at, store, lane, user FROM consents WHERE customer_id = ? ORDER BY at",
             (customer_id,))],
+        "addresses": [{name: row[name] for name in ADDRESS_FIELDS if name != "customer_id"}
+                      for row in addresses_of(conn, customer_id, include_inactive=True)],
         "extra": extras_of(conn, customer_id),
         "household": db.replica.get("household", record["household_id"]) if record and record["household_id"] else None,
         "purchases": purchase_history(conn, customer_id, 10_000),
@@ -54,6 +57,9 @@ def erase_customer(db: HQDatabase, customer_id: str, by: str) -> dict[str, Any]:
         for (extra,) in db.conn.execute("SELECT id FROM customer_extras WHERE customer_id = ? AND value != ''",
                                         (customer_id,)).fetchall():
             db.write("customer_extra", extra, {"value": ""}, by)
+        for (address,) in db.conn.execute("SELECT id FROM addresses WHERE customer_id = ?", (customer_id,)).fetchall():
+            db.write("address", address, {"label": "", **{line: "" for line in ADDRESS_LINES}, "active": False,
+                                          "preferred": False}, by)
     erased = db.replica.get("customer", customer_id)
     assert erased is not None  # checked above, and erasure deletes nothing
     return erased

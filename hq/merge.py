@@ -10,8 +10,10 @@ store sees the merge. Consent history stays on the record where it was given.
 from __future__ import annotations
 
 from hq.db import HQDatabase
+from lanehub.domain.addresses import ADDRESS_FIELDS, addresses_of
 from lanehub.domain.extra_fields import extras_of, write_extras
 from lanehub.domain.model import ValidationError
+from lanehub.protocol.change import new_id
 from lanehub.protocol.hlc import now_iso
 from lanehub.replication.sqlite import transaction
 
@@ -29,6 +31,12 @@ def merge_customers(db: HQDatabase, survivor_id: str, other_id: str, by: str) ->
                                          "updated_by": by}, by)
         for (card,) in db.conn.execute("SELECT id FROM cards WHERE customer_id = ? AND active = 1", (other_id,)).fetchall():
             db.write("card", card, {"customer_id": survivor_id}, by)
+        # An address belongs to its customer for good (customer_id never changes): the
+        # survivor gets a copy of each of the other's, the other's are deactivated.
+        for address in addresses_of(db.conn, other_id):
+            copy = {name: address[name] for name in ADDRESS_FIELDS if name not in ("customer_id", "preferred")}
+            db.write("address", new_id(), copy | {"customer_id": survivor_id, "preferred": False}, by)
+            db.write("address", address["id"], {"active": False, "preferred": False}, by)
         for (sale,) in db.conn.execute("SELECT id FROM sales WHERE customer_id = ?", (other_id,)).fetchall():
             db.write("sale", sale, {"customer_id": survivor_id}, by)
         # Coupons not yet redeemed were given to the person, who is the survivor now.

@@ -16,6 +16,7 @@ class LaneSettings:
     currency: str = "EUR"
     block_defaulters: bool = False
     receipt_shows_customer: bool = True
+    receipt_invoice_address: bool = False
     printer: str = "printer"
     name: str = ""
     address: str = ""
@@ -30,7 +31,8 @@ class LaneSettings:
         its default); the store page overrides some of them (``apply_settings``)."""
         cfg = config["store"]
         return cls(store=cfg["id"], currency=cfg["currency"], block_defaulters=cfg["block_defaulters"],
-                   receipt_shows_customer=cfg["receipt_shows_customer"], printer=cfg["printer"],
+                   receipt_shows_customer=cfg["receipt_shows_customer"],
+                   receipt_invoice_address=cfg["receipt_invoice_address"], printer=cfg["printer"],
                    name=cfg["name"], address=cfg["address"], tax_id=cfg["tax_id"], footer=cfg["receipt_footer"],
                    coupon_offline=cfg["coupon_offline"], variable_measure=tuple(cfg["variable_measure"]))
 
@@ -46,7 +48,8 @@ class LaneSettings:
 
 
 # Settings a store admin may change on the store page (edge.toml gives the defaults).
-EDITABLE_SETTINGS = {"block_defaulters": bool, "receipt_shows_customer": bool, "coupon_offline": str}
+EDITABLE_SETTINGS = {"block_defaulters": bool, "receipt_shows_customer": bool, "receipt_invoice_address": bool,
+                     "coupon_offline": str}
 
 
 def stored_settings(conn) -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 
 from edge.db import SALE_TICKET_NUMBER, EdgeDatabase
 from edge.lane.settings import LaneSettings
+from lanehub.domain.addresses import address_for
 from lanehub.domain.barcodes import GRAM, GS, BarcodeError, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
 from lanehub.domain.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
@@ -367,7 +368,9 @@ class TicketBook:
             tax_lines.append(ReceiptTax(rate=rate, base=str(base), tax=str((gross - base).quantize(CENT)), total=str(gross)))
         shown = None
         if customer and self.settings.receipt_shows_customer:
-            shown = ReceiptCustomer(code=customer["code"], name=display_name(customer), tax_id=customer["tax_id"])
+            address = address_for(self.conn, customer, "billing") if self.settings.receipt_invoice_address else ""
+            shown = ReceiptCustomer(code=customer["code"], name=display_name(customer), tax_id=customer["tax_id"],
+                                    address=address)
         s = self.settings
         return Receipt(
             store=s.receipt_store, ticket=ticket, lane=lane, closed_at=closed_at,

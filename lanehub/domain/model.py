@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lanehub.domain.addresses import ADDRESS
 from lanehub.domain.catalogue import CATALOGUE_ENTITIES
 from lanehub.domain.codes import CodeFormat
 from lanehub.domain.coupons import COUPON_ENTITIES
@@ -245,10 +246,10 @@ def current_consents(conn, customer_id: str) -> dict[str, bool]:
 
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE, CONSENT,
                                                                 *COUPON_ENTITIES, *USER_ENTITIES, FIELD_RULE,
-                                                                EXTRA_FIELD, CUSTOMER_EXTRA)}
+                                                                EXTRA_FIELD, CUSTOMER_EXTRA, ADDRESS)}
 
 # Entities a store may write; code aliases and the catalogue are made by HQ only.
-STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use", "customer_extra"})
+STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use", "customer_extra", "address"})
 
 
 def display_name(record: dict) -> str:

@@ -397,6 +397,7 @@ class ReceiptCustomer(PayloadPart):
     code: str = ""
     name: str = ""
     tax_id: str = ""
+    address: str = ""  # the invoice address on one line, when the store prints it
 
 
 @dataclass(frozen=True)

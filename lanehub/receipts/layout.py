@@ -146,6 +146,9 @@ def layout(receipt: Receipt | dict, width: int) -> list[tuple[str, str]]:
         for label, value in (("Customer", customer.name), ("Code", customer.code), ("Tax ID", customer.tax_id)):
             if value:
                 add((f"{label}: {_clean(value)}"[:width], NORMAL))
+        if customer.address:  # wrapped: an address is often wider than the paper
+            for part in textwrap.wrap(f"Address: {_clean(customer.address)}", width, subsequent_indent="  "):
+                add((part, NORMAL))
         add((rule, NORMAL))
 
     data = _barcode_data(receipt)

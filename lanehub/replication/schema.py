@@ -126,6 +126,11 @@ def m009_extra_fields(db: sqlite_utils.Database) -> None:
         create_entity_table(db, ENTITIES[name])
 
 
+@replica_migrations()
+def m010_addresses(db: sqlite_utils.Database) -> None:
+    create_entity_table(db, ENTITIES["address"])
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 

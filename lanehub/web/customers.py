@@ -9,6 +9,8 @@ from typing import Callable
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from lanehub.domain.address_edits import add_address, prefer_address, remove_address
+from lanehub.domain.addresses import ADDRESS_KINDS, ADDRESS_LINES, KIND_LABELS, addresses_of, one_line
 from lanehub.domain.extra_fields import PREFIX, declared, extras_of, with_extras
 from lanehub.domain.model import CUSTOMER_EDITABLE, PAYMENT_STATUSES, ValidationError, current_consents
 from lanehub.domain.ownership import owned_fields
@@ -107,7 +109,10 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
     @bp.route("/<ref>")
     @requires("customers.view")
     def detail(ref):
-        record = _found(ref)
+        return detail_page(_found(ref))
+
+    def detail_page(record: dict, address_errors: dict | None = None, address_values: dict | None = None,
+                    status: int = 200):
         cards = [dict(r) for r in g.db.conn.execute(
             "SELECT number, kind, active FROM cards WHERE customer_id = ? ORDER BY number", (record["id"],))]
         consents = [dict(r) for r in g.db.conn.execute(
@@ -128,7 +133,40 @@ def customers_blueprint(marker: Callable | None = None, refusals: tuple = (), au
                                mark=marker(g.db, record) if marker else None,
                                audit=_in_words(audit(g.db, record), extras) if audit else None,
                                has_audit=audit is not None,
-                               audit_source=audit_source)
+                               audit_source=audit_source, addresses=addresses_of(g.db.conn, record["id"]),
+                               main_address=one_line(record), address_kinds=ADDRESS_KINDS,
+                               address_errors=address_errors or {}, address_values=address_values or {}), status
+
+    @bp.route("/<ref>/addresses", methods=["POST"])
+    @requires("customers.edit")
+    def add_address_view(ref):
+        record = _found(ref)
+        values = {name: request.form.get(name, "").strip() for name in ("kind", "label", *ADDRESS_LINES)}
+        try:
+            add_address(g.db, record["id"], values | {"preferred": request.form.get("preferred") == "1"},
+                        g.user["username"])
+        except ValidationError as exc:
+            typed = {name: ("" if isinstance(value, str) and find_payment_card(value) else value)  # never echoed
+                     for name, value in request.form.to_dict().items()}
+            return detail_page(record, exc.errors, typed, 422)
+        flash(f"{KIND_LABELS[values['kind']]} address added to {record['code']}.")
+        return redirect(url_for("customers.detail", ref=record["id"]) + "#addresses")
+
+    @bp.route("/<ref>/addresses/<address_id>/<action>", methods=["POST"])
+    @requires("customers.edit")
+    def change_address(ref, address_id, action):
+        record = _found(ref)
+        found = g.db.replica.get("address", address_id)
+        if found is None or found["customer_id"] != record["id"] or action not in ("prefer", "remove"):
+            abort(404)
+        try:
+            (prefer_address if action == "prefer" else remove_address)(g.db, address_id, g.user["username"])
+        except ValidationError as exc:
+            flash(f"Address not changed: {exc.errors.get('address', exc)}.")
+        else:
+            flash("Address removed." if action == "remove" else f"{one_line(found)} is the preferred "
+                  f"{found['kind']} address now.")
+        return redirect(url_for("customers.detail", ref=record["id"]) + "#addresses")
 
     @bp.route("/<ref>/edit", methods=["GET", "POST"])
     @requires("customers.edit")
