@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lanehub.domain.addresses import ADDRESS, ADDRESS_FIELDS
+from lanehub.domain.codes import CodeFormat
 from lanehub.domain.entity import ValidationError
 from lanehub.protocol.change import new_id
 from lanehub.replication.sqlite import transaction
@@ -20,7 +21,7 @@ def add_address(db: SiteDatabase, customer_id: str, fields: dict[str, Any], by: 
     spec = ADDRESS
     values = spec.normalize({name: value for name, value in fields.items() if name in ADDRESS_FIELDS}
                             | {"customer_id": customer_id, "active": True})
-    errors = spec.check_fields(values, None)
+    errors = spec.check_fields(values, db.codes or CodeFormat())
     if not any(str(values.get(line, "")).strip() for line in ("street", "city", "postcode")):
         errors.setdefault("street", "give at least a street, a city or a postcode")
     if errors:
