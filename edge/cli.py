@@ -10,6 +10,7 @@ from edge.config import load_config
 from edge.db import EdgeDatabase, NotReady
 from edge.service import EdgeService
 from edge.web.app import create_app
+from lanehub.cli.addresses import address_commands
 from lanehub.cli.shared import config_option, customer_commands, fail_on_config_errors, print_list, sales_commands
 from lanehub.domain.model import display_name
 from lanehub.domain.search import search_customers
@@ -68,6 +69,7 @@ def customers():
 
 
 customer_commands(customers, "edge.toml", open_db, refusals=(NotReady,))
+address_commands(customers, "edge.toml", open_db)
 sales_commands(edge, "edge.toml", open_db)
 
 

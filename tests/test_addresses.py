@@ -138,3 +138,133 @@ def test_the_receipt_prints_the_invoice_address_wrapped_to_the_paper():
     at = next(i for i, text in enumerate(lines) if text.startswith("Address: "))
     assert lines[at] == "Address: Calle Mayor 1, 28013" and lines[at + 1].startswith("  Madrid")
     assert all(len(text) <= 32 for text in lines)
+
+
+# --- addresses as columns: imports and batches (lanehub/domain/address_columns.py) ----------
+
+POS_ADDRESSES = {
+    "source": "pos",
+    "columns": {"NUM": "external_id", "NAME": "first_name", "SURNAME": "last_name",
+                "BILL_STREET": "address.billing.street", "BILL_CITY": "address.billing.city",
+                "SHIP_STREET": "address.delivery.street", "SHIP_POSTCODE": "address.delivery.postcode"},
+    "owned": ["first_name", "last_name", "address.billing.street", "address.billing.city",
+              "address.delivery.street", "address.delivery.postcode"],
+}
+
+
+def _import_addresses(tmp_path, db, rows):
+    import csv
+
+    from hq.config import load_config
+    from hq.imports.engine import ImportSpec, run_import
+    from hq.imports.sources import CsvSource
+    from hq.imports.targets import TARGETS
+    from lanehub.runtime.config import dump_toml
+
+    config_path = tmp_path / "hq.toml"
+    config_path.write_text(dump_toml({"hq": {"db": str(tmp_path / "hq.db")}, "import": {"customers": POS_ADDRESSES}}))
+    target = TARGETS["customers"](db)
+    spec = ImportSpec.from_config(load_config(config_path), "customers", target)
+    with open(tmp_path / "pos.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=";")
+        writer.writeheader()
+        writer.writerows(rows)
+    return run_import(target, spec, CsvSource(tmp_path / "pos.csv"), "import:pos")
+
+
+@pytest.fixture
+def hq_db(tmp_path):
+    from hq.db import HQDatabase
+    from lanehub.domain.codes import CodeFormat
+
+    db = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    yield db
+    db.close()
+
+
+def test_an_import_maps_columns_to_billing_and_delivery_addresses_and_updates_them_in_place(tmp_path, hq_db):
+    row = {"NUM": "7", "NAME": "Eva", "SURNAME": "Ruiz", "BILL_STREET": "Gran Vía 2", "BILL_CITY": "Madrid",
+           "SHIP_STREET": "Nave 4", "SHIP_POSTCODE": "28906"}
+    plan = _import_addresses(tmp_path, hq_db, [row])
+    assert plan.count("create") == 1
+    customer = hq_db.conn.execute("SELECT * FROM customers WHERE external_id = '7'").fetchone()
+    addresses = {a["kind"]: a for a in addresses_of(hq_db.conn, customer["id"])}
+    assert (addresses["billing"]["line"], addresses["billing"]["preferred"]) == ("Gran Vía 2, Madrid", 1)
+    assert (addresses["delivery"]["line"], addresses["delivery"]["preferred"]) == ("Nave 4, 28906", 1)
+
+    assert _import_addresses(tmp_path, hq_db, [row]).count("update") == 0  # nothing changed: nothing written
+    moved = _import_addresses(tmp_path, hq_db, [row | {"BILL_CITY": "Alcalá", "SHIP_STREET": ""}])
+    assert moved.count("update") == 1
+    after = {a["kind"]: a for a in addresses_of(hq_db.conn, customer["id"])}
+    assert after["billing"]["id"] == addresses["billing"]["id"]  # the same address, changed in place
+    assert after["billing"]["line"] == "Gran Vía 2, Alcalá"
+    assert after["delivery"]["line"] == "Nave 4, 28906"  # an empty cell blanks nothing
+    assert len(addresses_of(hq_db.conn, customer["id"])) == 2
+
+
+def test_an_import_refuses_a_card_number_in_an_address_column_naming_the_column(tmp_path, hq_db):
+    from hq.imports.engine import ImportAborted
+
+    row = {"NUM": "8", "NAME": "Leo", "SURNAME": "Gil", "BILL_STREET": "4111 1111 1111 1111", "BILL_CITY": "Madrid",
+           "SHIP_STREET": "", "SHIP_POSTCODE": ""}
+    with pytest.raises(ImportAborted) as refused:
+        _import_addresses(tmp_path, hq_db, [row])
+    [(_, key, errors)] = refused.value.plan.invalid
+    assert key == "8" and set(errors) == {"address.billing.street"} and "4111111111111111" not in str(errors)
+    assert "411111******1111" in errors["address.billing.street"]  # named masked, never whole
+    assert hq_db.conn.execute("SELECT count(*) FROM addresses").fetchone()[0] == 0
+
+
+def test_a_new_customers_batch_takes_address_columns_checks_them_and_creates_the_addresses(hq_db):
+    from hq.batches.writes import Batches
+
+    batches = Batches(hq_db)
+    batch_id = batches.new("new_customers", "alice")
+    batches.load_csv(batch_id, "first_name,last_name,address.billing.street,address.billing.city,address.delivery.country\n"
+                               "Ana,Sol,Calle Luna 3,Toledo,\nBea,Mar,,," + "Atlantis " * 8 + "\n")
+    assert [sorted(row["errors"]) for row in batches.review(batch_id)] == [[], ["address.delivery.country"]]
+    batches.drop(batch_id, 2)
+    batches.execute(batch_id, "alice")
+    ana = hq_db.conn.execute("SELECT * FROM customers WHERE first_name = 'Ana'").fetchone()
+    [billing] = addresses_of(hq_db.conn, ana["id"])
+    assert (billing["kind"], billing["line"], billing["preferred"]) == ("billing", "Calle Luna 3, Toledo", 1)
+    assert address_for(hq_db.conn, dict(ana), "billing") == "Calle Luna 3, Toledo"
+
+
+# --- the CLI (lanehub/cli/addresses.py) ------------------------------------------------------
+
+@pytest.mark.parametrize("site", ["hq", "edge"])
+def test_the_cli_adds_lists_prefers_and_removes_addresses_at_both_sites(sites, site, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from lanehub.cli.main import main
+
+    apps, hq, edge = sites
+    config = tmp_path / f"{site}.toml"
+    config.write_text('[hq]\ndb = "hq.db"\n' if site == "hq" else '[store]\nid = "S001"\ndb = "S001.db"\n')
+    db = hq if site == "hq" else edge
+    code = ann(hq)["code"]
+
+    def run(*args, ok=True):
+        result = CliRunner().invoke(main, [site, "customers", *args, "-c", str(config)], catch_exceptions=False)
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    assert run("addresses", code).splitlines()[1:] == ["no further addresses"]
+    first = run("add-address", code, "--kind", "billing", "--street", "Calle Mayor 1", "--city", "Madrid", "--preferred")
+    second = run("add-address", code, "--kind", "billing", "--label", "office", "--street", "Gran Vía 2")
+    assert first.split()[1:] == ["billing", "Calle", "Mayor", "1,", "Madrid", "preferred"]
+    listed = run("addresses", code).splitlines()
+    assert len(listed) == 3 and listed[1].startswith(first.split()[0]) and listed[1].endswith("preferred")
+    assert "billing (office)" in listed[2] and not listed[2].endswith("preferred")
+
+    run("prefer-address", code, second.split()[0][:5])
+    assert address_for(db.conn, dict(ann(hq)), "billing") == "Gran Vía 2"
+    assert "removed" in run("remove-address", code, second.split()[0])
+    assert address_for(db.conn, dict(ann(hq)), "billing") == "Calle Mayor 1, Madrid"
+
+    refused = run("add-address", code, "--street", "4111111111111111", ok=False)
+    assert "error: street this is a payment card number (411111******1111)" in refused and "4111111111111111" not in refused
+    assert "give at least the first 4 characters" in run("remove-address", code, "ab", ok=False)
+    assert "has no address ffff" in run("remove-address", code, "ffff", ok=False)
+    assert "error: street give at least a street" in run("add-address", code, "--kind", "other", ok=False)

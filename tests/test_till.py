@@ -3,7 +3,7 @@ against a real chain (brokers, `lanehub hq run`, two `lanehub edge run`s): a
 sale from scans to the receipt picture, a customer attached by card with their
 rate's prices, two tills selling at once, a defaulter's warning, the lane's own
 scanner showing on the screen without a reload, a customer created at the till
-replicated to the other store, selling while HQ is stopped, and the refusals a
+replicated to the other store, an address given at the till, selling while HQ is stopped, and the refusals a
 cashier sees next to the field."""
 
 from __future__ import annotations
@@ -162,6 +162,33 @@ def test_a_customer_created_at_the_till_is_attached_and_reaches_the_other_store(
     other.press("#till-q", "Enter")
     other.wait_for_selector(f"#till-found :text('{row[0]['code']}')")
     assert "email" in other.inner_text("#till-found")
+
+
+def test_an_address_given_at_the_till_is_listed_refuses_a_card_number_beside_its_field_and_reaches_the_other_store(
+        browser, tills):
+    page = open_till(browser, tills, "T10")
+    scan(page, MILK, 1)
+    page.fill("#till-card", "CARD-0001")
+    page.click("#till-attach")
+    page.wait_for_selector(f"#till-customer :text('{tills.people['Ann']['code']}')")
+    page.click("#till-address summary")  # "Add an address"
+    page.select_option("#till-address select[name=kind]", "delivery")
+    page.fill("#address-street", "4111 1111 1111 1111")
+    page.click("#till-address button[type=submit]")
+    refused = page.wait_for_selector("#err-address-street")
+    assert "payment card number" in refused.inner_text() and "4111 1111 1111 1111" not in page.content()
+    page.fill("#address-street", "Polígono Sur, nave 7")
+    page.fill("#address-city", "Getafe")
+    page.check("#till-address input[name=preferred]")
+    page.click("#till-address button[type=submit]")
+    page.wait_for_selector("#till-addresses :text('Polígono Sur, nave 7, Getafe')")
+    assert "(preferred)" in page.inner_text("#till-addresses")
+    assert page.locator("#till-lines tbody tr[data-line]").count() == 1  # the sale went on untouched
+    ann = tills.people["Ann"]["id"]
+    wait_converged(tills)
+    at_s002 = db_query(edge_db(tills, "S002"), "SELECT kind, street, city, preferred FROM addresses WHERE customer_id = ?",
+                       (ann,))
+    assert [tuple(r) for r in at_s002] == [("delivery", "Polígono Sur, nave 7", "Getafe", 1)]
 
 
 def test_a_bad_quantity_or_an_unknown_code_is_told_next_to_the_field_and_nothing_is_sent(tills):

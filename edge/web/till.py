@@ -21,6 +21,8 @@ import re
 from flask import Blueprint, Response, abort, flash, g, jsonify, redirect, render_template, request, url_for
 
 from edge.lane.till import TillLink
+from lanehub.domain.address_edits import add_address
+from lanehub.domain.addresses import ADDRESS_KINDS, ADDRESS_LINES, addresses_of
 from lanehub.domain.model import CARD_KINDS, CONSENT_CHANNELS, ValidationError, current_consents, display_name
 from lanehub.domain.references import rate_choices
 from lanehub.domain.search import search_customers
@@ -77,8 +79,11 @@ def till_blueprint(till: TillLink | None, lanes_configured: tuple[str, ...] = ()
             for row in search_customers(g.db.conn, query, SEARCH_LIMIT):
                 found.append(dict(row) | {"name": display_name(row), "consents": current_consents(g.db.conn, row["id"])})
         state = till.state(lane) if till else None
+        addresses = addresses_of(g.db.conn, state.customer.id) if state and state.customer else []
         return render_template("store/till.html", lane=lane, ticket=render_ticket(g.db, lane), query=query, found=found,
                                searched=bool(query), errors=errors or {}, values=values or {}, state=state,
+                               addresses=addresses, address_kinds=ADDRESS_KINDS,
+                               address_open=any(key.startswith("address") for key in errors or {}),
                                rates=rate_choices(g.db.conn), channels=CONSENT_CHANNELS, card_kinds=CARD_KINDS,
                                new_open=any(key.startswith("new_") for key in errors or {}), has_till=till is not None), status
 
@@ -195,6 +200,25 @@ def till_blueprint(till: TillLink | None, lanes_configured: tuple[str, ...] = ()
             return page(lane, errors={"card_number": exc.errors.get("card") or "; ".join(exc.errors.values())},
                         values=request.form.to_dict(), status=422)
         flash(f"Card {card['number']} given to {state.customer.code} {state.customer.name}.")
+        return redirect(url_for("till.screen", lane=lane))
+
+    @bp.route("/lanes/<lane>/till/address", methods=["POST"])
+    @requires("lane.operate")
+    def add_address_view(lane):
+        """A further address (delivery, billing...) for the customer on the ticket, like a card."""
+        lane = checked_lane(lane)
+        state = till.state(lane) if till else None
+        if state is None or state.customer is None:
+            return page(lane, errors={"address": "attach a customer to the ticket first"}, status=422)
+        fields = {name: request.form.get(name, "") for name in ("kind", *ADDRESS_LINES)}
+        try:
+            add_address(g.db, state.customer.id, fields | {"preferred": request.form.get("preferred") == "1"},
+                        g.user["username"])
+        except ValidationError as exc:
+            # The typed value is not shown again where it was refused (it may be a card number).
+            return page(lane, errors={f"address_{k}": v for k, v in exc.errors.items()},
+                        values={k: v for k, v in fields.items() if k not in exc.errors}, status=422)
+        flash(f"{fields['kind'].capitalize()} address added to {state.customer.code} {state.customer.name}.")
         return redirect(url_for("till.screen", lane=lane))
 
     @bp.route("/lanes/<lane>/till/receipts/<ticket>.png")

@@ -15,6 +15,7 @@ from typing import Any
 
 from hq.db import HQDatabase
 from hq.imports.sources import sniff_delimiter
+from lanehub.domain.address_columns import ADDRESS_COLUMNS, checked_address_columns, split_address_columns
 from lanehub.domain.entity import FALSE_WORDS, PAYMENT_STATUSES, TRUE_WORDS, ValidationError, digits, normalize_text
 from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras
 from lanehub.domain.model import checked_customer_write, display_name
@@ -37,7 +38,7 @@ def columns_of(kind: str, conn: sqlite3.Connection) -> tuple[str, ...]:
     declared extra fields, as extra.NAME)."""
     if kind != "new_customers":
         return UPDATE_COLUMNS
-    return NEW_CUSTOMER_COLUMNS + tuple(PREFIX + name for name in declared(conn))
+    return NEW_CUSTOMER_COLUMNS + tuple(PREFIX + name for name in declared(conn)) + ADDRESS_COLUMNS
 
 
 # --- reading rows ---------------------------------------------------------------------
@@ -102,8 +103,13 @@ def customer_fields(raw: dict[str, str]) -> dict[str, Any]:
 
 def check_new_customer(db: HQDatabase, raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """(the normalized fields, {field: error}) of one new-customers row."""
-    fields, extra = split_extras(customer_fields(raw))
+    fields = customer_fields(raw)
     errors: dict[str, str] = {}
+    try:  # address.KIND.LINE: the customer's preferred address of that kind (lanehub.domain.address_columns)
+        addresses = checked_address_columns(fields)
+    except ValidationError as exc:
+        addresses, errors = {}, dict(exc.errors)
+    fields, extra = split_extras(split_address_columns(fields)[0])
     try:
         extra = checked_extras(db.conn, extra)
     except ValidationError as exc:
@@ -112,7 +118,7 @@ def check_new_customer(db: HQDatabase, raw: dict[str, str]) -> tuple[dict[str, A
         fields = checked_customer_write(fields, db.codes, new=True)
     except ValidationError as exc:
         errors |= exc.errors
-    fields |= {PREFIX + name: value for name, value in extra.items()}
+    fields |= {PREFIX + name: value for name, value in extra.items()} | addresses
     if "rate" not in errors:
         errors |= rate_errors(db.conn, fields)
     return fields, errors

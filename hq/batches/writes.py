@@ -35,6 +35,7 @@ from hq.batches.checks import (
 )
 from hq.db import HQDatabase
 from hq.merge import dismiss_duplicate
+from lanehub.domain.address_columns import split_address_columns, write_address_columns
 from lanehub.domain.entity import MAX_TEXT, ValidationError
 from lanehub.domain.extra_fields import split_extras
 from lanehub.domain.payment_cards import find_payment_card, mask, masked_card, redact, refusal
@@ -245,8 +246,10 @@ class Batches:
             raise NotReady(batch["id"], [f"row {row['row_no']}: refused by the database ({exc})"]) from None
 
     def _create(self, row: dict, by: str, made: dict[int, str]) -> str:
-        fields, extra = split_extras(check_new_customer(self.db, row["fields"])[0])
+        fields, addresses = split_address_columns(check_new_customer(self.db, row["fields"])[0])
+        fields, extra = split_extras(fields)
         record = self.db.create_customer(fields, by, extra=extra)
+        write_address_columns(self.db, record["id"], addresses, by)
         made[row["row_no"]] = record["id"]
         if row["keep"]:  # a person decided these are different people: not for the duplicates review again
             for flag in row["duplicates"]:

@@ -17,6 +17,7 @@ from hq.db import HQDatabase
 from hq.service import HQService, broker_files_now
 from hq.web.app import create_app
 from lanehub.chain.demo_data import demo_customers
+from lanehub.cli.addresses import address_commands
 from lanehub.cli.shared import (
     by_option,
     config_option,
@@ -152,6 +153,7 @@ def customers():
 
 
 customer_commands(customers, "hq.toml", open_db)
+address_commands(customers, "hq.toml", open_db)
 sales_commands(hq, "hq.toml", open_db)
 
 

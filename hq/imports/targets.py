@@ -16,6 +16,14 @@ from hq.catalogue import HQCatalogue
 from hq.db import HQDatabase
 from hq.duplicates import flag_duplicates
 from hq.gdpr import ERASED_NAME
+from lanehub.domain.address_columns import (
+    ADDRESS_COLUMNS,
+    ADDRESS_PREFIX,
+    checked_address_columns,
+    current_address_columns,
+    split_address_columns,
+    write_address_columns,
+)
 from lanehub.domain.catalogue import barcode_key, product_key, rate_key
 from lanehub.domain.entity import FALSE_WORDS, TRUE_WORDS
 from lanehub.domain.extra_fields import PREFIX, checked_extras, declared, split_extras, write_extras
@@ -142,8 +150,10 @@ class CustomerTarget(Target):
 
     def __init__(self, db: HQDatabase):
         super().__init__(db)
-        # Declared extra fields import as extra.NAME, and may be owned like any field.
-        self.importable = ("external_id", *CUSTOMER_EDITABLE, "active", *(PREFIX + n for n in declared(db.conn)))
+        # Declared extra fields import as extra.NAME, and may be owned like any field;
+        # address.KIND.LINE columns are the preferred address of each kind (lanehub.domain.address_columns).
+        self.importable = ("external_id", *CUSTOMER_EDITABLE, "active", *(PREFIX + n for n in declared(db.conn)),
+                           *ADDRESS_COLUMNS)
 
     def key_of(self, mapped: dict[str, Any], key: str) -> str:
         value = text(mapped.get(key))
@@ -161,24 +171,29 @@ class CustomerTarget(Target):
             for customer_id, name, value in rows:
                 if customer_id in records:
                     records[customer_id][PREFIX + name] = value or ""
+        for customer_id, values in current_address_columns(self.conn, owned).items():
+            if customer_id in records:
+                records[customer_id] |= values
         out: dict[str, dict[str, Any]] = {}
         for record in records.values():  # the oldest record of a key wins; a later one is a duplicate to merge
             out.setdefault(self.key_of(record, key), record)
         return out
 
     def normalize(self, mapped: dict[str, Any], key: str) -> dict[str, Any]:
-        fields, extra = split_extras(mapped)
+        addresses = checked_address_columns(mapped)  # empty cells left out: an import never blanks an address
+        fields, extra = split_extras(split_address_columns(mapped)[0])
         if key != "external_id" and not text(fields.get("external_id")):
             fields["external_id"] = text(fields.get(key))  # the source's key is the customer's number there
         fields = super().normalize(normalize_customer(fields), key)
         refuse_unknown_rate(self.conn, fields)
         extra = checked_extras(self.conn, {name: text(value) for name, value in extra.items()})
-        return fields | {PREFIX + name: value for name, value in extra.items()}
+        return fields | {PREFIX + name: value for name, value in extra.items()} | addresses
 
     def diff(self, record: dict[str, Any], fields: dict[str, Any], owned: tuple[str, ...]) -> dict[str, tuple]:
-        changes = {name: (record.get(name, "" if name.startswith(PREFIX) else None), value)
-                   for name, value in fields.items()
-                   if name in owned and record.get(name, "" if name.startswith(PREFIX) else None) != value}
+        def have(name: str) -> Any:  # an extra field or address line not there is empty
+            return record.get(name, "" if name.startswith((PREFIX, ADDRESS_PREFIX)) else None)
+
+        changes = {name: (have(name), value) for name, value in fields.items() if name in owned and have(name) != value}
         if not record["external_id"] and fields.get("external_id"):
             # Keyed by tax id or e-mail: a customer lanehub made is linked to the source's record.
             changes["external_id"] = ("", fields["external_id"])
@@ -197,14 +212,19 @@ class CustomerTarget(Target):
             raise ValidationError(missing)
 
     def create(self, fields: dict[str, Any], by: str) -> None:
+        fields, addresses = split_address_columns(fields)
         fields, extra = split_extras(fields)
         key = self.db.insert_customer(fields, by)
         write_extras(self.db, {"id": key}, extra, by)
+        write_address_columns(self.db, key, addresses, by)
 
     def update(self, record_id: str, fields: dict[str, Any], by: str) -> None:
+        fields, addresses = split_address_columns(fields)
         fields, extra = split_extras(fields)
         write_extras(self.db, {"id": record_id}, extra, by)
-        self.db.write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
+        write_address_columns(self.db, record_id, addresses, by)
+        if fields or extra:  # only an address changed: the customer record itself did not
+            self.db.write("customer", record_id, fields | {"updated_at": now_iso(), "updated_by": by}, by)
         flag_duplicates(self.conn, record_id)
 
 

@@ -7,6 +7,8 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from hq.batches.checks import columns_of
 from hq.batches.writes import ACTION_NAMES, KIND_NAMES, STATUSES, BatchClosed, BatchError, Batches, plural, read_rows
+from lanehub.domain.address_columns import ADDRESS_PREFIX
+from lanehub.domain.addresses import KIND_LABELS
 from lanehub.domain.entity import PAYMENT_STATUSES, TRUE_WORDS, ValidationError
 from lanehub.domain.extra_fields import PREFIX, declared
 from lanehub.domain.references import rate_choices
@@ -134,6 +136,9 @@ def row_inputs(kind: str, conn) -> list[dict]:
     for name in columns_of(kind, conn):
         if name.startswith(PREFIX):
             label = extras.get(name[len(PREFIX):], name[len(PREFIX):])
+        elif name.startswith(ADDRESS_PREFIX):  # address.billing.street: "Billing address: street"
+            _, kind, line = name.split(".")
+            label = f"{KIND_LABELS[kind]} address: {line}"
         else:
             label = "Customer code" if name == "code" else FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
         out.append({"name": name, "label": label, "kind": INPUT_KINDS.get(name, "text"), "required": name in REQUIRED,
