@@ -29,6 +29,7 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
                                         f"{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}")
 
 from helpers import kill_chain, start_chain
+from in_process_cli import run_in_process
 
 from lanehub.chain.local import Chain
 from lanehub.chain.mosquitto import Mosquitto
@@ -80,7 +81,8 @@ def make_chain(tmp_path, request):
     chains: list[Chain] = []
 
     def make(stores=("S001", "S002"), start: bool = True, **kwargs) -> Chain:
-        chain = Chain(tmp_path / f"chain{len(chains)}", tuple(stores), **kwargs)
+        cli = {"cli": run_in_process} if getattr(request.module, "CHAIN_CLI_IN_PROCESS", True) else {}
+        chain = Chain(tmp_path / f"chain{len(chains)}", tuple(stores), **cli | kwargs)
         chains.append(chain)
         if start:
             start_chain(chain)

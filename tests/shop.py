@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from helpers import kill_chain, start_chain, wait_converged, wait_until
+from in_process_cli import run_in_process
 
 from lanehub.chain.local import Chain
 from lanehub.protocol import topics
@@ -87,7 +88,7 @@ def shop(tmp_path_factory, request):
     catalogue: keep PRODUCTS_CSV's rows, the rates and customers refer to them)."""
     workdir = tmp_path_factory.mktemp("shop")
     more = getattr(request.module, "SHOP_STORE_SETTINGS", {})
-    chain = Chain(workdir, ("S001", "S002"), store_settings={store: values | more.get(store, {}) for store, values in {
+    chain = Chain(workdir, ("S001", "S002"), cli=run_in_process, store_settings={store: values | more.get(store, {}) for store, values in {
         # Every lane's receipts go to the store printer "printer", which ``Lane`` watches.
         "S001": {"name": "Lanehub Market Centro", "address": "Calle Mayor 1", "tax_id": "B12345678", "print_retry": 1.0,
                  "printer": "printer"},

@@ -33,6 +33,10 @@ from lanehub.runtime.config import dump_toml
 CODES = CodeFormat("CUST-", 5)
 
 
+# Restores refuse while any process holds a database open: setup commands run as processes.
+CHAIN_CLI_IN_PROCESS = False
+
+
 def cli(chain, site: str, *args: str) -> subprocess.CompletedProcess:
     """`lanehub hq ARGS` or `lanehub edge ARGS` for store ``site``, not checked."""
     if site == "hq":

@@ -17,6 +17,10 @@ from shop import PRODUCTS_CSV, Lane
 MILK = "8410000000011"
 
 
+# Restores refuse while any process holds a database open: setup commands run as processes.
+CHAIN_CLI_IN_PROCESS = False
+
+
 def edge_cli(chain, *args: str) -> subprocess.CompletedProcess:
     return chain.edge_cli("S001", *args, check=False)
 

@@ -57,8 +57,12 @@ class Chain:
                  block_size: int = 100, code_low_water: int = 20, outbox_retry: float = 2.0, log_level: str = "INFO",
                  tls: dict[str, str] | None = None, store_settings: dict[str, dict[str, Any]] | None = None,
                  hq_settings: dict[str, dict[str, Any]] | None = None,
-                 edge_settings: dict[str, dict[str, dict[str, Any]]] | None = None):
+                 edge_settings: dict[str, dict[str, dict[str, Any]]] | None = None,
+                 cli: Callable[..., subprocess.CompletedProcess[str]] = run_lanehub):
         self.workdir = Path(workdir)
+        # How hq_cli/edge_cli run a command: a process (run_lanehub), or whatever the
+        # caller gives with its signature (tests run their setup commands in-process).
+        self.cli = cli
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stores = stores
         self.hq_password = new_password()
@@ -121,10 +125,10 @@ class Chain:
 
     def hq_cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run `lanehub hq ARGS -c hq.toml`."""
-        return run_lanehub("hq", *args, "-c", str(self.hq_config_path), check=check, input=input)
+        return self.cli("hq", *args, "-c", str(self.hq_config_path), check=check, input=input)
 
     def edge_cli(self, store: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_lanehub("edge", *args, "-c", str(self.edges[store].config_path), check=check)
+        return self.cli("edge", *args, "-c", str(self.edges[store].config_path), check=check)
 
     # --- lifecycle -------------------------------------------------------------------
 
