@@ -441,23 +441,33 @@ class EdgeDatabase:
 
     # --- downstream --------------------------------------------------------------------------
 
-    def apply_down(self, changes: list[Change]) -> bool:
+    def apply_down(self, changes: list[Change], first: int = 0, through: int = 0) -> bool:
         """Apply sequenced changes in seq order. Returns False when a gap shows that
-        something is missing (the caller then catches up from HQ's log)."""
+        something is missing (the caller then catches up from HQ's log).
+
+        ``first``..``through``: the seqs the changes cover (lanehub.protocol.routes):
+        a seq in the range that is not among them went to another store. Without
+        them (0), the changes cover only themselves and must follow on."""
         with transaction(self.conn):
             last = self.last_seq
             complete = True
+            if through and first > last + 1:  # a range starting past what this store has: a gap
+                return False
             for change in sorted(changes, key=_seq_of):
                 if _seq_of(change) <= last:
                     continue
-                if change.seq != last + 1:
+                if through and _seq_of(change) > through:
+                    break
+                if not through and change.seq != last + 1:
                     complete = False
                     break
                 self._observe(change.hlc)
                 self.replica.apply(change)
                 if change.origin == self.store:
                     self.conn.execute("DELETE FROM outbox WHERE id = ?", (change.id,))
-                last = change.seq
+                last = _seq_of(change)
+            if through:
+                last = max(last, through)
             self.meta.set("last_seq", last)
             self.meta.set("hlc", self.clock.last)
         return complete

@@ -241,13 +241,16 @@ class HqLink:
         try:
             db = self.db
             while True:
-                reply = self._request_as(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE),
+                reply = self._request_as(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE,
+                                                     routed=True),
                                          CatchupReply)
                 self.hq_head = reply.head
                 changes = [Change.from_dict(c) for c in reply.changes]
-                if changes:
-                    db.apply_down(changes)
-                if not reply.more or not changes:
+                before = db.last_seq
+                if changes or reply.through:
+                    # The page covers from_seq..through for this store (lanehub.protocol.routes).
+                    db.apply_down(changes, before + 1 if reply.through else 0, reply.through)
+                if not reply.more or db.last_seq == before:
                     break
         finally:
             self._catching_up = False
@@ -326,7 +329,7 @@ class HqLink:
             if batch.type == "head":
                 if batch.head > db.last_seq:
                     self.catch_up()
-            elif not db.apply_down(changes):
+            elif not self._apply_batch(db, batch, changes):
                 self.catch_up()
         except (HQUnavailable, PayloadError) as exc:
             log.warning("edge %s: catch-up interrupted: %s", self.store, exc)
@@ -335,6 +338,17 @@ class HqLink:
             # move: the next head starts a catch-up that tries again.
             log.exception("edge %s: downstream batch failed", self.store)
             self.report(msg, f"internal error: {exc}")
+
+    def _apply_batch(self, db: EdgeDatabase, batch: DownBatch, changes: list[Change]) -> bool:
+        """Apply a sync/down batch; False: catch up from HQ's log (a gap, or seqs held
+        back for this store: HQ's catch-up answer for this store holds them)."""
+        held = [seq for seq in batch.held.get(self.store, []) if seq > db.last_seq]
+        if not held:
+            return db.apply_down(changes, batch.first, batch.through)
+        stop = min(held) - 1  # what comes before the first held seq applies now
+        if stop >= batch.first:
+            db.apply_down([c for c in changes if (c.seq or 0) <= stop], batch.first, stop)
+        return False
 
     def on_store_message(self, msg: Incoming) -> None:
         db = self.db

@@ -27,6 +27,7 @@ from lanehub.domain.extra_fields import PREFIX, value_key, with_extras, write_ex
 from lanehub.domain.model import CUSTOMER_DEFAULTS, ENTITIES, STORE_WRITABLE, ValidationError, checked_customer_write
 from lanehub.domain.ownership import refuse_owned
 from lanehub.domain.payment_cards import redact
+from lanehub.domain.purchase_summaries import summary_of
 from lanehub.domain.references import refuse_unknown_rate
 from lanehub.domain.users import add_session_schema
 from lanehub.protocol import hlc as hlc_mod
@@ -34,6 +35,7 @@ from lanehub.protocol.acl import broker_password_hash, new_password
 from lanehub.protocol.change import Change, new_id
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.hlc import now_iso, site_clock
+from lanehub.protocol.routes import EVERY_STORE, audience, route_of
 from lanehub.protocol.sync import Rejection
 from lanehub.protocol.topics import TopicError, check_id
 from lanehub.replication.card_purge import purge_hq
@@ -165,6 +167,16 @@ def m007_store_samples(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_sales_closed_at ON sales (closed_at, store)")
 
 
+@hq_migrations()
+def m008_change_audience(db: sqlite_utils.Database) -> None:
+    # Who receives each logged change (lanehub.protocol.routes, D45): "" every store,
+    # else the one store (a sale: its own). Sales logged before are given their store;
+    # stores that had every sale keep what they have.
+    db.execute("ALTER TABLE changes ADD COLUMN audience TEXT NOT NULL DEFAULT ''")
+    db.execute("UPDATE changes SET audience = coalesce((SELECT store FROM sales WHERE sales.id = changes.key), '') "
+               "WHERE entity = 'sale'")
+
+
 @dataclass
 class ApplyOutcome:
     """What HQ did with one change from a store."""
@@ -214,10 +226,13 @@ class HQDatabase:
         return self.conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
 
     def _log(self, change: Change) -> int:
+        """Append an applied change to the log, with its audience (the record as HQ now holds it)."""
+        to = audience(change.entity, self.replica.get(change.entity, change.key)) if route_of(change.entity) != EVERY_STORE else ""
         cursor = self.conn.execute(
-            "INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at, audience) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (change.id, change.entity, change.key, change.origin, change.hlc, change.by,
-             json.dumps(change.fields, separators=(",", ":")), time.time()),
+             json.dumps(change.fields, separators=(",", ":")), time.time(), to),
         )
         assert cursor.lastrowid is not None  # set by the INSERT just made: the change's seq
         return cursor.lastrowid
@@ -228,6 +243,29 @@ class HQDatabase:
             (from_seq, limit),
         ).fetchall()
         return [Change(r["id"], r["entity"], r["key"], r["origin"], r["hlc"], r["by"], json.loads(r["fields"]), r["seq"]) for r in rows]
+
+    def down_page(self, from_seq: int, limit: int = 1000) -> list[tuple[Change, str]]:
+        """A page of the log from ``from_seq`` with each change's audience ("" every store)."""
+        rows = self.conn.execute(
+            "SELECT seq, id, entity, key, origin, hlc, by, fields, audience FROM changes WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (from_seq, limit),
+        ).fetchall()
+        return [(Change(r["id"], r["entity"], r["key"], r["origin"], r["hlc"], r["by"], json.loads(r["fields"]), r["seq"]),
+                 r["audience"]) for r in rows]
+
+    def changes_for_store(self, store: str, from_seq: int, limit: int = 1000) -> tuple[list[Change], int]:
+        """(the changes from ``from_seq`` that go to ``store``, the last seq they cover):
+        a store's catch-up page. A change for another store is covered, not sent."""
+        head = self.head()  # read first: every seq up to it is in the log already
+        rows = self.conn.execute(
+            "SELECT seq, id, entity, key, origin, hlc, by, fields FROM changes "
+            "WHERE seq >= ? AND audience IN ('', ?) ORDER BY seq LIMIT ?", (from_seq, store, limit),
+        ).fetchall()
+        changes = [Change(r["id"], r["entity"], r["key"], r["origin"], r["hlc"], r["by"], json.loads(r["fields"]), r["seq"])
+                   for r in rows]
+        if len(changes) == limit:
+            return changes, changes[-1].seq or 0
+        return changes, max(head, changes[-1].seq or 0) if changes else max(head, from_seq - 1)
 
     def changes_for(self, entity: str, key: str) -> list[Change]:
         rows = self.conn.execute(
@@ -240,9 +278,31 @@ class HQDatabase:
 
     def write(self, entity: str, key: str, fields: dict[str, Any], by: str) -> Change:
         change = Change(new_id(), entity, key, ORIGIN, self.clock.now(), by, fields)
+        buyer = self._buyer(change)
         self.replica.apply(change)
         self._log(change)
+        self._after_sale(change, buyer)
         return change
+
+    def _buyer(self, change: Change) -> str:
+        """Before a sale's change: its customer (whose summary may lose the sale)."""
+        if change.entity != "sale":
+            return ""
+        row = self.conn.execute("SELECT customer_id FROM sales WHERE id = ?", (change.key,)).fetchone()
+        return (row[0] or "") if row else ""
+
+    def _after_sale(self, change: Change, buyer_before: str) -> None:
+        """A sale applied: its customer's purchase summary (and the one it was
+        tracked away from) rewritten from HQ's sales, for every store (D45)."""
+        if change.entity != "sale":
+            return
+        row = self.conn.execute("SELECT customer_id FROM sales WHERE id = ?", (change.key,)).fetchone()
+        for customer_id in dict.fromkeys(filter(None, (row[0] if row else "", buyer_before))):
+            purchases = json.dumps(summary_of(self.conn, customer_id), separators=(",", ":"))
+            current = self.replica.get("purchase_summary", customer_id)
+            if current is None or current["purchases"] != purchases:
+                self.write("purchase_summary", customer_id, {"customer_id": customer_id, "purchases": purchases}
+                           if current is None else {"purchases": purchases}, "hq")
 
     def create_customer(self, fields: dict[str, Any], by: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         fields = checked_customer_write(fields, self.codes, new=True)
@@ -365,8 +425,10 @@ class HQDatabase:
         self.conn.execute("SAVEPOINT change")
         try:
             self.clock.observe(change.hlc)
+            buyer = self._buyer(change)
             self.replica.apply(change)
             self._log(change)
+            self._after_sale(change, buyer)
             if change.entity == "customer":
                 self._after_customer(store, change)
             elif change.entity == "coupon_use":

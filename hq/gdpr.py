@@ -60,6 +60,8 @@ def erase_customer(db: HQDatabase, customer_id: str, by: str) -> dict[str, Any]:
         for (address,) in db.conn.execute("SELECT id FROM addresses WHERE customer_id = ?", (customer_id,)).fetchall():
             db.write("address", address, {"label": "", **{line: "" for line in ADDRESS_LINES}, "active": False,
                                           "preferred": False}, by)
+        if db.replica.get("purchase_summary", customer_id) is not None:  # in every store: not kept there (D45)
+            db.write("purchase_summary", customer_id, {"purchases": "[]"}, by)
     erased = db.replica.get("customer", customer_id)
     assert erased is not None  # checked above, and erasure deletes nothing
     return erased

@@ -27,7 +27,9 @@ from hq.samples import prune_samples, sample_store
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.protocol import topics
+from lanehub.protocol.change import Change
 from lanehub.protocol.envelope import SYNC_MAX_BYTES, PayloadError, decode_object
+from lanehub.protocol.routes import ORIGIN_STORE, STORE_FIELD, route_of
 from lanehub.protocol.sync import (
     CatchupReply,
     ChangesReply,
@@ -295,15 +297,15 @@ class HQService:
         db = self._writer()
         head = db.head()
         while self.published < head:
-            changes = db.changes_since(self.published + 1, DOWN_BATCH)
-            if not changes:
+            page = db.down_page(self.published + 1, DOWN_BATCH)
+            if not page:
                 break
-            payload = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes]).to_json()
-            while len(payload) > SYNC_MAX_BYTES and len(changes) > 1:  # what an edge decodes: fewer, then the rest
-                changes = changes[: len(changes) // 2]
-                payload = DownBatch(type="changes", head=head, changes=[c.to_dict() for c in changes]).to_json()
+            payload = down_batch(head, self.published + 1, page)
+            while len(payload) > SYNC_MAX_BYTES and len(page) > 1:  # what an edge decodes: fewer, then the rest
+                page = page[: len(page) // 2]
+                payload = down_batch(head, self.published + 1, page)
             self.client.publish(topics.sync_down(), payload)
-            published = changes[-1].seq
+            published = page[-1][0].seq
             assert published is not None  # changes from HQ's log carry their seq
             self.published = published
 
@@ -384,16 +386,22 @@ class HQService:
             return HelloReply(head=db.head(), codes=CodeSettings(prefix=self.codes.prefix, width=self.codes.width),
                               block_size=self.block_size)
         if request.op == "catchup":
-            changes = db.changes_since(max(request.from_seq, 1), min(request.limit, 5000))
+            if request.routed:
+                changes, through = db.changes_for_store(store, max(request.from_seq, 1), min(request.limit, 5000))
+            else:  # an edge from before routes: every change, as it always had (it sees held seqs as gaps)
+                changes = db.changes_since(max(request.from_seq, 1), min(request.limit, 5000))
+                through = changes[-1].seq or 0 if changes else 0
             head = db.head()
-            last = changes[-1].seq if changes else None
-            return CatchupReply(changes=[c.to_dict() for c in changes], head=head,
-                                more=last is not None and last < head)
+            return CatchupReply(changes=[c.to_dict() for c in changes], head=head, more=bool(changes) and through < head,
+                                through=through if request.routed else 0)
         if request.op == "snapshot":
             if request.entity not in ENTITIES:
                 raise ValueError(f"unknown entity {request.entity!r}")
             head = db.head()  # read before the page: later changes re-apply harmlessly (LWW)
-            columns, rows = db.replica.export_rows(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX))
+            # A store's snapshot holds what its route gives it: of the sales, its own.
+            only = {STORE_FIELD[request.entity]: store} if route_of(request.entity) == ORIGIN_STORE else None
+            columns, rows = db.replica.export_rows(request.entity, request.after, min(request.limit, SNAPSHOT_PAGE_MAX),
+                                                   only=only)
             return SnapshotReply(entity=request.entity, columns=columns, rows=rows, head=head,
                                  next=rows[-1][0] if len(rows) == request.limit else None)
         if request.op == "changes":
@@ -415,6 +423,19 @@ class HQService:
             block = db.lease_block(store, request.lease, self.max_outstanding_blocks)
             return CodeBlockReply(start=block["start"], end=block["end"], lease=request.lease)
         raise ValueError(f"unknown op {request.op}")
+
+
+def down_batch(head: int, first: int, page: list[tuple[Change, str]]) -> bytes:
+    """The sync/down payload covering ``first`` up to the page's last seq: the changes
+    for every store, and for each change that goes to one store only, its seq held
+    for that store unless the store made it (it has it: D45)."""
+    held: dict[str, list[int]] = {}
+    for change, to in page:
+        if to and change.origin != to:
+            held.setdefault(to, []).append(change.seq or 0)
+    through = page[-1][0].seq or 0
+    return DownBatch(type="changes", head=head, changes=[c.to_dict() for c, to in page if not to],
+                     first=first, through=through, held=held).to_json()
 
 
 def reload_broker(command: str) -> None:

@@ -25,6 +25,7 @@ SAMPLES = {
                  "country": "ES", "external_id": "4711", "no_paper": True},
     "card": {"number": "CARD-0001", "customer_id": C, "kind": "loyalty"},
     "address": {"customer_id": C, "kind": "billing", "street": "Calle Mayor 1", "city": "Madrid"},
+    "purchase_summary": {"customer_id": C, "purchases": '[{"ticket": "S002-L1-9", "store": "S002", "items": []}]'},
     "code_alias": {"alias": "S001-000001", "customer_id": C},
     "product": {"sku": "MILK", "description": "Milk 1L", "retail_price": "1.20", "tax_rate": "4.00"},
     "barcode": {"code": "8410000000011", "product_id": P},

@@ -282,3 +282,15 @@ def test_each_sync_op_names_the_class_that_reads_its_reply():
     for op, cls in REPLY_TYPES.items():
         assert f"`{op}`: {cls.__name__}" in text, f"docs/protocol.md §3.4 should say `{op}`: {cls.__name__}"
         assert f"| {cls.__name__} | SyncReply `data` for `{op}` |" in DOC
+
+
+def test_the_routes_table_names_every_entity_once_with_its_route():
+    from lanehub.domain.model import ENTITIES
+    from lanehub.protocol.routes import EVERY_STORE, ORIGIN_STORE, route_of
+
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in DOC.splitlines()
+            if line.startswith(("| every store |", "| origin store |"))}
+    listed = {name.strip(): route for route, cell in rows.items() for name in cell.split(",")}
+    assert sorted(listed) == sorted(ENTITIES)
+    assert {name: {"every store": EVERY_STORE, "origin store": ORIGIN_STORE}[route] for name, route in listed.items()} == {
+        name: route_of(name) for name in ENTITIES}

@@ -36,6 +36,7 @@ from lanehub.domain.entity import (  # noqa: F401
 from lanehub.domain.extra_fields import CUSTOMER_EXTRA, EXTRA_FIELD
 from lanehub.domain.ownership import FIELD_RULE
 from lanehub.domain.payment_cards import payment_card_errors
+from lanehub.domain.purchase_summaries import PURCHASE_SUMMARY
 from lanehub.domain.sales import SALE
 from lanehub.domain.users import USER_ENTITIES
 
@@ -246,7 +247,7 @@ def current_consents(conn, customer_id: str) -> dict[str, bool]:
 
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (CUSTOMER, CARD, CODE_ALIAS, *CATALOGUE_ENTITIES, SALE, CONSENT,
                                                                 *COUPON_ENTITIES, *USER_ENTITIES, FIELD_RULE,
-                                                                EXTRA_FIELD, CUSTOMER_EXTRA, ADDRESS)}
+                                                                EXTRA_FIELD, CUSTOMER_EXTRA, ADDRESS, PURCHASE_SUMMARY)}
 
 # Entities a store may write; code aliases and the catalogue are made by HQ only.
 STORE_WRITABLE = frozenset({"customer", "card", "sale", "consent", "coupon_use", "customer_extra", "address"})

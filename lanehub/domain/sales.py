@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from lanehub.domain.catalogue import natural_key
 from lanehub.domain.entity import UUID_RE, EntitySpec, check_unknown, text_checks
+from lanehub.domain.purchase_summaries import summarized_purchases
 from lanehub.replication.sqlite import transaction
 
 if TYPE_CHECKING:  # the protocol's module imports the replica, which imports the domain model
@@ -50,7 +51,23 @@ SALE = EntitySpec(
 
 
 def purchase_history(conn, customer_id: str, limit: int = 50) -> list[dict]:
-    """A customer's sales across stores, newest first: items, brands, sizes, dates, stores."""
+    """A customer's sales across stores, newest first: items, brands, sizes, dates, stores.
+    A store has its own sales; the others' recent ones come from the customer's
+    purchase summary (lanehub.domain.purchase_summaries)."""
+    own = _sales_history(conn, customer_id, limit)
+    seen = {sale["ticket"] for sale in own}
+    others = [{"ticket": p.get("ticket", ""), "store": p.get("store", ""), "lane": p.get("lane", ""),
+               "date": p.get("date", ""), "total": p.get("total", ""), "currency": p.get("currency", ""),
+               "items": [{k: item.get(k, "") for k in HISTORY_ITEM_KEYS} for item in p.get("items", [])
+                         if isinstance(item, dict)]}
+              for p in summarized_purchases(conn, customer_id) if p.get("ticket") not in seen]
+    return sorted(own + others, key=lambda sale: (sale["date"], sale["ticket"]), reverse=True)[:limit]
+
+
+HISTORY_ITEM_KEYS = ("sku", "description", "brand", "size", "qty", "unit_price", "amount")
+
+
+def _sales_history(conn, customer_id: str, limit: int) -> list[dict]:
     rows = conn.execute(
         "SELECT ticket, store, lane, closed_at, total, currency, lines FROM sales WHERE customer_id = ? "
         "ORDER BY closed_at DESC LIMIT ?", (customer_id, limit)).fetchall()
@@ -58,8 +75,7 @@ def purchase_history(conn, customer_id: str, limit: int = 50) -> list[dict]:
     for row in rows:
         lines = json.loads(row[6] or "[]")
         out.append({"ticket": row[0], "store": row[1], "lane": row[2], "date": row[3], "total": row[4], "currency": row[5],
-                    "items": [{k: line.get(k, "") for k in ("sku", "description", "brand", "size", "qty", "unit_price", "amount")}
-                              for line in lines]})
+                    "items": [{k: line.get(k, "") for k in HISTORY_ITEM_KEYS} for line in lines]})
     return out
 
 

@@ -40,12 +40,25 @@ class DownBatch(Message):
     type: str
     head: int
     changes: list[Any] = field(default_factory=list)
+    # The seqs the batch covers, first..through: a seq in that range that is not
+    # among ``changes`` went to one store only (lanehub.protocol.routes). 0: the
+    # batch covers exactly its changes (an HQ from before routes).
+    first: int = 0
+    through: int = 0
+    # store -> the seqs of the range held back for it: that store catches up from there.
+    held: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         msg = super().from_dict(data)
         if msg.type not in ("changes", "head"):
             raise PayloadError(f"down batch: unknown type {msg.type!r}")
+        if msg.first < 0 or msg.through < msg.first or (msg.first == 0) != (msg.through == 0):
+            raise PayloadError(f"down batch: covers {msg.first}..{msg.through}, not a range of seqs")
+        for store, seqs in msg.held.items():
+            if not isinstance(seqs, list) or not all(isinstance(n, int) and not isinstance(n, bool)
+                                                     and msg.first <= n <= msg.through for n in seqs):
+                raise PayloadError(f"down batch: held[{store!r}] must be seqs within {msg.first}..{msg.through}")
         return msg
 
 
@@ -104,6 +117,9 @@ class SyncRequest(Message):
     customer_id: str = ""  # op=history, coupon_reserve
     coupon: str = ""  # op=coupon_reserve, coupon_release
     ticket: str = ""
+    # op=catchup: the edge knows routes (lanehub.protocol.routes) and takes a page of
+    # the changes for it with ``through``; an older edge is sent every change.
+    routed: bool = False
 
     OPS: ClassVar[tuple[str, ...]] = ("catchup", "snapshot", "code_block", "hello", "history", "changes", "coupon_reserve",
                                       "coupon_release")
@@ -178,12 +194,16 @@ class HelloReply(ReplyData):
 
 @dataclass(frozen=True)
 class CatchupReply(ReplyData):
-    """A page of HQ's change log from ``from_seq``; ``more``: ask again after its last seq."""
+    """A page of HQ's change log from ``from_seq``, the changes for the asking store;
+    ``more``: ask again after ``through``."""
 
     KIND: ClassVar[str] = "catchup reply"
     changes: list[Any]
     head: int
     more: bool
+    # The last seq the page covers (changes for other stores are left out, not
+    # gaps); 0: up to its last change (an HQ from before routes).
+    through: int = 0
 
 
 @dataclass(frozen=True)

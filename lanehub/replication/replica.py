@@ -179,14 +179,19 @@ class Replica:
 
     # --- snapshots -------------------------------------------------------------
 
-    def export_rows(self, entity: str, after: str = "", limit: int = 1000) -> tuple[list[str], list[list[Any]]]:
+    def export_rows(self, entity: str, after: str = "", limit: int = 1000,
+                    only: dict[str, str] | None = None) -> tuple[list[str], list[list[Any]]]:
         """A snapshot page as (columns, rows): ``id``, the fields as stored, the derived
         search keys, ``_clocks``. Rows rather than objects, and search keys computed
-        once at HQ: a million-record snapshot is mostly this."""
-        columns = self._snapshot_columns(ENTITIES[entity])
+        once at HQ: a million-record snapshot is mostly this. ``only``: rows whose
+        fields have these values (a store's own sales)."""
+        spec = ENTITIES[entity]
+        columns = self._snapshot_columns(spec)
+        only = {name: value for name, value in (only or {}).items() if name in spec.fields}
+        where = "".join(f" AND [{name}] = ?" for name in only)
         rows = self.conn.execute(
-            f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{ENTITIES[entity].table}] WHERE id > ? ORDER BY id LIMIT ?",
-            (after, limit),
+            f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{spec.table}] WHERE id > ?{where} ORDER BY id LIMIT ?",
+            (after, *only.values(), limit),
         ).fetchall()
         return columns, [list(row) for row in rows]
 

@@ -131,6 +131,12 @@ def m010_addresses(db: sqlite_utils.Database) -> None:
     create_entity_table(db, ENTITIES["address"])
 
 
+@replica_migrations()
+def m011_purchase_summaries(db: sqlite_utils.Database) -> None:
+    # A customer's recent purchases in every store (lanehub.domain.purchase_summaries, D45).
+    create_entity_table(db, ENTITIES["purchase_summary"])
+
+
 class Meta:
     """Small persistent key/value settings of a site (last seq, clock, leases...)."""
 
