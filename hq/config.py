@@ -8,7 +8,12 @@ from lanehub.domain.codes import CodeFormat
 from lanehub.runtime.config import Config, ConfigError, Key, Schema, Tables, broker_keys, load
 
 SCHEMA: Schema = {
-    "hq": {"db": Key(str, "hq.db", path=True)},
+    "hq": {
+        "db": Key(str, "hq.db", path=True),
+        # Seconds between looks for writes made outside the service that did not wake it
+        # (they normally do, at once: hq/wake.py).
+        "publish_poll": Key(float, 1.0, minimum=0.01),
+    },
     "broker": broker_keys() | {
         # Where HQ writes the HQ broker's password and ACL files when a store is
         # added, and the command that makes the broker re-read them (SIGHUP).

@@ -20,6 +20,7 @@ from sqlite_utils.migrations import Migrations
 
 from hq.config import code_format
 from hq.duplicates import flag_duplicates
+from hq.wake import wake_service
 from lanehub.domain.cards import add_card
 from lanehub.domain.codes import CodeFormat
 from lanehub.domain.customer_updates import check_extra, write_customer_update
@@ -197,13 +198,20 @@ class ApplyOutcome:
 
 
 class HQDatabase:
-    def __init__(self, path: str | Path, codes: CodeFormat, block_size: int = 100, *, migrations: bool = True):
+    def __init__(self, path: str | Path, codes: CodeFormat, block_size: int = 100, *, migrations: bool = True,
+                 wake: bool = True):
         """``migrations=False``: the schema is known to be current (a web request, after
-        the app brought it up to date at start)."""
+        the app brought it up to date at start). ``wake``: after a commit that logged a
+        change, tell the running HQ service to publish it (hq/wake.py); the service's
+        own writer, which publishes itself, does not."""
         self.path = str(path)
         self.codes = codes
         self.block_size = block_size
         self.conn = connect(self.path)
+        self._logged = False  # a change logged since the last commit
+        self._wake = wake
+        if wake:
+            self.conn.after_commit.append(self._woken)  # type: ignore[attr-defined]  # lanehub.replication.sqlite.Connection
         if migrations:
             migrate(self.conn, replica_migrations, hq_migrations)
         self.replica = Replica(self.conn)
@@ -216,6 +224,11 @@ class HQDatabase:
     def from_config(cls, config, *, migrations: bool = True) -> "HQDatabase":
         """HQ's database as hq.toml names it: the one way HQ's CLI, pages and benchmarks open it."""
         return cls(config["hq"]["db"], code_format(config), config["codes"]["block_size"], migrations=migrations)
+
+    def _woken(self) -> None:
+        if self._logged:
+            self._logged = False
+            wake_service(self.path)
 
     def close(self) -> None:
         self.conn.close()
@@ -235,6 +248,10 @@ class HQDatabase:
              json.dumps(change.fields, separators=(",", ":")), time.time(), to),
         )
         assert cursor.lastrowid is not None  # set by the INSERT just made: the change's seq
+        if self._wake:
+            self._logged = True
+            if not self.conn.in_transaction:  # committed already (a write outside a transaction)
+                self._woken()
         return cursor.lastrowid
 
     def changes_since(self, from_seq: int, limit: int = 1000) -> list[Change]:

@@ -24,6 +24,7 @@ from hq.imports.engine import ImportSpec
 from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
 from hq.samples import prune_samples, sample_store
+from hq.wake import WakeListener
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
 from lanehub.protocol import topics
@@ -60,7 +61,8 @@ INTERNAL_ERROR_REPLY = "internal error: HQ could not answer this request (see la
 
 DOWN_BATCH = 500  # changes per downstream message
 HEAD_INTERVAL = 2.0  # seconds between retained head announcements
-POLL_INTERVAL = 0.05  # picks up writes made by the CLI in another process (max(seq) is O(1))
+# Writes made by the CLI, pages and imports wake the service (hq/wake.py); the poll
+# finds them when the wake-up cannot be sent ([hq] publish_poll, max(seq) is O(1)).
 SNAPSHOT_PAGE_MAX = 20000
 # Stores' lag and outbox samples (hq/samples.py, at most one a minute each):
 # looked at this often, so a sample is at most this late; old ones pruned hourly.
@@ -91,11 +93,12 @@ class HQService:
             name="HQ broker",
         )
         self.stopped = threading.Event()
+        self.wake: WakeListener | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
     def _open_writer(self) -> None:
-        self.db = HQDatabase(self.db_path, self.codes, self.block_size)
+        self.db = HQDatabase(self.db_path, self.codes, self.block_size, wake=False)  # it publishes itself
         # Edges catch up from HQ's log, so HQ starts publishing at the head.
         self.published = self.db.head()
 
@@ -170,7 +173,8 @@ class HQService:
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
         self.client.subscribe(topics.SYNC_REQ_ALL, self._route_request)
         self.client.start()
-        self.apply_worker.every(POLL_INTERVAL, self._publish_pending)
+        self.wake = WakeListener(self.db_path, lambda: self.apply_worker.submit(self._publish_pending)).start()
+        self.apply_worker.every(self.config["hq"]["publish_poll"], self._publish_pending)
         self.apply_worker.every(HEAD_INTERVAL, self._announce_head)
         self.apply_worker.every(SAMPLE_CHECK, self._sample_stores)
         self.apply_worker.every(PRUNE_EVERY, self._writer_prune_samples)
@@ -183,6 +187,8 @@ class HQService:
         return {"hq_broker": self.client.link}
 
     def stop(self) -> None:
+        if self.wake is not None:
+            self.wake.stop()
         self.client.stop()
         self.apply_worker.stop()
         self.serve_worker.stop()

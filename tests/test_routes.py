@@ -68,6 +68,8 @@ def test_a_sale_tracked_at_hq_reaches_its_own_store_through_a_held_seq_and_not_t
     wait_converged(shop)
     assert ticket in summary_tickets(edge_db(shop, "S002"), cleo["id"])
     assert db_value(edge_db(shop, "S002"), "SELECT count(*) FROM sales WHERE ticket = ?", (ticket,)) == 0
+    refused = shop.edge_cli("S002", "sales", "track", ticket, shop.people["Ann"]["code"], check=False)
+    assert refused.returncode != 0 and "a store keeps only its own sales; track it at S001 or at HQ" in refused.stderr
     head = db_value(hq_db(shop), "SELECT max(seq) FROM changes")
     assert all(db_value(edge_db(shop, s), "SELECT value FROM meta WHERE key = 'last_seq'") == str(head)
                for s in ("S001", "S002"))

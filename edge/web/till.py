@@ -185,21 +185,29 @@ def till_blueprint(till: TillLink | None, lanes_configured: tuple[str, ...] = ()
         flash(f"Customer {record['code']} {display_name(record)} created.")
         return send(lane, {"op": "set_customer", "customer_id": record["id"]}, field="new_first_name")
 
+    def on_ticket(lane: str, field: str):
+        """(the customer attached to the lane's ticket, None), or (None, the page
+        telling ``field`` to attach one first)."""
+        state = till.state(lane) if till else None
+        if state is None or state.customer is None:
+            return None, page(lane, errors={field: "attach a customer to the ticket first"}, status=422)
+        return state.customer, None
+
     @bp.route("/lanes/<lane>/till/card", methods=["POST"])
     @requires("lane.operate")
     def add_card(lane):
         """A card for the customer on the ticket."""
         lane = checked_lane(lane)
-        state = till.state(lane) if till else None
-        if state is None or state.customer is None:
-            return page(lane, errors={"card_number": "attach a customer to the ticket first"}, status=422)
+        customer, refusal = on_ticket(lane, "card_number")
+        if customer is None:
+            return refusal
         try:
-            card = g.db.add_card(state.customer.id, request.form.get("number", "").strip(),
+            card = g.db.add_card(customer.id, request.form.get("number", "").strip(),
                                  request.form.get("kind", CARD_KINDS[0]), g.user["username"])
         except ValidationError as exc:
             return page(lane, errors={"card_number": exc.errors.get("card") or "; ".join(exc.errors.values())},
                         values=request.form.to_dict(), status=422)
-        flash(f"Card {card['number']} given to {state.customer.code} {state.customer.name}.")
+        flash(f"Card {card['number']} given to {customer.code} {customer.name}.")
         return redirect(url_for("till.screen", lane=lane))
 
     @bp.route("/lanes/<lane>/till/address", methods=["POST"])
@@ -207,18 +215,18 @@ def till_blueprint(till: TillLink | None, lanes_configured: tuple[str, ...] = ()
     def add_address_view(lane):
         """A further address (delivery, billing...) for the customer on the ticket, like a card."""
         lane = checked_lane(lane)
-        state = till.state(lane) if till else None
-        if state is None or state.customer is None:
-            return page(lane, errors={"address": "attach a customer to the ticket first"}, status=422)
+        customer, refusal = on_ticket(lane, "address")
+        if customer is None:
+            return refusal
         fields = {name: request.form.get(name, "") for name in ("kind", *ADDRESS_LINES)}
         try:
-            add_address(g.db, state.customer.id, fields | {"preferred": request.form.get("preferred") == "1"},
+            add_address(g.db, customer.id, fields | {"preferred": request.form.get("preferred") == "1"},
                         g.user["username"])
         except ValidationError as exc:
             # The typed value is not shown again where it was refused (it may be a card number).
             return page(lane, errors={f"address_{k}": v for k, v in exc.errors.items()},
                         values={k: v for k, v in fields.items() if k not in exc.errors}, status=422)
-        flash(f"{fields['kind'].capitalize()} address added to {state.customer.code} {state.customer.name}.")
+        flash(f"{fields['kind'].capitalize()} address added to {customer.code} {customer.name}.")
         return redirect(url_for("till.screen", lane=lane))
 
     @bp.route("/lanes/<lane>/till/receipts/<ticket>.png")

@@ -5,6 +5,7 @@ can be tracked to a customer after the fact (from the store or from HQ)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from lanehub.domain.catalogue import natural_key
@@ -89,6 +90,10 @@ def track_sale(db: SiteDatabase, ticket: str, customer_ref: str, by: str) -> dic
     with transaction(db.conn):
         sale = db.replica.get("sale", sale_key(ticket))
         if sale is None:
+            store = getattr(db, "store", "")  # a store keeps only its own sales (D45)
+            if store and not ticket.startswith(f"{store}-") and re.match(r"^[A-Za-z0-9_]+-", ticket):
+                raise SaleError(f"no sale {ticket} here: a store keeps only its own sales; track it at "
+                                f"{ticket.split('-', 1)[0]} or at HQ")
             raise SaleError(f"no sale {ticket}")
         customer = db.find_customer(customer_ref)
         if customer is None:

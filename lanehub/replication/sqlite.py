@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+
+class Connection(sqlite3.Connection):
+    """A sqlite3 connection that runs ``after_commit`` callbacks when a ``transaction``
+    commits (HQ tells its running service that there is something to publish)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_commit: list[Callable[[], None]] = []
 
 
 def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection in WAL mode with full fsync: a commit is on disk when it returns."""
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread,
+                           factory=Connection)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -50,6 +61,8 @@ def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sq
         raise
     else:
         conn.execute("COMMIT")
+        for callback in getattr(conn, "after_commit", ()):
+            callback()
 
 
 _savepoints = itertools.count(1)
