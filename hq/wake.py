@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+TIMEOUT = 0.5  # how soon the listener notices stop()
 
 
 def wake_address(db_path: str | Path) -> bytes:
@@ -57,7 +58,7 @@ class WakeListener:
 
     def start(self) -> "WakeListener":
         if self.sock is not None:
-            self.sock.settimeout(0.5)  # how soon stop() is noticed
+            self.sock.settimeout(TIMEOUT)
             self.thread.start()
         return self
 
@@ -79,12 +80,16 @@ class WakeListener:
 
     @staticmethod
     def _drain(sock: socket.socket) -> None:
-        """The datagrams that came meanwhile: one wake-up for all of them."""
+        """The datagrams that came meanwhile: one wake-up for all of them. (Not
+        MSG_DONTWAIT: a socket with a timeout waits for that timeout even so.)"""
+        sock.setblocking(False)
         try:
             while True:
-                sock.recv(16, socket.MSG_DONTWAIT)
+                sock.recv(16)
         except OSError:
             pass
+        finally:
+            sock.settimeout(TIMEOUT)
 
     def stop(self) -> None:
         self._stopped.set()
