@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -93,6 +94,24 @@ def check_unknown(fields: dict, allowed, what: str, errors: dict) -> None:
     """Every field of a change that the record type does not have, named."""
     for name in sorted(set(fields) - set(allowed)):
         errors[name] = f"is not a {what} field"
+
+
+def check_customer_id(fields: dict, errors: dict) -> None:
+    """A non-empty ``customer_id`` must look like one (a UUID)."""
+    value = fields.get("customer_id")
+    if value and "customer_id" not in errors and not UUID_RE.match(value):
+        errors["customer_id"] = "must be a customer id"
+
+
+def check_json_list(fields: dict, name: str, what: str, errors: dict) -> None:
+    """A field holding a JSON list (a sale's lines, a summary's purchases)."""
+    if name in fields and name not in errors:
+        try:
+            value = json.loads(fields[name])
+        except ValueError:
+            value = None
+        if not isinstance(value, list):
+            errors[name] = f"must be a JSON list of {what}"
 
 
 def check_bools(fields: dict, names, errors: dict) -> None:

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from typing import Any
 
-from lanehub.domain.entity import UUID_RE, EntitySpec, check_unknown, text_checks
+from lanehub.domain.entity import EntitySpec, check_customer_id, check_json_list, check_unknown, text_checks
 
 RECENT = 10  # purchases kept per customer
 ITEMS = 20  # items kept per purchase
@@ -26,15 +26,8 @@ SUMMARY_FIELDS = ("customer_id", "purchases")
 def check_summary_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {"customer_id": 36, "purchases": 200_000})
     check_unknown(fields, SUMMARY_FIELDS, "purchase summary", errors)
-    if fields.get("customer_id") and "customer_id" not in errors and not UUID_RE.match(fields["customer_id"]):
-        errors["customer_id"] = "must be a customer id"
-    if "purchases" in fields and "purchases" not in errors:
-        try:
-            purchases = json.loads(fields["purchases"])
-        except ValueError:
-            purchases = None
-        if not isinstance(purchases, list):
-            errors["purchases"] = "must be a JSON list of purchases"
+    check_customer_id(fields, errors)
+    check_json_list(fields, "purchases", "purchases", errors)
     return errors
 
 

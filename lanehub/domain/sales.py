@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from lanehub.domain.catalogue import natural_key
-from lanehub.domain.entity import UUID_RE, EntitySpec, check_unknown, text_checks
+from lanehub.domain.entity import EntitySpec, check_customer_id, check_json_list, check_unknown, text_checks
 from lanehub.domain.purchase_summaries import summarized_purchases
 from lanehub.replication.sqlite import transaction
 
@@ -26,16 +26,8 @@ def sale_key(ticket: str) -> str:
 def check_sale_fields(fields: dict, codes=None) -> dict[str, str]:
     errors = text_checks(fields, {name: 64 for name in SALE_FIELDS if name != "lines"} | {"lines": 1_000_000})
     check_unknown(fields, SALE_FIELDS, "sale", errors)
-    value = fields.get("customer_id")
-    if value and "customer_id" not in errors and not UUID_RE.match(value):
-        errors["customer_id"] = "must be a customer id"
-    if "lines" in fields and "lines" not in errors:
-        try:
-            lines = json.loads(fields["lines"])
-        except ValueError:
-            lines = None
-        if not isinstance(lines, list):
-            errors["lines"] = "must be a JSON list of lines"
+    check_customer_id(fields, errors)
+    check_json_list(fields, "lines", "lines", errors)
     return errors
 
 
