@@ -38,20 +38,24 @@ def _cpus() -> int:
 @click.option("--stores", default=10, show_default=True, help="Stores for the latency benchmark.")
 @click.option("--samples", default=200, show_default=True, help="Changes timed per latency figure.")
 @click.option("--catchup", "catchup_changes", default=10_000, show_default=True, help="Changes a store catches up on.")
-@click.option("--only", type=click.Choice(["snapshot", "latency", "catchup"]), multiple=True,
+@click.option("--away", "aways", type=float, multiple=True, help="Seconds the HQ broker is away in the reconnect part "
+              "(repeatable; default 8, 9, 10 and 11).")
+@click.option("--only", type=click.Choice(["snapshot", "latency", "catchup", "reconnect"]), multiple=True,
               help="Run only these parts (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def sync(customers: int, big: bool, stores: int, samples: int, catchup_changes: int, only: tuple[str, ...],
+def sync(customers: int, big: bool, stores: int, samples: int, catchup_changes: int, aways: tuple[float, ...],
+         only: tuple[str, ...],
          workdir: Path | None, as_json: bool) -> None:
-    """Snapshot, HQ→store and store→store latency, and catch-up on real brokers and processes."""
+    """Snapshot, HQ→store and store→store latency, catch-up, and convergence after the HQ broker returns,
+    on real brokers and processes."""
     from bench import sync as runs
 
     if big:
         customers = 1_000_000
     if stores < 2:
         raise click.BadParameter("at least 2 stores (store→store needs two)", param_hint="--stores")
-    parts = set(only) or {"snapshot", "latency", "catchup"}
+    parts = set(only) or {"snapshot", "latency", "catchup", "reconnect"}
     results: dict = {"machine": _machine()}
     with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
         base = workdir or Path(tmp)
@@ -65,6 +69,11 @@ def sync(customers: int, big: bool, stores: int, samples: int, catchup_changes: 
         if "catchup" in parts:
             click.echo(f"catch-up of {catchup_changes} changes…", err=True)
             results["catchup"] = runs.bench_catchup(base, catchup_changes)
+        if "reconnect" in parts:
+            aways = aways or (8.0, 9.0, 10.0, 11.0)
+            click.echo(f"the HQ broker away {', '.join(f'{a:g}' for a in aways)} s, a customer created at each of "
+                       "two stores meanwhile…", err=True)
+            results["reconnect"] = runs.bench_reconnect(base, aways)
     _print(results, as_json)
 
 

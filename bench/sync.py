@@ -6,7 +6,9 @@
 - store_to_store: a customer created at a lane of S001 until it is applied
   at S002;
 - catchup: a store that was down while 10k changes happened, from its
-  restart until it has applied HQ's head.
+  restart until it has applied HQ's head;
+- reconnect: the HQ broker away 8, 9, 10 and 11 s while two stores each create
+  a customer, from its return until both stores have both customers.
 
 "Applied" is read from each store's SQLite file (read-only connections polled
 every millisecond), never from the broker, so every figure includes the
@@ -236,5 +238,47 @@ def bench_catchup(workdir: Path, changes: int = 10_000, customers: int = 1000) -
         total = time.monotonic() - started
         reader.close()
         return {"changes_behind": behind, "catchup_s": round(total, 2)}
+    finally:
+        chain.stop()
+
+
+def bench_reconnect(workdir: Path, aways: tuple[float, ...] = (8.0, 9.0, 10.0, 11.0), customers: int = 1000) -> dict:
+    """The HQ broker goes away (for each of ``aways`` seconds in turn: long enough for
+    every client's reconnect back-off to grow, and at different phases of it), each of
+    two stores creates a customer at a lane meanwhile, the broker comes back: the
+    time until both stores have both customers."""
+    chain = _start_chain(workdir / "reconnect", 2, customers)
+    try:
+        readers = {s: _reader(chain.workdir / f"{s}.db") for s in chain.stores}
+        lanes = {}
+        for store in chain.stores:
+            lane = MqttClient(BrokerSettings(port=chain.store_brokers[store].port), f"bench-lane-{store}")
+            lane.start()
+            lane.wait_connected(10)
+            lane.subscribe("bench/#", lambda m: None)
+            lanes[store] = lane
+        time.sleep(0.2)
+        converged = []
+        for away in aways:
+            chain.hq_broker.stop()
+            gone = time.monotonic()
+            made = []
+            for store, lane in lanes.items():
+                request = {"v": 1, "op": "create", "id": str(uuid.uuid4()),
+                           "customer": {"first_name": store, "last_name": f"Away{away}"}}
+                reply = json.loads(lane.request(topics.customer_req(store, "L1"), json.dumps(request).encode(),
+                                                f"bench/reply/{store}", 10).payload)
+                made.append(reply["customer"]["id"])
+            time.sleep(max(0.0, away - (time.monotonic() - gone)))
+            returned = time.monotonic()
+            chain.hq_broker.start()
+            _wait(lambda: all(r.execute("SELECT count(*) FROM customers WHERE id IN (?, ?)", made).fetchone()[0] == 2
+                              for r in readers.values()), 60, 0.002)
+            converged.append(round(time.monotonic() - returned, 2))
+        for lane in lanes.values():
+            lane.stop()
+        for reader in readers.values():
+            reader.close()
+        return {"broker_away_s": list(aways), "converged_s": converged, "converged_max_s": max(converged)}
     finally:
         chain.stop()

@@ -7,13 +7,14 @@ from lanehub.chain.processes import run_lanehub
 
 def test_bench_sync_measures_every_part(tmp_path):
     result = run_lanehub("bench", "sync", "--customers", "300", "--stores", "2", "--samples", "3",
-                         "--catchup", "150", "--workdir", str(tmp_path), "--json")
+                         "--catchup", "150", "--away", "1", "--workdir", str(tmp_path), "--json")
     figures = json.loads(result.stdout)
     assert figures["snapshot"]["customers"] == 300
     assert figures["latency"]["samples"] == 3
     assert figures["latency"]["hq_to_store_ms"]["p99"] > 0
     assert figures["latency"]["store_to_store_ms"]["p99"] > 0
     assert figures["catchup"]["changes_behind"] == 150
+    assert figures["reconnect"]["broker_away_s"] == [1.0] and len(figures["reconnect"]["converged_s"]) == 1
 
 
 def test_bench_import_measures_every_run(tmp_path):
