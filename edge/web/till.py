@@ -27,7 +27,6 @@ from lanehub.domain.model import CARD_KINDS, CONSENT_CHANNELS, ValidationError, 
 from lanehub.domain.references import rate_choices
 from lanehub.domain.search import search_customers
 from lanehub.protocol import topics
-from lanehub.protocol.change import new_id
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.lane import Receipt, TicketCommand
 from lanehub.receipts.image import receipt_png
@@ -91,7 +90,7 @@ def till_blueprint(till: TillLink | None, lanes_configured: tuple[str, ...] = ()
         """Send a command; the answer for a person (a redirect) or for the screen's script (JSON)."""
         wants_json = request.accept_mimetypes.best == "application/json"
         try:
-            command = TicketCommand.from_dict({"v": 1, "id": new_id(), "user": g.user["username"], **fields})
+            command = TicketCommand.by(g.user["username"], fields)
         except PayloadError as exc:
             return refused(lane, {field: plain(str(exc))}, wants_json)
         if till is None:

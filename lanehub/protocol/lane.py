@@ -12,7 +12,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Self
 
 from lanehub.domain.entity import EMAIL_RE
-from lanehub.protocol.envelope import Message, PayloadError
+from lanehub.protocol.change import new_id
+from lanehub.protocol.envelope import VERSION, Message, PayloadError
 
 MAX_QTY = Decimal("9999")
 MAX_CODE = 128
@@ -90,6 +91,12 @@ class TicketCommand(Message):
     email: str = ""  # close: e-mail the receipt here (kept with the receipt only, never on the customer)
 
     OPS: ClassVar[tuple[str, ...]] = ("open", "add", "remove", "set_customer", "clear_customer", "apply_coupon", "close", "void")
+
+    @classmethod
+    def by(cls, user: str, fields: dict[str, Any]) -> Self:
+        """A new command a person gives (the till's forms), with a fresh id, checked
+        as one from the wire is: a PayloadError says what is wrong."""
+        return cls.from_dict({"v": VERSION, "id": new_id(), "user": user, **fields})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
