@@ -14,9 +14,10 @@ setup: system-deps $(VENV)/.installed
 # Chromium (page flows are tested in a real headless browser), systemd and
 # openssl (the Ansible roles' units and certificates are checked with them), and
 # what boots real Debian boxes for the provisioning test: debootstrap,
-# systemd-nspawn, nftables (NAT for the boxes), iproute2 and the SSH client.
+# systemd-nspawn, nftables (NAT for the boxes), iproute2 and the SSH client;
+# PostgreSQL (tests use a real server: scripts/test-postgres.sh starts it).
 DEBS := mosquitto mosquitto-clients chromium systemd openssl \
-	debootstrap systemd-container nftables iproute2 openssh-client
+	debootstrap systemd-container nftables iproute2 openssh-client postgresql
 
 system-deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -62,6 +63,7 @@ lint: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	@sh scripts/test-postgres.sh
 	@nice -n 10 $(VENV)/bin/mypy >$(MYPY_LOG) 2>&1 & types=$$!; \
 	nice -n 19 ionice -c 3 $(VENV)/bin/python -m pytest -q -m provisioning -p no:cacheprovider \
 		--basetemp=$(CURDIR)/.pytest-provisioning >$(PROVISIONING_LOG) 2>&1 & provisioning=$$!; \

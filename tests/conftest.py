@@ -11,7 +11,8 @@
 
 More fixtures come from the modules in ``pytest_plugins``: ``shop`` (``shop``, a
 chain with a catalogue for the whole module, and ``lane``, a ``shop.Lane`` POS)
-and ``web_sites`` (``sites``, both Flask apps without brokers). Plain helpers
+, ``web_sites`` (``sites``, both Flask apps without brokers) and ``postgres``
+(``postgres``, a database of this test run's own on a real PostgreSQL). Plain helpers
 the tests import are in helpers.py.
 """
 
@@ -36,7 +37,7 @@ from lanehub.chain.mosquitto import Mosquitto
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 # Fixture modules: their fixtures are found by name in every test module, like these.
-pytest_plugins = ["shop", "web_sites"]
+pytest_plugins = ["shop", "web_sites", "postgres"]
 
 
 @pytest.fixture

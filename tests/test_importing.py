@@ -176,24 +176,12 @@ def test_a_sql_database_is_a_source(hq, tmp_path):
     assert run_import(target, spec, source, "import:pos").unchanged == 3
 
 
-def postgres_url() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=2").close()
-    except Exception:
-        return None
-    return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def test_a_postgresql_database_is_a_source(hq, tmp_path):
-    url = postgres_url()
-    if url is None:
-        pytest.skip("no PostgreSQL server on 127.0.0.1:5432 (the importer is tested on SQLite files too)")
+def test_a_postgresql_database_is_a_source(hq, tmp_path, postgres):
     import psycopg
 
+    url = postgres.url
     table = "pos_clients_" + uuid.uuid4().hex[:8]
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as pg:
+    with psycopg.connect(postgres.conninfo, autocommit=True) as pg:
         pg.execute(f"CREATE TABLE {table} (num INTEGER, name TEXT, surname TEXT, city TEXT)")
         try:
             for r in POS_ROWS:

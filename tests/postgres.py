@@ -1,0 +1,75 @@
+"""A real PostgreSQL for the tests: a database of this test run's own.
+
+``make test`` makes sure a cluster is online and that the user running the
+tests may create databases (scripts/test-postgres.sh). The server is found with
+Debian's ``pg_lsclusters`` (the first online cluster, over its local socket) or
+named by ``LANEHUB_TEST_POSTGRES`` (libpq key=value words without ``dbname``,
+e.g. ``host=127.0.0.1 port=5432 user=postgres``). Each pytest process makes its
+own database and drops it when it ends, so runs and xdist workers never share one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pytest
+
+SOCKET_DIR = "/var/run/postgresql"
+
+
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """One database on the test server, by libpq words and by SQLAlchemy URL."""
+
+    server: dict[str, str]  # host, port, user... (no dbname)
+    name: str
+
+    @property
+    def conninfo(self) -> str:
+        return " ".join(f"{key}={value}" for key, value in {**self.server, "dbname": self.name}.items())
+
+    @property
+    def url(self) -> str:
+        """``postgresql+psycopg://`` as lanehub's importers and exports take it."""
+        user = quote(self.server["user"]) + "@" if "user" in self.server else ""
+        query = "&".join(f"{key}={quote(value)}" for key, value in self.server.items() if key not in ("user", "password"))
+        password = f":{quote(self.server['password'])}" if "password" in self.server else ""
+        if password:
+            user = user.removesuffix("@") + password + "@"
+        return f"postgresql+psycopg://{user}/{self.name}" + (f"?{query}" if query else "")
+
+
+def server_words() -> dict[str, str]:
+    named = os.environ.get("LANEHUB_TEST_POSTGRES", "").strip()
+    if named:
+        return dict(word.split("=", 1) for word in named.split())
+    if not shutil.which("pg_lsclusters"):
+        raise RuntimeError("no PostgreSQL here: `make test` installs and starts it (scripts/test-postgres.sh), "
+                           "or set LANEHUB_TEST_POSTGRES")
+    for line in subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout.splitlines():
+        version, cluster, port, status, *_ = line.split()
+        if status == "online":
+            return {"host": SOCKET_DIR, "port": port}
+    raise RuntimeError("no PostgreSQL cluster is online: `make test` starts one (scripts/test-postgres.sh)")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresDatabase:
+    import psycopg
+
+    server = server_words()
+    name = f"lanehub_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = " ".join(f"{key}={value}" for key, value in {**server, "dbname": "postgres", "connect_timeout": "5"}.items())
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise RuntimeError(f"cannot create a test database on PostgreSQL ({admin}): {exc}") from exc
+    yield PostgresDatabase(server, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
