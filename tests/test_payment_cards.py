@@ -457,7 +457,7 @@ def _old_edge(path: Path) -> sqlite3.Connection:
 
 
 def _old_hq(path: Path) -> sqlite3.Connection:
-    from hq.db import hq_migrations
+    from hq.migrations import hq_migrations
 
     conn = connect(path)
     db = sqlite_utils.Database(conn)
