@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import click
 
-from lanehub.cli.shared import by_option, config_option, print_list, validation_exit
+from lanehub.cli.shared import by_option, config_option, found_customer, print_list, validation_exit
 from lanehub.domain.address_edits import add_address, prefer_address, remove_address
 from lanehub.domain.addresses import ADDRESS_KINDS, ADDRESS_LINES, addresses_of, one_line
 from lanehub.domain.model import ValidationError
-from lanehub.domain.payment_cards import redact
 
 SHOWN_ID = 8  # characters of an address id the list prints
-
-
-def _customer(db, ref: str) -> dict:
-    record = db.find_customer(ref)
-    if record is None:
-        raise click.ClickException(f"no customer {redact(ref)}")
-    return record
 
 
 def _address_id(db, customer: dict, prefix: str) -> str:
@@ -50,7 +42,7 @@ def address_commands(group: click.Group, default_config: str, open_db) -> None:
     def addresses(ref, config_path):
         """List customer REF's addresses: the main one, then each by kind (preferred first)."""
         db = open_db(config_path)
-        customer = _customer(db, ref)
+        customer = found_customer(db, ref)
         click.echo(f"{'main':<10}{'':<24} {one_line(customer) or '(none)'}")
         print_list((_line(a) for a in addresses_of(db.conn, customer["id"])), empty="no further addresses")
 
@@ -68,7 +60,7 @@ def address_commands(group: click.Group, default_config: str, open_db) -> None:
     def add(ref, kind, label, preferred, config_path, by, **lines):
         """Give customer REF a further address (billing, delivery or other)."""
         db = open_db(config_path)
-        customer = _customer(db, ref)
+        customer = found_customer(db, ref)
         fields = {"kind": kind, "label": label, "preferred": preferred} | {n: lines[n] for n in ADDRESS_LINES}
         try:
             click.echo(_line(add_address(db, customer["id"], fields, by) | {"line": one_line(fields)}))
@@ -83,7 +75,7 @@ def address_commands(group: click.Group, default_config: str, open_db) -> None:
     def prefer(ref, address, config_path, by):
         """Make ADDRESS (its id's first characters) customer REF's preferred one of its kind."""
         db = open_db(config_path)
-        customer = _customer(db, ref)
+        customer = found_customer(db, ref)
         record = prefer_address(db, _address_id(db, customer, address), by)
         click.echo(_line(record | {"line": one_line(record)}))
 
@@ -95,6 +87,6 @@ def address_commands(group: click.Group, default_config: str, open_db) -> None:
     def remove(ref, address, config_path, by):
         """Remove ADDRESS from customer REF (kept as history; every site stops offering it)."""
         db = open_db(config_path)
-        customer = _customer(db, ref)
+        customer = found_customer(db, ref)
         record = remove_address(db, _address_id(db, customer, address), by)
         click.echo(f"removed {record['id'][:SHOWN_ID]} ({one_line(record)}) from {customer['code']}")

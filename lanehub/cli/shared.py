@@ -11,6 +11,7 @@ from typing import Iterable
 import click
 
 from lanehub.domain.model import CUSTOMER_EDITABLE, ValidationError
+from lanehub.domain.payment_cards import redact
 from lanehub.runtime.config import ConfigError
 
 
@@ -104,6 +105,15 @@ def validation_exit(exc: ValidationError):
     sys.exit(1)
 
 
+def found_customer(db, ref: str) -> dict:
+    """The customer REF names (id, code or alias), or a one-line error (a card
+    number typed as REF is never echoed)."""
+    record = db.find_customer(ref)
+    if record is None:
+        raise click.ClickException(f"no customer {redact(ref)}")
+    return record
+
+
 def customer_commands(group: click.Group, default_config: str, open_db, refusals: tuple = ()) -> None:
     """Register add/edit/deactivate/reactivate/show on ``group``.
 
@@ -112,15 +122,9 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
     exceptions in ``refusals`` become a one-line error.
     """
 
-    def found(db, ref):
-        record = db.find_customer(ref)
-        if record is None:
-            raise click.ClickException(f"no customer {ref}")
-        return record
-
     def update(config_path, ref, fields, by, extra=None):
         db = open_db(config_path)
-        record = found(db, ref)
+        record = found_customer(db, ref)
         if not fields and not extra:
             raise click.ClickException("nothing to change: give at least one field option")
         try:
@@ -175,7 +179,7 @@ def customer_commands(group: click.Group, default_config: str, open_db, refusals
         from lanehub.domain.extra_fields import extras_of
 
         db = open_db(config_path)
-        record = found(db, ref)
+        record = found_customer(db, ref)
         print_customer(record | {"extra": extras_of(db.conn, record["id"])})
 
 
