@@ -133,3 +133,24 @@ def import_(customers: int, workdir: Path | None, as_json: bool) -> None:
         click.echo(f"importing {customers} customers…", err=True)
         results["import"] = bench_import(base, customers)
     _print(results, as_json)
+
+
+@bench.command("chain")
+@click.option("--stores", default=1000, show_default=True, help="Simulated stores on the HQ broker.")
+@click.option("--seconds", default=30.0, show_default=True, help="How long every store pushes.")
+@click.option("--batch", default=5, show_default=True, help="Customer creates per up batch.")
+@click.option("--interval", default=1.0, show_default=True,
+              help="Seconds between a store's batches (none while one is unacked).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the broker's and HQ's files here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def chain(stores: int, seconds: float, batch: int, interval: float, workdir: Path | None, as_json: bool) -> None:
+    """Simulated stores (the real sync protocol, no edge) against a real HQ and HQ broker:
+    changes applied per second, ack and fan-out latency, HQ's memory."""
+    from bench.chain import bench_chain
+
+    results: dict = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
+        base = workdir or Path(tmp)
+        click.echo(f"{stores} simulated stores, {batch} creates each every {interval:g} s for {seconds:g} s…", err=True)
+        results["chain"] = bench_chain(base, stores, seconds, batch, interval)
+    _print(results, as_json)

@@ -9,6 +9,7 @@ never delays other stores' changes.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -49,6 +50,7 @@ from lanehub.protocol.sync import (
     SyncStatus,
     UpBatch,
 )
+from lanehub.replication.sqlite import transaction
 from lanehub.runtime.config import Config
 from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
 from lanehub.runtime.report import publish_report
@@ -68,6 +70,11 @@ SNAPSHOT_PAGE_MAX = 20000
 # looked at this often, so a sample is at most this late; old ones pruned hourly.
 SAMPLE_CHECK = 15.0
 PRUNE_EVERY = 3600.0
+# Up batches waiting on the apply worker are applied together, one transaction (one
+# fsync) for all of them, and acked after its commit: with many stores pushing at
+# once HQ otherwise spends its time committing (docs/benchmarks.md, "Chain").
+GROUP_BATCHES = 64
+GROUP_CHANGES = 5000
 
 
 class HQService:
@@ -94,6 +101,8 @@ class HQService:
         )
         self.stopped = threading.Event()
         self.wake: WakeListener | None = None
+        self._up_waiting: collections.deque[Incoming] = collections.deque()
+        self._up_scheduled = threading.Lock()  # held while a drain of _up_waiting is queued
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -169,7 +178,7 @@ class HQService:
             for spec in exports:
                 self.export_worker.every(spec.export_interval, functools.partial(self._export, spec))
         self.serve_worker.start()
-        self.client.subscribe(topics.SYNC_UP_ALL, lambda m: self.apply_worker.submit(self._on_up, m))
+        self.client.subscribe(topics.SYNC_UP_ALL, self._queue_up)
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
         self.client.subscribe(topics.SYNC_REQ_ALL, self._route_request)
         self.client.start()
@@ -226,26 +235,58 @@ class HQService:
 
     # --- store changes -----------------------------------------------------------------------
 
-    def _on_up(self, msg: Incoming) -> None:
+    def _queue_up(self, msg: Incoming) -> None:
+        # On paho's thread: keep the batch and make sure one drain is queued for it.
+        self._up_waiting.append(msg)
+        if self._up_scheduled.acquire(blocking=False):
+            self.apply_worker.submit(self._drain_up)
+
+    def _drain_up(self) -> None:
+        """Apply the waiting up batches in one transaction, then ack each."""
+        self._up_scheduled.release()  # batches arriving from now on queue another drain
         db = self._writer()
+        while self._up_waiting:
+            taken: list[Incoming] = []
+            changes = 0
+            while self._up_waiting and len(taken) < GROUP_BATCHES and changes < GROUP_CHANGES:
+                msg = self._up_waiting.popleft()
+                taken.append(msg)
+                changes += msg.payload.count(b'"entity"')  # a cheap size guess, not a parse
+            acks: list[tuple[str, StoreMessage]] = []
+            try:
+                with transaction(db.conn):
+                    for msg in taken:
+                        answer = self._apply_up(db, msg)
+                        if answer is not None:
+                            acks.append(answer)
+            except Exception:
+                # The commit failed: nothing of these batches is acked; the stores resend.
+                log.exception("%d up batches could not be committed; the stores send them again", len(taken))
+                continue
+            for store, ack in acks:
+                self.client.publish(topics.sync_store(store), ack.to_json())
+            self._publish_pending()
+
+    def _apply_up(self, db: HQDatabase, msg: Incoming) -> tuple[str, StoreMessage] | None:
+        """One up batch, inside the drain's transaction: the ack to send once it commits."""
         store = self._store_of(msg, db)
         if store is None:
-            return
+            return None
         try:
             batch = UpBatch.parse(msg.payload)
         except PayloadError as exc:
             self._report(store, msg, str(exc))
-            return
+            return None
         except Exception as exc:
             self._failed(store, msg, "reading an up batch", exc)
-            return
+            return None
         if batch.store != store:
             self._report(store, msg, f"batch claims store {batch.store!r} but came on {msg.topic}")
-            return
+            return None
         try:
-            outcomes = db.apply_store_changes(store, batch.changes)
+            outcomes = db.apply_store_changes(store, batch.changes)  # a savepoint in the drain's transaction
         except Exception:
-            # The batch's transaction is rolled back: each change again on its own, so a
+            # The batch's savepoint is rolled back: each change again on its own, so a
             # change HQ trips over is not acked (the store resends it) and the others are.
             log.exception("up batch of %d changes from %s failed; applying them one by one", len(batch.changes), store)
             outcomes, failures = [], []
@@ -266,8 +307,7 @@ class HQService:
                 log.info("deferred change %s from %s: %s", o.change_id, store, o.reason)
             elif not o.ok:
                 log.warning("rejected change %s from %s: %s", o.change_id, store, o.reason)
-        self.client.publish(topics.sync_store(store), StoreMessage(type="ack", acked=acked, rejected=rejected).to_json())
-        self._publish_pending()
+        return store, StoreMessage(type="ack", acked=acked, rejected=rejected)
 
     def _on_status(self, msg: Incoming) -> None:
         if not msg.payload:

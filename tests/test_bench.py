@@ -25,3 +25,14 @@ def test_bench_import_measures_every_run(tmp_path):
                                             "pos -> lanehub: added 0; updated 3; deactivated 0",
                                             "pos -> lanehub: added 0; updated 0; deactivated 0"]
     assert all(r["seconds"] > 0 for r in runs)
+
+
+def test_bench_chain_runs_simulated_stores_against_a_real_hq(tmp_path):
+    result = run_lanehub("bench", "chain", "--stores", "8", "--seconds", "2", "--batch", "3", "--interval", "0.2",
+                         "--workdir", str(tmp_path), "--json")
+    figures = json.loads(result.stdout)["chain"]
+    assert figures["stores"] == 8
+    assert figures["changes_acked"] == figures["changes_sent"] > 0 and figures["rejected"] == 0
+    assert figures["gaps"] == 0
+    assert figures["ack_ms"]["p99"] > 0 and figures["fanout_ms"]["samples"] > 0
+    assert figures["hq_rss_mib"]["peak"] > 0
