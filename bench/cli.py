@@ -101,8 +101,9 @@ def _print(results: dict, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def lane(customers: int, products: int, rate_lines: int, specific_prices: int, rates: str, seconds: float, flood: int,
          search_samples: int, workdir: Path | None, as_json: bool) -> None:
-    """Scan -> ticket state latency at fixed rates and saturation, and lane search latency."""
-    from bench.lane import bench_lane
+    """Scan -> ticket state latency at fixed rates and saturation, each beside the echo floor and the
+    durable floor measured in the same run, and lane search latency."""
+    from bench.lane import bench_lane, report
 
     try:
         rate_list = [float(r) for r in rates.split(",") if r.strip()]
@@ -115,7 +116,16 @@ def lane(customers: int, products: int, rate_lines: int, specific_prices: int, r
         click.echo(f"loading {customers} customers, {products} products; then scanning…", err=True)
         results |= bench_lane(base, customers, products, rate_lines, specific_prices, rate_list, seconds, flood,
                               search_samples)
-    _print(results, as_json)
+    if as_json:
+        _print(results, as_json)
+        return
+    # The scan figures mean little without their floors: printed side by side, not as raw dicts.
+    for name, figures in results.items():
+        if name == "scan":
+            for line in report(results):
+                click.echo(line)
+        elif name != "saturation":  # report() printed it with the scans
+            _print({name: figures}, as_json)
 
 
 @bench.command("import")

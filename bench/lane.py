@@ -7,17 +7,22 @@ on the store broker scans in an open loop at fixed rates (QoS 1, as in
 production), spread over lanes that close their ticket every 20 scans. The
 latency of a scan is from its publish to the arrival of the ticket state
 whose ``cause`` is the scan's id.
+
+At every rate the echo floor and the durable floor (bench/floor.py) run the same
+schedule just before the scans, and every figure comes with its ratio to theirs.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import uuid
 from pathlib import Path
 
+from bench import topics as bench_topics
+from bench.floor import Floors
+from bench.schedule import Timed, ratios, scan_payload
 from bench.sync import _reader, _snapshot_done, _wait, bulk_write, percentile
 from lanehub.chain.demo_data import demo_customers
 from lanehub.chain.local import Chain
@@ -75,80 +80,65 @@ def _barcode(i: int) -> str:
     return f"84{i:011d}"
 
 
-class LoadGenerator:
+class LoadGenerator(Timed):
     """Scans on the store broker, timed from publish to the state they cause."""
 
     def __init__(self, port: int, store: str, lanes: int, products: int):
+        super().__init__()
         self.store = store
         self.lanes = [f"B{i}" for i in range(1, lanes + 1)]
         self.products = products
         self.rng = random.Random(5)
-        self.sent: dict[str, float] = {}
-        self.latencies: list[float] = []
-        self.lock = threading.Lock()
         self.client = MqttClient(BrokerSettings(port=port), f"bench-lanes-{uuid.uuid4().hex[:6]}")
         self.client.start()
         if not self.client.wait_connected(10):
             raise RuntimeError("the load generator cannot reach the store broker")
+        # Only the states: a subscription to bench/ would bring it the floors' messages too.
         self.client.subscribe(topics.lane_filter(store, topics.LEAF_TICKET_STATE), self._on_state)
-        self.client.subscribe("bench/#", lambda m: None)
         self.scans_on = {lane: 0 for lane in self.lanes}
         time.sleep(0.5)
 
     def _on_state(self, msg) -> None:
-        arrived = time.perf_counter()
-        cause = json.loads(msg.payload).get("cause")
-        with self.lock:
-            sent = self.sent.pop(cause, None)
-            if sent is not None:
-                self.latencies.append((arrived - sent) * 1000)
+        at = time.perf_counter()
+        self.arrived(json.loads(msg.payload).get("cause"), at)
 
-    def scan(self, n: int) -> None:
+    def send(self, n: int) -> None:
         lane = self.lanes[n % len(self.lanes)]
         if self.scans_on[lane] == LINES_PER_TICKET:  # the cashier closes the ticket (not timed)
             close = {"v": 1, "id": str(uuid.uuid4()), "op": "close"}
             self.client.publish(topics.ticket_cmd(self.store, lane), json.dumps(close).encode())
             self.scans_on[lane] = 0
         scan_id = str(uuid.uuid4())
-        payload = json.dumps({"v": 1, "id": scan_id, "ts": time.time(), "device": "bench",
-                              "code": _barcode(self.rng.randrange(self.products)), "symbology": "E13"}).encode()
-        with self.lock:
-            self.sent[scan_id] = time.perf_counter()
+        payload = scan_payload(scan_id, _barcode(self.rng.randrange(self.products)))
+        self.sending(scan_id)
         self.client.publish(topics.scan(self.store, lane), payload)
         self.scans_on[lane] += 1
-
-    def open_loop(self, rate: float, count: int) -> dict:
-        """``count`` scans at ``rate`` per second on a fixed schedule (late sends do not slow it)."""
-        with self.lock:
-            self.latencies = []
-        start = time.perf_counter()
-        for n in range(count):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            self.scan(n)
-        _wait(lambda: len(self.latencies) >= count, 60, 0.01)
-        return _figures(self.latencies, rate, time.perf_counter() - start)
-
-    def flood(self, count: int) -> dict:
-        """``count`` scans as fast as they can be sent: the rate the edge sustains."""
-        with self.lock:
-            self.latencies = []
-        start = time.perf_counter()
-        for n in range(count):
-            self.scan(n)
-        _wait(lambda: len(self.latencies) >= count, 300, 0.01)
-        elapsed = time.perf_counter() - start
-        return {"scans": count, "seconds": round(elapsed, 2), "scans_per_s": round(count / elapsed)}
 
     def stop(self) -> None:
         self.client.stop()
 
 
-def _figures(latencies: list[float], rate: float, elapsed: float) -> dict:
-    return {"rate": rate, "scans": len(latencies), "achieved_per_s": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 50), 2), "p99_ms": round(percentile(latencies, 99), 2),
-            "p999_ms": round(percentile(latencies, 99.9), 2), "max_ms": round(max(latencies), 2)}
+def _at_rate(generator: LoadGenerator, floors: Floors, rate: float, count: int) -> dict:
+    """The echo floor, the durable floor, then the scans, back to back at one rate and
+    count: whatever else the machine does meanwhile hits all three alike."""
+    echo = floors.echo.open_loop(rate, count) | {"messages": count}
+    durable = floors.durable.open_loop(rate, count) | {"messages": count}
+    scans = generator.open_loop(rate, count)
+    return {"rate": rate, "scans": count, **scans, "floor": echo, "durable_floor": durable,
+            "ratio": {"floor": ratios(generator.latencies, floors.echo.latencies),
+                      "durable_floor": ratios(generator.latencies, floors.durable.latencies)}}
+
+
+def _saturation(generator: LoadGenerator, floors: Floors, count: int) -> dict:
+    """The rate each sustains when ``count`` messages are sent at once, and the scans'
+    over the floors' (below 1: the floor sustains more)."""
+    per_s = {name: count / timed.flood(count) for name, timed in
+             (("floor", floors.echo), ("durable_floor", floors.durable), ("lanehub", generator))}
+    out: dict = {"scans": count, "seconds": round(count / per_s["lanehub"], 2), "scans_per_s": round(per_s["lanehub"])}
+    for name in ("floor", "durable_floor"):
+        out[name] = {"messages": count, "per_s": round(per_s[name])}
+    out["ratio"] = {name: round(per_s["lanehub"] / per_s[name], 2) for name in ("floor", "durable_floor")}
+    return out
 
 
 def search_latency(port: int, store: str, customers_db: Path, samples: int) -> dict:
@@ -164,7 +154,7 @@ def search_latency(port: int, store: str, customers_db: Path, samples: int) -> d
     client = MqttClient(BrokerSettings(port=port), f"bench-search-{uuid.uuid4().hex[:6]}")
     client.start()
     client.wait_connected(10)
-    client.subscribe("bench/#", lambda m: None)
+    client.subscribe(bench_topics.REPLIES, lambda m: None)
     time.sleep(0.3)
     out = {}
     try:
@@ -173,7 +163,7 @@ def search_latency(port: int, store: str, customers_db: Path, samples: int) -> d
             for q in values:
                 request = json.dumps({"v": 1, "op": "search", "q": q, "limit": 20}).encode()
                 started = time.perf_counter()
-                reply = json.loads(client.request(topics.customer_req(store, "S1"), request, "bench/search", 10).payload)
+                reply = json.loads(client.request(topics.customer_req(store, "S1"), request, bench_topics.SEARCH_REPLY, 10).payload)
                 timings.append((time.perf_counter() - started) * 1000)
                 if not reply.get("ok"):
                     raise RuntimeError(f"search {q!r} failed: {reply}")
@@ -205,13 +195,39 @@ def bench_lane(workdir: Path, customers: int, products: int, rate_lines: int, sp
         results: dict = {"loaded": loaded | {"snapshot_s": round(time.monotonic() - started, 1)}}
         port = chain.store_brokers["S001"].port
         generator = LoadGenerator(port, "S001", lanes, products)
+        # Beside the edge's database: the durable floor's fsync is on the same disk.
+        floors = Floors(port, path.parent, _barcode(0))
         try:
-            generator.open_loop(50, 200)  # warm-up: caches, first tickets
-            results["scan"] = [generator.open_loop(rate, max(100, int(rate * seconds))) for rate in rates]
-            results["saturation"] = generator.flood(flood)
+            # Warm-up: the edge's caches and first tickets; the floors have none, only their file and paths.
+            floors.echo.open_loop(50, 50)
+            floors.durable.open_loop(50, 50)
+            generator.open_loop(50, 200)
+            results["scan"] = [_at_rate(generator, floors, rate, max(100, int(rate * seconds))) for rate in rates]
+            results["saturation"] = _saturation(generator, floors, flood)
         finally:
+            floors.stop()
             generator.stop()
         results["search"] = search_latency(port, "S001", path, search_samples)
         return results
     finally:
         chain.stop()
+
+
+FIGURE_NAMES = {"p50": "p50", "p99": "p99", "p999": "p99.9", "max": "max"}
+
+
+def report(results: dict) -> list[str]:
+    """The scan and saturation figures as lines for a person, each beside its floors."""
+    lines = ["scan (each figure, then its ratio to the echo floor and to the durable floor measured "
+             "just before it at the same rate and count):"]
+    for run in results["scan"]:
+        lines.append(f"  {run['rate']:g}/s, {run['scans']} scans ({run['achieved_per_s']:g}/s achieved)")
+        for key, name in FIGURE_NAMES.items():
+            floor, durable = run["ratio"]["floor"][key], run["ratio"]["durable_floor"][key]
+            lines.append(f"    {name:<5} {run[f'{key}_ms']:7.2f} ms  ({floor:g}x floor {run['floor'][f'{key}_ms']:.2f}, "
+                         f"{durable:g}x durable {run['durable_floor'][f'{key}_ms']:.2f})")
+    sat = results["saturation"]
+    lines.append(f"saturation: {sat['scans_per_s']} scans/s ({sat['ratio']['floor']:g}x floor {sat['floor']['per_s']}/s, "
+                 f"{sat['ratio']['durable_floor']:g}x durable {sat['durable_floor']['per_s']}/s), "
+                 f"{sat['scans']} scans in {sat['seconds']:g} s")
+    return lines

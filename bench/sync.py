@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import topics as bench_topics
 from lanehub.chain.demo_data import demo_customers
 from lanehub.chain.local import Chain
 from lanehub.domain.codes import CodeFormat
@@ -188,7 +189,7 @@ def bench_latency(workdir: Path, stores: int, samples: int, customers: int = 100
         lane = MqttClient(BrokerSettings(port=chain.store_brokers["S001"].port), "bench-lane")
         lane.start()
         lane.wait_connected(10)
-        lane.subscribe("bench/#", lambda m: None)
+        lane.subscribe(bench_topics.REPLIES, lambda m: None)
         time.sleep(0.2)
         other = readers["S002"]
         store_to_store: list[float] = []
@@ -196,7 +197,7 @@ def bench_latency(workdir: Path, stores: int, samples: int, customers: int = 100
             request = {"v": 1, "op": "create", "id": str(uuid.uuid4()), "customer": {"first_name": f"B{i}", "last_name": "Bench"}}
             started = time.monotonic()
             reply = json.loads(lane.request(topics.customer_req("S001", "L1"), json.dumps(request).encode(),
-                                            "bench/reply", 10).payload)
+                                            bench_topics.LANE_REPLY, 10).payload)
             key = reply["customer"]["id"]
             _wait(lambda: other.execute("SELECT 1 FROM customers WHERE id = ?", (key,)).fetchone(), 30, 0.0005)
             store_to_store.append((time.monotonic() - started) * 1000)
@@ -255,7 +256,7 @@ def bench_reconnect(workdir: Path, aways: tuple[float, ...] = (8.0, 9.0, 10.0, 1
             lane = MqttClient(BrokerSettings(port=chain.store_brokers[store].port), f"bench-lane-{store}")
             lane.start()
             lane.wait_connected(10)
-            lane.subscribe("bench/#", lambda m: None)
+            lane.subscribe(bench_topics.REPLIES, lambda m: None)
             lanes[store] = lane
         time.sleep(0.2)
         converged = []
@@ -267,7 +268,7 @@ def bench_reconnect(workdir: Path, aways: tuple[float, ...] = (8.0, 9.0, 10.0, 1
                 request = {"v": 1, "op": "create", "id": str(uuid.uuid4()),
                            "customer": {"first_name": store, "last_name": f"Away{away}"}}
                 reply = json.loads(lane.request(topics.customer_req(store, "L1"), json.dumps(request).encode(),
-                                                f"bench/reply/{store}", 10).payload)
+                                                bench_topics.lane_reply(store), 10).payload)
                 made.append(reply["customer"]["id"])
             time.sleep(max(0.0, away - (time.monotonic() - gone)))
             returned = time.monotonic()

@@ -2,6 +2,7 @@
 
 import json
 
+from bench.lane import report
 from lanehub.chain.processes import run_lanehub
 
 
@@ -36,3 +37,27 @@ def test_bench_chain_runs_simulated_stores_against_a_real_hq(tmp_path):
     assert figures["gaps"] == 0
     assert figures["ack_ms"]["p99"] > 0 and figures["fanout_ms"]["samples"] > 0
     assert figures["hq_rss_mib"]["peak"] > 0
+def test_bench_lane_measures_the_floor_beside_every_rate(tmp_path):
+    result = run_lanehub("bench", "lane", "--customers", "200", "--products", "100", "--rate-lines", "10",
+                         "--specific-prices", "5", "--rates", "50", "--seconds", "1", "--flood", "100",
+                         "--search-samples", "3", "--workdir", str(tmp_path), "--json")
+    figures = json.loads(result.stdout)
+    assert [run["rate"] for run in figures["scan"]] == [50.0]
+    for run in figures["scan"]:
+        for floor in ("floor", "durable_floor"):
+            assert run[floor]["messages"] == run["scans"] == 100
+            assert all(run[floor][f"{name}_ms"] > 0 for name in ("p50", "p99", "p999", "max"))
+            assert all(run["ratio"][floor][name] > 0 for name in ("p50", "p99", "p999", "max"))
+    saturation = figures["saturation"]
+    assert saturation["scans_per_s"] > 0
+    for floor in ("floor", "durable_floor"):
+        assert saturation[floor]["messages"] == 100 and saturation[floor]["per_s"] > 0
+        assert saturation["ratio"][floor] > 0
+    # The durable floor commits beside the edge's database (the same disk).
+    assert (tmp_path / "lane" / "floor.db").exists() and (tmp_path / "lane" / "S001.db").exists()
+    assert all(kind["p99_ms"] > 0 for kind in figures["search"].values())
+    # What `bench lane` prints without --json: every figure beside its floors.
+    lines = report(figures)
+    for name in ("p50", "p99", "p99.9", "max"):
+        assert any(line.split()[0] == name and "x floor" in line and "x durable" in line for line in lines), name
+    assert any(line.startswith("saturation:") and "x floor" in line for line in lines)
