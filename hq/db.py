@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from hq.config import code_format
 from hq.duplicates import flag_duplicates
-from hq.migrations import hq_migrations
+from hq.storage import IntegrityErrors, connect_hq, migrate_hq
 from hq.wake import wake_service
 from lanehub.domain.cards import add_card
 from lanehub.domain.codes import CodeFormat
@@ -37,8 +36,8 @@ from lanehub.protocol.routes import EVERY_STORE, audience, route_of
 from lanehub.protocol.sync import Rejection
 from lanehub.protocol.topics import TopicError, check_id
 from lanehub.replication.replica import Replica
-from lanehub.replication.schema import Meta, migrate, replica_migrations
-from lanehub.replication.sqlite import connect, transaction
+from lanehub.replication.schema import Meta
+from lanehub.replication.sqlite import transaction
 
 ORIGIN = "hq"
 # A store's change that may only be early (an edit whose create is still on its
@@ -76,13 +75,13 @@ class HQDatabase:
         self.path = str(path)
         self.codes = codes
         self.block_size = block_size
-        self.conn = connect(self.path)
+        self.conn = connect_hq(self.path)
         self._logged = False  # a change logged since the last commit
         self._wake = wake
         if wake:
-            self.conn.after_commit.append(self._woken)  # type: ignore[attr-defined]  # lanehub.replication.sqlite.Connection
+            self.conn.after_commit.append(self._woken)
         if migrations:
-            migrate(self.conn, replica_migrations, hq_migrations)
+            migrate_hq(self.conn)
         self.replica = Replica(self.conn)
         self.meta = Meta(self.conn)
         last = self.conn.execute("SELECT max(hlc) FROM changes").fetchone()[0]
@@ -110,18 +109,19 @@ class HQDatabase:
     def _log(self, change: Change) -> int:
         """Append an applied change to the log, with its audience (the record as HQ now holds it)."""
         to = audience(change.entity, self.replica.get(change.entity, change.key)) if route_of(change.entity) != EVERY_STORE else ""
-        cursor = self.conn.execute(
-            "INSERT INTO changes (id, entity, key, origin, hlc, by, fields, received_at, audience) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        # seq is the next number inside the writer's transaction (writers are serialized on
+        # both backends), so the log is gap-free and in commit order across HQ processes.
+        seq = self.conn.execute(
+            "INSERT INTO changes (seq, id, entity, key, origin, hlc, by, fields, received_at, audience) "
+            "VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM changes), ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             (change.id, change.entity, change.key, change.origin, change.hlc, change.by,
              json.dumps(change.fields, separators=(",", ":")), time.time(), to),
-        )
-        assert cursor.lastrowid is not None  # set by the INSERT just made: the change's seq
+        ).fetchone()[0]
         if self._wake:
             self._logged = True
             if not self.conn.in_transaction:  # committed already (a write outside a transaction)
                 self._woken()
-        return cursor.lastrowid
+        return seq
 
     def changes_since(self, from_seq: int, limit: int = 1000) -> list[Change]:
         rows = self.conn.execute(
@@ -248,7 +248,7 @@ class HQDatabase:
         does not waste a block when the store asks again. A store that already holds
         ``max_outstanding`` blocks not used up is refused (PermissionError, the reason)."""
         with transaction(self.conn):
-            row = self.conn.execute("SELECT store, start, end FROM code_blocks WHERE lease = ?", (lease,)).fetchone()
+            row = self.conn.execute("SELECT store, start, [end] FROM code_blocks WHERE lease = ?", (lease,)).fetchone()
             if row:
                 if row["store"] != store:
                     raise PermissionError("lease id belongs to another store")
@@ -260,7 +260,7 @@ class HQDatabase:
             start = self._take_numbers(self.block_size)
             end = start + self.block_size - 1
             self.conn.execute(
-                "INSERT INTO code_blocks (lease, store, start, end, leased_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO code_blocks (lease, store, start, [end], leased_at) VALUES (?, ?, ?, ?, ?)",
                 (lease, store, start, end, now_iso()),
             )
         return {"start": start, "end": end}
@@ -270,13 +270,13 @@ class HQDatabase:
         code yet (a store takes its numbers in order, so the last one comes last).
         A block whose last customer HQ refused stays outstanding; raise the cap or
         let the store go provisional."""
-        ends = self.conn.execute("SELECT end FROM code_blocks WHERE store = ?", (store,)).fetchall()
+        ends = self.conn.execute("SELECT [end] FROM code_blocks WHERE store = ?", (store,)).fetchall()
         return sum(1 for (end,) in ends
                    if self.conn.execute("SELECT 1 FROM customers WHERE code = ?", (self.codes.format(end),)).fetchone() is None)
 
     def _leased_to(self, store: str, number: int) -> bool:
         return self.conn.execute(
-            "SELECT 1 FROM code_blocks WHERE store = ? AND start <= ? AND end >= ?", (store, number, number)
+            "SELECT 1 FROM code_blocks WHERE store = ? AND start <= ? AND [end] >= ?", (store, number, number)
         ).fetchone() is not None
 
     # --- store changes ------------------------------------------------------------------
@@ -319,7 +319,7 @@ class HQDatabase:
                 self._after_customer(store, change)
             elif change.entity == "coupon_use":
                 self._after_coupon_use(store, change)
-        except sqlite3.IntegrityError as exc:
+        except IntegrityErrors as exc:
             self.conn.execute("ROLLBACK TO change")
             self.conn.execute("RELEASE change")
             return self._reject(store, change, change.id, f"conflicts with an existing record: {exc}", change.to_dict())

@@ -30,7 +30,7 @@ def export_customer(db: HQDatabase, customer_id: str) -> dict[str, Any]:
         "cards": [dict(r) for r in conn.execute("SELECT number, kind, active FROM cards WHERE customer_id = ?",
                                                 (customer_id,))],
         "consents": [dict(r) for r in conn.execute(
-            "SELECT channel, granted, at, store, lane, user FROM consents WHERE customer_id = ? ORDER BY at",
+            "SELECT channel, granted, at, store, lane, [user] FROM consents WHERE customer_id = ? ORDER BY at",
             (customer_id,))],
         "addresses": [{name: row[name] for name in ADDRESS_FIELDS if name != "customer_id"}
                       for row in addresses_of(conn, customer_id, include_inactive=True)],

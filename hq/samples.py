@@ -28,7 +28,9 @@ def sample_store(db: HQDatabase, store: str, now: float | None = None) -> bool:
                                (store,)).fetchone()
         if last is not None and last["state"] == row["link_state"] and now - last["at"] < SAMPLE_EVERY:
             return False
-        db.conn.execute("INSERT OR REPLACE INTO store_samples (store, at, state, lag, pending_up) VALUES (?, ?, ?, ?, ?)",
+        db.conn.execute("INSERT INTO store_samples (store, at, state, lag, pending_up) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (store, at) DO UPDATE SET state = excluded.state, lag = excluded.lag, "
+                        "pending_up = excluded.pending_up",
                         (store, now, row["link_state"], max(db.head() - row["last_seq"], 0), row["pending_up"]))
     return True
 

@@ -73,3 +73,30 @@ def postgres() -> PostgresDatabase:
     yield PostgresDatabase(server, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def hq_url(database: PostgresDatabase, schema: str) -> str:
+    """``[hq] db`` for HQ's storage in ``schema`` of ``database`` (a libpq URI)."""
+    words = {**database.server, "options": f"-csearch_path={schema}"}
+    return f"postgresql:///{database.name}?" + "&".join(f"{key}={quote(value, safe='')}" for key, value in words.items())
+
+
+@pytest.fixture
+def postgres_hq_db(postgres: PostgresDatabase) -> str:
+    """``[hq] db`` naming a schema of its own on the test server: an empty HQ database."""
+    import psycopg
+
+    schema = f"hq_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield hq_url(postgres, schema)
+    with psycopg.connect(postgres.conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hq_target(request, tmp_path) -> str:
+    """``[hq] db`` on each backend in turn: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hq.db")
+    return request.getfixturevalue("postgres_hq_db")

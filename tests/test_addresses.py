@@ -173,11 +173,11 @@ def _import_addresses(tmp_path, db, rows):
 
 
 @pytest.fixture
-def hq_db(tmp_path):
+def hq_db(hq_target, tmp_path):
     from hq.db import HQDatabase
     from lanehub.domain.codes import CodeFormat
 
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    db = HQDatabase(hq_target, CodeFormat())
     yield db
     db.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -15,8 +14,11 @@ from hq.batches.checks import similar_customers
 from hq.batches.writes import BatchClosed, BatchError, Batches, NotReady
 from hq.catalogue import HQCatalogue
 from hq.db import HQDatabase
+from hq.storage import IntegrityErrors, connect_hq
 from lanehub.cli.main import main
 from lanehub.domain.codes import CodeFormat
+from lanehub.replication.sqlite import dialect_of
+from lanehub.runtime.config import dump_toml
 
 # Row 1 is an existing customer again, row 2 has a bad e-mail, row 4 is row 3 again.
 CSV = """first_name,last_name,email,phone,rate,no_paper
@@ -29,8 +31,8 @@ Dee,Ray,dee@example.com,,,yes
 
 
 @pytest.fixture
-def db(tmp_path):
-    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
+def db(hq_target, tmp_path):
+    hq = HQDatabase(hq_target, CodeFormat())
     HQCatalogue(hq).put_rate("VIP", {"name": "Very important"}, "t")
     hq.create_customer({"first_name": "Ann", "last_name": "Lee", "email": "ann@example.com"}, "t")  # CUST-00001
     return hq
@@ -107,11 +109,11 @@ def test_an_executed_or_cancelled_batch_can_never_change(db):
         with pytest.raises(BatchClosed, match=f"batch {batch_id} is executed"):
             verb()
     # Other code paths meet the database's triggers.
-    raw = sqlite3.connect(db.path)
+    raw = connect_hq(db.path)
     for sql in ("UPDATE batch_rows SET dropped = 1 WHERE batch_id = ?", "DELETE FROM batch_rows WHERE batch_id = ?",
                 "INSERT INTO batch_rows (batch_id, row_no, fields) VALUES (?, 99, '{}')",
                 "UPDATE batches SET status = 'open' WHERE id = ?", "DELETE FROM batches WHERE id = ?"):
-        with pytest.raises(sqlite3.IntegrityError, match="this batch is closed"):
+        with pytest.raises(IntegrityErrors, match="this batch is closed"):
             raw.execute(sql, (batch_id,))
     raw.close()
     assert batches.review(batch_id) == before and batches.get(batch_id)["status"] == "executed"
@@ -122,15 +124,21 @@ def test_an_executed_or_cancelled_batch_can_never_change(db):
     assert batches.get(other)["cancelled_by"] == "bob"
     with pytest.raises(BatchClosed, match="is cancelled"):
         batches.execute(other, "alice")
-    with pytest.raises(sqlite3.IntegrityError, match="this batch is closed"):
+    with pytest.raises(IntegrityErrors, match="this batch is closed"):
         db.conn.execute("UPDATE batch_rows SET fields = '{}' WHERE batch_id = ?", (other,))
     assert customers(db) == ["CUST-00001", "CUST-00002", "CUST-00003"]
 
 
 def test_execution_is_all_or_nothing(db):
     # A write the database refuses half-way (here a trigger on one name) undoes the rows before it.
-    db.conn.execute("CREATE TRIGGER no_refused BEFORE INSERT ON customers WHEN NEW.last_name = 'Refused' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused for the test'); END")
+    if dialect_of(db.conn) == "sqlite":
+        db.conn.execute("CREATE TRIGGER no_refused BEFORE INSERT ON customers WHEN NEW.last_name = 'Refused' "
+                        "BEGIN SELECT RAISE(ABORT, 'refused for the test'); END")
+    else:
+        db.conn.raw.execute("CREATE FUNCTION no_refused() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                            "IF NEW.last_name = 'Refused' THEN RAISE EXCEPTION 'refused for the test' "
+                            "USING ERRCODE = 'integrity_constraint_violation'; END IF; RETURN NEW; END $$; "
+                            "CREATE TRIGGER no_refused BEFORE INSERT ON customers FOR EACH ROW EXECUTE FUNCTION no_refused()")
     batches = Batches(db)
     batch_id = batches.new("new_customers", "alice")
     batches.load_csv(batch_id, "first_name,last_name\nEva,One\nFay,Refused\nGil,Three\n")
@@ -248,7 +256,7 @@ def test_fields_owned_by_an_external_system_are_row_errors(db):
 @pytest.fixture
 def config(tmp_path, db):
     path = tmp_path / "hq.toml"
-    path.write_text(f'[hq]\ndb = "{tmp_path / "hq.db"}"\n')
+    path.write_text(dump_toml({"hq": {"db": db.path}}))
     return path
 
 
@@ -396,14 +404,12 @@ def test_only_customers_import_may_change_batches(sites):
         assert "<" not in title and text.count("<main>") == 1
 
 
-def test_the_batch_history_says_who_changed_which_row_and_cannot_be_rewritten(tmp_path):
-    import sqlite3 as _sqlite3
-
+def test_the_batch_history_says_who_changed_which_row_and_cannot_be_rewritten(hq_target, tmp_path):
     from hq.batches.writes import Batches
     from hq.db import HQDatabase
     from lanehub.domain.codes import CodeFormat
 
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    db = HQDatabase(hq_target, CodeFormat())
     batches = Batches(db, "alice")
     batch = batches.new("new_customers", "alice")
     batches.load_csv(batch, "first_name,last_name,email\nAnn,Lee,bad-mail\nBo,Ek,\n")
@@ -412,8 +418,8 @@ def test_the_batch_history_says_who_changed_which_row_and_cannot_be_rewritten(tm
     assert [(e["by"], e["action"], e["row_no"], e["detail"]) for e in batches.history(batch)] == [
         ("alice", "added", None, "2 rows: 1-2"), ("alice", "fixed", 1, "email = 'ann@example.com'"),
         ("bob", "dropped", 2, "")]
-    with pytest.raises(_sqlite3.IntegrityError, match="never rewritten"):
+    with pytest.raises(IntegrityErrors, match="never rewritten"):
         db.conn.execute("UPDATE batch_events SET by = 'mallory'")
     batches.execute(batch, "alice")
-    with pytest.raises(_sqlite3.IntegrityError, match="closed"):
+    with pytest.raises(IntegrityErrors, match="closed"):
         db.conn.execute("INSERT INTO batch_events (batch_id, at, by, action) VALUES (?, 'now', 'x', 'fixed')", (batch,))

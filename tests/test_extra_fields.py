@@ -28,8 +28,8 @@ from lanehub.domain.model import ValidationError
 
 
 @pytest.fixture
-def hq(tmp_path):
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat())
+def hq(hq_target, tmp_path):
+    db = HQDatabase(hq_target, CodeFormat())
     declare_extra_field(db, "loyalty_tier", "Loyalty tier", "t")
     declare_extra_field(db, "birthday", "Birthday", "t")
     yield db

@@ -17,8 +17,8 @@ NOW = int(time.time() * 1000)
 
 
 @pytest.fixture
-def hq(tmp_path):
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat(), block_size=10)
+def hq(hq_target):
+    db = HQDatabase(hq_target, CodeFormat(), block_size=10)
     db.add_store("S001")
     db.lease_block("S001", "lease-1")  # numbers 1-10
     yield db

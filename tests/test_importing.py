@@ -50,15 +50,15 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ";") -> Path:
     return path
 
 
-def write_config(tmp_path: Path, imports: dict) -> Path:
+def write_config(tmp_path: Path, imports: dict, db: str | None = None) -> Path:
     path = tmp_path / "hq.toml"
-    path.write_text(dump_toml({"hq": {"db": str(tmp_path / "hq.db")}, "import": imports}))
+    path.write_text(dump_toml({"hq": {"db": db or str(tmp_path / "hq.db")}, "import": imports}))
     return path
 
 
 @pytest.fixture
-def hq(tmp_path):
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat())
+def hq(hq_target, tmp_path):
+    db = HQDatabase(hq_target, CodeFormat())
     yield db
     db.close()
 
@@ -608,7 +608,7 @@ def test_an_export_target_that_is_away_fails_in_one_line_and_the_changes_wait(hq
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the drop should be")
     away = {"csv": str(blocker / "drop"), "sql": "postgresql+psycopg://nobody@127.0.0.1:1/pos?connect_timeout=2"}[target]
-    config = write_config(tmp_path, {"customers": dict(POS_CONFIG, export_to=away)})
+    config = write_config(tmp_path, {"customers": dict(POS_CONFIG, export_to=away)}, db=hq.path)
     ana = hq.conn.execute("SELECT id FROM customers WHERE external_id = '1001'").fetchone()[0]
     hq.update_customer(ana, {"email": "ana@new.example"}, "clerk")
     failed = run_lanehub("hq", "export", "customers", "-c", str(config), check=False)

@@ -88,8 +88,8 @@ def _store_change(store: str, ticket: str, clock_ms: int, customer_id: str = "")
                   _sale(store, ticket, customer_id)).to_dict()
 
 
-def test_catch_up_and_snapshot_give_a_store_its_own_sales_and_cover_the_others(tmp_path):
-    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
+def test_catch_up_and_snapshot_give_a_store_its_own_sales_and_cover_the_others(hq_target, tmp_path):
+    hq = HQDatabase(hq_target, CodeFormat())
     for store in ("S001", "S002"):
         hq.add_store(store)
     ann = hq.create_customer({"first_name": "Ann", "last_name": "Lee"}, "t")
@@ -133,10 +133,10 @@ def test_an_hq_log_from_before_routes_gets_its_sales_audience(tmp_path):
     hq.close()
 
 
-def test_an_erased_customer_s_summary_is_emptied_in_every_store(tmp_path):
+def test_an_erased_customer_s_summary_is_emptied_in_every_store(hq_target, tmp_path):
     from hq.gdpr import erase_customer
 
-    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
+    hq = HQDatabase(hq_target, CodeFormat())
     hq.add_store("S001")
     ann = hq.create_customer({"first_name": "Ann", "last_name": "Lee"}, "t")
     hq.apply_store_changes("S001", [_store_change("S001", "S001-L1-1", 1_760_000_000_000, ann["id"])])

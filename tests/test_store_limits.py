@@ -43,8 +43,8 @@ def test_a_store_cannot_set_an_empty_immutable_field_of_an_hq_customer(chain):
         assert customer_by(edge_db(chain, store), "id", made["id"])["origin_store"] == ""
 
 
-def test_outstanding_code_blocks_are_capped_per_store(tmp_path):
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat("CUST-", 5), block_size=10)
+def test_outstanding_code_blocks_are_capped_per_store(hq_target, tmp_path):
+    db = HQDatabase(hq_target, CodeFormat("CUST-", 5), block_size=10)
     try:
         db.add_store("S001")
         db.add_store("S002")
@@ -85,10 +85,10 @@ def test_an_edge_asking_past_the_cap_is_refused_with_the_reason_and_goes_provisi
     ("NaN", "not an HLC stamp"), ("Infinity", "not an HLC stamp"), ("-000000000001-000000", "not an HLC stamp"),
     ("9999999999999-999999", "ahead of HQ"), ("11 minutes ahead", "ahead of HQ"),
 ], ids=["nan", "infinity", "negative", "year-2286", "11-minutes-ahead"])  # stable ids: parallel workers collect alike
-def test_a_change_stamped_with_no_time_or_a_time_far_ahead_is_refused(tmp_path, stamp, reason):
+def test_a_change_stamped_with_no_time_or_a_time_far_ahead_is_refused(hq_target, tmp_path, stamp, reason):
     if stamp == "11 minutes ahead":  # made when the test runs: collection may be minutes earlier
         stamp = format_stamp(int(time.time() * 1000) + 11 * 60 * 1000, 0)
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat("CUST-", 5))
+    db = HQDatabase(hq_target, CodeFormat("CUST-", 5))
     try:
         db.add_store("S001")
         lease = db.lease_block("S001", str(uuid.uuid4()))
@@ -104,8 +104,8 @@ def test_a_change_stamped_with_no_time_or_a_time_far_ahead_is_refused(tmp_path, 
 
 @pytest.mark.parametrize("ts", [float("inf"), float("nan"), 1e308, time.time() + 86400],
                          ids=["inf", "nan", "1e308", "a-day-ahead"])
-def test_a_status_stamped_with_no_time_or_a_time_far_ahead_counts_as_now(tmp_path, ts):
-    db = HQDatabase(tmp_path / "hq.db", CodeFormat("CUST-", 5))
+def test_a_status_stamped_with_no_time_or_a_time_far_ahead_counts_as_now(hq_target, tmp_path, ts):
+    db = HQDatabase(hq_target, CodeFormat("CUST-", 5))
     try:
         db.add_store("S001")
         db.record_status("S001", "online", 3, 7, ts)

@@ -35,6 +35,7 @@ from hq.batches.checks import (
 )
 from hq.db import HQDatabase
 from hq.merge import dismiss_duplicate
+from hq.storage import IntegrityErrors
 from lanehub.domain.address_columns import split_address_columns, write_address_columns
 from lanehub.domain.entity import MAX_TEXT, ValidationError
 from lanehub.domain.extra_fields import split_extras
@@ -95,8 +96,8 @@ class Batches:
         """Batches newest first, each with ``counts``: {row status: number of rows}."""
         if status is not None and status not in STATUSES:
             raise ValidationError({"status": f"must be one of {', '.join(STATUSES)}"})
-        rows = self.conn.execute("SELECT * FROM batches WHERE ? IS NULL OR status = ? ORDER BY id DESC",
-                                 (status, status)).fetchall()
+        where, args = ("", ()) if status is None else ("WHERE status = ?", (status,))
+        rows = self.conn.execute(f"SELECT * FROM batches {where} ORDER BY id DESC", args).fetchall()
         counts: dict[int, dict[str, int]] = {}
         for batch_id, row_status, number in self.conn.execute(
                 "SELECT batch_id, status, count(*) FROM batch_rows GROUP BY batch_id, status"):
@@ -128,11 +129,11 @@ class Batches:
         elif action or value:
             raise ValidationError({"action": "only a customer-updates batch has an action"})
         with transaction(self.conn):
-            cursor = self.conn.execute(
-                "INSERT INTO batches (kind, description, action, value, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, (description or "").strip(), action or "", value or "", now_iso(), by))
-        assert cursor.lastrowid is not None  # an INSERT on a rowid table always sets it
-        return cursor.lastrowid
+            batch_id = self.conn.execute(
+                "INSERT INTO batches (kind, description, action, value, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (kind, (description or "").strip(), action or "", value or "", now_iso(), by)).fetchone()[0]
+        return batch_id
 
     def add_row(self, batch_id: int, fields: dict[str, Any]) -> int:
         """Key in one row; returns its number."""
@@ -242,7 +243,7 @@ class Batches:
             return "updated", record["code"]
         except ValidationError as exc:
             raise NotReady(batch["id"], [f"row {row['row_no']}: {exc}"]) from None
-        except sqlite3.IntegrityError as exc:
+        except IntegrityErrors as exc:
             raise NotReady(batch["id"], [f"row {row['row_no']}: refused by the database ({exc})"]) from None
 
     def _create(self, row: dict, by: str, made: dict[int, str]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from lanehub.domain.model import ENTITIES, digits, normalize_text, postcode_key
 from lanehub.replication.replica import decode_row
+from lanehub.replication.sqlite import dialect_of
 
 NAME_CANDIDATES = 200
 # What a lane sees of a customer: everything but internal notes and bookkeeping.
@@ -46,6 +47,21 @@ def fts_query(text: str) -> str | None:
     return " ".join(f'"{token}"*' for token in tokens)
 
 
+def _name_candidates(conn: sqlite3.Connection, q: str, match: str) -> list[int]:
+    """Customers whose names have a word starting with each word of ``q``: FTS5 at the
+    lane; on PostgreSQL (HQ's pages only) a scan of ``name_key``, the same words."""
+    if dialect_of(conn) == "sqlite":
+        return [row[0] for row in conn.execute(
+            "SELECT rowid FROM customers_fts WHERE customers_fts MATCH ? LIMIT ?", (match, NAME_CANDIDATES))]
+    where, args = [], []
+    for token in _TOKEN_RE.findall(normalize_text(q)):
+        pattern = token.replace("\\", "\\\\").replace("_", "\\_")
+        where.append("(name_key LIKE ? OR name_key LIKE ?)")
+        args += [f"{pattern}%", f"% {pattern}%"]
+    return [row[0] for row in conn.execute(
+        f"SELECT rid FROM customers WHERE {' AND '.join(where)} LIMIT ?", (*args, NAME_CANDIDATES))]
+
+
 def search_customers(conn: sqlite3.Connection, q: str, limit: int = 20) -> list[dict[str, Any]]:
     q = q.strip()
     if not q:
@@ -74,8 +90,7 @@ def search_customers(conn: sqlite3.Connection, q: str, limit: int = 20) -> list[
         add(_rows(conn, "postcode_key = ?", (postcode_key(q),)), 700)
     match = fts_query(q)
     if match and "@" not in q:
-        rids = [row[0] for row in conn.execute(
-            "SELECT rowid FROM customers_fts WHERE customers_fts MATCH ? LIMIT ?", (match, NAME_CANDIDATES))]
+        rids = _name_candidates(conn, q, match)
         if rids:
             marks = ",".join("?" * len(rids))
             wanted = normalize_text(q)

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from lanehub.domain.model import ENTITIES, EntitySpec
 from lanehub.protocol.change import NEVER, Change, FieldClocks
+from lanehub.replication.sqlite import dialect_of
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Replica:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        # Name search: SQLite's FTS5 tables; on PostgreSQL (HQ only) the name_key column.
+        self.fts = dialect_of(conn) == "sqlite"
         self._select = {
             name: f"SELECT rid, id, {', '.join(f'[{f}]' for f in spec.fields)}, _clocks FROM [{spec.table}] WHERE id = ?"
             for name, spec in ENTITIES.items()
@@ -117,7 +120,7 @@ class Replica:
             f"INSERT INTO [{spec.table}] ({', '.join(f'[{c}]' for c in columns)}) VALUES ({', '.join('?' * len(columns))})",
             values,
         )
-        if spec.fts:
+        if spec.fts and self.fts:
             self._fts_insert(spec, cursor.lastrowid, record)
 
     def _update(self, spec: EntitySpec, rid: int, before: dict[str, Any], record: dict[str, Any], changed: dict[str, Any],
@@ -130,7 +133,7 @@ class Replica:
             f"UPDATE [{spec.table}] SET {', '.join(f'[{c}] = ?' for c in sets)} WHERE rid = ?",
             [*sets.values(), rid],
         )
-        if spec.fts and any(name in spec.fts for name in changed):
+        if spec.fts and self.fts and any(name in spec.fts for name in changed):
             self._fts_delete(spec, rid, before)
             self._fts_insert(spec, rid, record)
 
@@ -172,7 +175,7 @@ class Replica:
         row = self.conn.execute(self._select[entity], (key,)).fetchone()
         if row is None:
             return False
-        if spec.fts:
+        if spec.fts and self.fts:
             self._fts_delete(spec, row["rid"], decode_row(spec, row))
         self.conn.execute(f"DELETE FROM [{spec.table}] WHERE rid = ?", (row["rid"],))
         return True
@@ -252,5 +255,5 @@ class Replica:
 
     def rebuild_fts(self) -> None:
         for spec in ENTITIES.values():
-            if spec.fts:
+            if spec.fts and self.fts:
                 self.conn.execute(f"INSERT INTO [{spec.table}_fts] ([{spec.table}_fts]) VALUES ('rebuild')")

@@ -24,6 +24,11 @@ class Connection(sqlite3.Connection):
         self.after_commit: list[Callable[[], None]] = []
 
 
+def dialect_of(conn: object) -> str:
+    """"sqlite", or "postgresql" for HQ's storage on PostgreSQL (lanehub.replication.postgres)."""
+    return getattr(conn, "dialect", "sqlite")
+
+
 def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection in WAL mode with full fsync: a commit is on disk when it returns."""
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread,
