@@ -39,6 +39,9 @@ from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 # Fixture modules: their fixtures are found by name in every test module, like these.
 pytest_plugins = ["shop", "web_sites", "postgres"]
 
+# Where chains keep HQ's database unless a test says: "sqlite" (the default) or "postgresql".
+HQ_BACKEND = os.environ.get("LANEHUB_TEST_HQ_BACKEND", "sqlite")
+
 
 @pytest.fixture
 def mosquitto(tmp_path):
@@ -78,11 +81,24 @@ def _dump_failure_logs(chain: Chain) -> None:
 
 
 @pytest.fixture
-def make_chain(tmp_path, request):
+def hq_backend() -> str:
+    """Where chains keep HQ's database: a module runs on both with
+    ``pytestmark = pytest.mark.parametrize("hq_backend", HQ_BACKENDS)``."""
+    return HQ_BACKEND
+
+
+@pytest.fixture
+def make_chain(tmp_path, request, hq_backend):
     chains: list[Chain] = []
 
-    def make(stores=("S001", "S002"), start: bool = True, **kwargs) -> Chain:
+    def make(stores=("S001", "S002"), start: bool = True, hq_backend: str = hq_backend, **kwargs) -> Chain:
+        """``hq_backend``: "sqlite", or "postgresql" for HQ's database in a schema of its own
+        on the test server (LANEHUB_TEST_HQ_BACKEND=postgresql runs every chain so)."""
         cli = {"cli": run_in_process} if getattr(request.module, "CHAIN_CLI_IN_PROCESS", True) else {}
+        if hq_backend == "postgresql" and "hq_db" not in kwargs:
+            from postgres import new_hq_schema  # a plugin module (pytest_plugins): imported once it is one
+
+            kwargs["hq_db"] = new_hq_schema(request.getfixturevalue("postgres"))  # dropped with the test database
         chain = Chain(tmp_path / f"chain{len(chains)}", tuple(stores), **cli | kwargs)
         chains.append(chain)
         if start:

@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+from hq.storage import connect_hq, is_postgres
 from lanehub.chain.local import Chain
 from lanehub.protocol import topics
 from lanehub.protocol.lane import CustomerReply
@@ -56,6 +57,12 @@ def kill_chain(chain: Chain) -> None:
 # --- reading replicas straight from their SQLite files ---------------------------------
 
 def db_query(path: str | Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    if is_postgres(path):  # HQ's database on PostgreSQL (Chain(hq_db=...))
+        pg = connect_hq(str(path))
+        try:
+            return pg.execute(sql, args).fetchall()
+        finally:
+            pg.close()
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     try:
@@ -71,8 +78,9 @@ def db_value(path: str | Path, sql: str, args: tuple = ()):
     return rows[0][0] if rows else None
 
 
-def hq_db(chain: Chain) -> Path:
-    return chain.workdir / "hq.db"
+def hq_db(chain: Chain) -> str:
+    """[hq] db: a SQLite file's path, or a postgresql:// URL."""
+    return chain.hq_db
 
 
 def edge_db(chain: Chain, store: str) -> Path:

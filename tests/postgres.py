@@ -20,6 +20,8 @@ from urllib.parse import quote
 import pytest
 
 SOCKET_DIR = "/var/run/postgresql"
+# The backends of HQ's storage: pytestmark = pytest.mark.parametrize("hq_backend", HQ_BACKENDS).
+HQ_BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,24 @@ def hq_url(database: PostgresDatabase, schema: str) -> str:
     return f"postgresql:///{database.name}?" + "&".join(f"{key}={quote(value, safe='')}" for key, value in words.items())
 
 
-@pytest.fixture
-def postgres_hq_db(postgres: PostgresDatabase) -> str:
-    """``[hq] db`` naming a schema of its own on the test server: an empty HQ database."""
+def new_hq_schema(postgres: PostgresDatabase) -> str:
+    """A new empty schema in the test database; returns ``[hq] db`` naming it."""
     import psycopg
 
     schema = f"hq_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres.conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield hq_url(postgres, schema)
+    return hq_url(postgres, schema)
+
+
+@pytest.fixture
+def postgres_hq_db(postgres: PostgresDatabase) -> str:
+    """``[hq] db`` naming a schema of its own on the test server: an empty HQ database."""
+    import psycopg
+
+    url = new_hq_schema(postgres)
+    yield url
+    schema = url.rsplit("search_path%3D", 1)[1]
     with psycopg.connect(postgres.conninfo, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 

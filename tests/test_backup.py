@@ -171,7 +171,7 @@ def test_backups_taken_while_both_sites_are_written_are_consistent_and_hold_what
     assert hq_ids == logged
     next_code = int(db_value(hq_copy, "SELECT value FROM meta WHERE key = 'next_code'"))
     numbers = [CODES.number(row[0]) for row in db_query(hq_copy, "SELECT code FROM customers")]
-    ends = [row[0] for row in db_query(hq_copy, "SELECT end FROM code_blocks")]
+    ends = [row[0] for row in db_query(hq_copy, "SELECT [end] FROM code_blocks")]
     assert max(numbers + ends) < next_code
     blocks = db_query(edge_copy, "SELECT start, end, next FROM code_blocks")
     replaced = {row[0] for row in db_query(edge_copy, "SELECT customer_id FROM code_aliases")}
@@ -335,7 +335,7 @@ def test_restore_refuses_a_running_service_the_other_site_and_another_store(make
     chain.hq.stop()
     refused(cli(chain, "hq", "restore", str(backups["S001"])), "a store's (edge) database", "HQ's")
 
-    assert not list(db.parent.glob("*.before-restore-*")) and not list(hq_db(chain).parent.glob("*.before-restore-*"))
+    assert not list(db.parent.glob("*.before-restore-*")) and not list(Path(hq_db(chain)).parent.glob("*.before-restore-*"))
     no_leftovers(db.parent)
     assert replica_state(db) == before
 

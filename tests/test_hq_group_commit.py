@@ -9,8 +9,10 @@ import json
 import sqlite3
 import threading
 
+import pytest
 from helpers import wait_until
 
+from hq.storage import connect_hq, is_postgres
 from lanehub.domain.codes import CodeFormat
 from lanehub.domain.model import CUSTOMER_DEFAULTS
 from lanehub.protocol import topics
@@ -47,14 +49,16 @@ def _creates(store: str, numbers: list[int], clock: HybridLogicalClock) -> list[
         "created_at": stamp, "created_by": "test", "updated_at": stamp, "updated_by": "test"}) for n in numbers]
 
 
-def test_a_burst_of_up_batches_is_acked_once_per_batch_after_hq_holds_them(make_chain):
-    chain = make_chain(STORES, start=False, block_size=BATCHES * PER_BATCH)
+@pytest.mark.parametrize("hq_backend", ["sqlite", "postgresql"])
+def test_a_burst_of_up_batches_is_acked_once_per_batch_after_hq_holds_them(make_chain, hq_backend):
+    chain = make_chain(STORES, start=False, block_size=BATCHES * PER_BATCH, hq_backend=hq_backend)
     chain.start_brokers()
     chain.register_stores()
     assert chain.hq is not None
     chain.hq.start()
     chain.hq.wait_for_log("lanehub-hq: connected", 20)
-    hq_db = sqlite3.connect(f"file:{chain.workdir / 'hq.db'}?mode=ro", uri=True, check_same_thread=False)
+    hq_db = (connect_hq(chain.hq_db) if is_postgres(chain.hq_db)
+             else sqlite3.connect(f"file:{chain.hq_db}?mode=ro", uri=True, check_same_thread=False))
     lock = threading.Lock()
     acks: dict[str, list[str]] = {}  # change id -> the stores' acks naming it
     missing_at_ack: list[str] = []

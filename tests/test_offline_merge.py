@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from postgres import HQ_BACKENDS
+
+# HQ on each backend of its storage (docs/decisions.md D50).
+pytestmark = pytest.mark.parametrize("hq_backend", HQ_BACKENDS)
 
 
 def test_offline_edits_merge_by_clock_and_duplicates_are_flagged(chain, mqtt):

@@ -7,13 +7,18 @@ import json
 import time
 import uuid
 
+import pytest
 from helpers import customer_by, db_query, edge_db, hq_db, replica_state, wait_converged, wait_until
+from postgres import HQ_BACKENDS
 
 from edge.db import EdgeDatabase
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.hlc import format_stamp
 from lanehub.replication.sqlite import transaction
+
+# HQ on each backend of its storage (docs/decisions.md D50).
+pytestmark = pytest.mark.parametrize("hq_backend", HQ_BACKENDS)
 
 
 def test_a_refused_change_does_not_block_the_ones_behind_it(chain):
@@ -29,7 +34,7 @@ def test_a_refused_change_does_not_block_the_ones_behind_it(chain):
 
     for customer in good:
         for path in (hq_db(chain), edge_db(chain, "S002")):
-            wait_until(lambda p=path, c=customer: customer_by(p, "id", c["id"]), 20, message=f"{customer['code']} in {path.name}")
+            wait_until(lambda p=path, c=customer: customer_by(p, "id", c["id"]), 20, message=f"{customer['code']} in {path}")
     hq_refusals = wait_until(lambda: db_query(hq_db(chain), "SELECT * FROM rejections"), 10, message="HQ's rejection")
     assert hq_refusals[0]["store"] == "S001" and "CUST-09999 was not leased to S001" in hq_refusals[0]["reason"]
     edge_refusals = wait_until(lambda: db_query(edge_db(chain, "S001"), "SELECT * FROM rejections"), 10, message="the edge's rejection")
@@ -66,5 +71,5 @@ def test_the_ack_lists_accepted_and_refused_changes_with_reasons(chain, mqtt):
     refused = next(r for r in ack["rejected"] if r["id"] == invalid.id)
     assert refused["record"]["id"] == existing["id"] and refused["clocks"]  # HQ's version, to repair the store
     for path in (hq_db(chain), edge_db(chain, "S002")):
-        wait_until(lambda p=path: customer_by(p, "id", existing["id"])["city"] == "Valencia", 10, message=f"the valid edit in {path.name}")
+        wait_until(lambda p=path: customer_by(p, "id", existing["id"])["city"] == "Valencia", 10, message=f"the valid edit in {path}")
     assert customer_by(hq_db(chain), "id", existing["id"])["email"] == ""

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
+from postgres import HQ_BACKENDS
+
+# HQ on each backend of its storage (docs/decisions.md D50).
+pytestmark = pytest.mark.parametrize("hq_backend", HQ_BACKENDS)
 
 
 def test_customer_created_at_hq_reaches_both_stores(chain):
@@ -26,11 +31,11 @@ def test_customer_created_at_a_store_reaches_hq_and_the_other_store_with_its_lea
     assert reply["ok"], reply
     customer = reply["customer"]
     number = int(customer["code"].removeprefix("CUST-"))
-    blocks = [tuple(r) for r in db_query(hq_db(chain), "SELECT start, end FROM code_blocks WHERE store = 'S001'")]
+    blocks = [tuple(r) for r in db_query(hq_db(chain), "SELECT start, [end] FROM code_blocks WHERE store = 'S001'")]
     assert any(start <= number <= end for start, end in blocks), (customer["code"], blocks)
     assert customer["origin_store"] == "S001"
     for path in (hq_db(chain), edge_db(chain, "S002")):
-        record = wait_until(lambda p=path: customer_by(p, "id", customer["id"]), 15, message=f"customer in {path.name}")
+        record = wait_until(lambda p=path: customer_by(p, "id", customer["id"]), 15, message=f"customer in {path}")
         assert record["code"] == customer["code"]
         assert record["origin_store"] == "S001"
     state = wait_converged(chain)
@@ -47,11 +52,11 @@ def test_edits_and_deactivation_propagate_from_hq_and_from_stores(chain):
     chain.hq_cli("customers", "deactivate", code)
     for path in (hq_db(chain), edge_db(chain, "S001"), edge_db(chain, "S002")):
         wait_until(lambda p=path: (r := customer_by(p, "id", created["id"])) and r["email"] == "alan@example.com"
-                   and r["city"] == "Manchester" and r["active"] == 0, 15, message=f"edits in {path.name}")
+                   and r["city"] == "Manchester" and r["active"] == 0, 15, message=f"edits in {path}")
 
     chain.edge_cli("S001", "customers", "reactivate", code)
     for path in (hq_db(chain), edge_db(chain, "S002")):
-        wait_until(lambda p=path: customer_by(p, "id", created["id"])["active"] == 1, 15, message=f"reactivated in {path.name}")
+        wait_until(lambda p=path: customer_by(p, "id", created["id"])["active"] == 1, 15, message=f"reactivated in {path}")
     state = wait_converged(chain)
     hq_row = customer_by(hq_db(chain), "id", created["id"])
     assert hq_row["origin_store"] == ""  # created at HQ, edited at stores: the origin stays

@@ -58,8 +58,10 @@ class Chain:
                  tls: dict[str, str] | None = None, store_settings: dict[str, dict[str, Any]] | None = None,
                  hq_settings: dict[str, dict[str, Any]] | None = None,
                  edge_settings: dict[str, dict[str, dict[str, Any]]] | None = None,
-                 cli: Callable[..., subprocess.CompletedProcess[str]] = run_lanehub):
+                 cli: Callable[..., subprocess.CompletedProcess[str]] = run_lanehub, hq_db: str | None = None):
         self.workdir = Path(workdir)
+        # [hq] db: a SQLite file in workdir, or a postgresql:// URL (an empty schema of its own).
+        self.hq_db = hq_db or str(self.workdir / "hq.db")
         # How hq_cli/edge_cli run a command: a process (run_lanehub), or whatever the
         # caller gives with its signature (tests run their setup commands in-process).
         self.cli = cli
@@ -93,7 +95,7 @@ class Chain:
     def hq_config(self) -> dict[str, dict[str, Any]]:
         b = self.hq_broker
         config: dict[str, dict[str, Any]] = {
-            "hq": {"db": str(self.workdir / "hq.db")},
+            "hq": {"db": self.hq_db},
             "broker": {"host": "127.0.0.1", "port": b.port, "username": "hq", "password": self.hq_password,
                        "passwd_file": str(b.passwd_path), "acl_file": str(b.acl_path), "reload_command": b.reload_command,
                        "tls_ca": self.tls["cafile"] if self.tls else ""},
