@@ -16,6 +16,7 @@ from typing import Any
 
 from hq.config import code_format
 from hq.duplicates import flag_duplicates
+from hq.publisher import notify_changes
 from hq.storage import IntegrityErrors, connect_hq, migrate_hq
 from hq.wake import wake_service
 from lanehub.domain.cards import add_card
@@ -28,7 +29,7 @@ from lanehub.domain.payment_cards import redact
 from lanehub.domain.purchase_summaries import summary_of
 from lanehub.domain.references import refuse_unknown_rate
 from lanehub.protocol import hlc as hlc_mod
-from lanehub.protocol.acl import broker_password_hash, new_password
+from lanehub.protocol.acl import broker_password_hash, broker_password_matches, new_password
 from lanehub.protocol.change import Change, new_id
 from lanehub.protocol.envelope import PayloadError
 from lanehub.protocol.hlc import now_iso, site_clock
@@ -37,7 +38,7 @@ from lanehub.protocol.sync import Rejection
 from lanehub.protocol.topics import TopicError, check_id
 from lanehub.replication.replica import Replica
 from lanehub.replication.schema import Meta
-from lanehub.replication.sqlite import transaction
+from lanehub.replication.sqlite import dialect_of, transaction
 
 ORIGIN = "hq"
 # A store's change that may only be early (an edit whose create is still on its
@@ -77,8 +78,10 @@ class HQDatabase:
         self.block_size = block_size
         self.conn = connect_hq(self.path)
         self._logged = False  # a change logged since the last commit
-        self._wake = wake
-        if wake:
+        self._postgres = dialect_of(self.conn) == "postgresql"
+        self._notified = -1  # the transaction whose commit will NOTIFY (PostgreSQL)
+        self._wake = wake and not self._postgres  # PostgreSQL: NOTIFY instead of the wake socket
+        if self._wake:
             self.conn.after_commit.append(self._woken)
         if migrations:
             migrate_hq(self.conn)
@@ -117,7 +120,12 @@ class HQDatabase:
             (change.id, change.entity, change.key, change.origin, change.hlc, change.by,
              json.dumps(change.fields, separators=(",", ":")), time.time(), to),
         ).fetchone()[0]
-        if self._wake:
+        if self._postgres:
+            # Whichever HQ process publishes hears of it at commit (hq/publisher.py), once per transaction.
+            if self._notified != self.conn.transactions or not self.conn.in_transaction:
+                notify_changes(self.conn)
+                self._notified = self.conn.transactions
+        elif self._wake:
             self._logged = True
             if not self.conn.in_transaction:  # committed already (a write outside a transaction)
                 self._woken()
@@ -512,6 +520,8 @@ class HQDatabase:
             raise ValueError(str(exc)) from None
         if store.lower() == ORIGIN:
             raise ValueError("'hq' is reserved")
+        if store in self.hq_broker_users():
+            raise ValueError(f"{store!r} is an HQ process's broker user")
         password = new_password()
         with transaction(self.conn):
             if self.conn.execute("SELECT 1 FROM stores WHERE id = ?", (store,)).fetchone():
@@ -535,6 +545,25 @@ class HQDatabase:
 
     def store_ids(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT id FROM stores ORDER BY id")]
+
+    def register_hq_broker_user(self, username: str, password: str) -> bool:
+        """An HQ process's own broker user (its client id); returns whether the broker's
+        files need writing again (a user new, or with a new password)."""
+        with transaction(self.conn):
+            if self.is_store(username):
+                raise ValueError(f"HQ's broker user {username!r} is a store's id: give this HQ process another")
+            row = self.conn.execute("SELECT password_hash FROM hq_broker_users WHERE username = ?", (username,)).fetchone()
+            if row is not None and broker_password_matches(password, row[0]):
+                return False
+            self.conn.execute("INSERT INTO hq_broker_users (username, password_hash, registered_at) VALUES (?, ?, ?) "
+                              "ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, "
+                              "registered_at = excluded.registered_at",
+                              (username, broker_password_hash(password), now_iso()))
+        return True
+
+    def hq_broker_users(self) -> dict[str, str]:
+        """Every HQ process's broker user: {username: password hash}."""
+        return {row[0]: row[1] for row in self.conn.execute("SELECT username, password_hash FROM hq_broker_users")}
 
     def store_hashes(self) -> dict[str, str]:
         return {row[0]: row[1] for row in self.conn.execute("SELECT id, password_hash FROM stores")}

@@ -137,3 +137,12 @@ def m008_change_audience(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE changes ADD COLUMN audience TEXT NOT NULL DEFAULT ''")
     db.execute("UPDATE changes SET audience = coalesce((SELECT store FROM sales WHERE sales.id = changes.key), '') "
                "WHERE entity = 'sale'")
+
+
+@hq_migrations()
+def m009_hq_broker_users(db: sqlite_utils.Database) -> None:
+    # Each HQ process has a broker user of its own (its client id, with the HQ broker's
+    # use_username_as_clientid): it registers itself here at start, and the broker's
+    # password and ACL files give every one HQ's rights (docs/scaling.md).
+    db.execute("CREATE TABLE hq_broker_users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
+               "registered_at TEXT NOT NULL)")

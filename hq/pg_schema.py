@@ -2,8 +2,8 @@
 
 The SQLite schema is built by sqlite-utils ``Migrations`` (lanehub.replication.schema,
 hq.migrations). A PostgreSQL database starts at the schema those steps reach
-today (replica m001-m011, hq m001-m008), written out below; a later schema step
-is added to both (tests/test_hq_storage.py compares the two schemas, table by
+(replica m001-m011, hq m001-m008) when PostgreSQL came, written out below; each later
+schema step is added to both (tests/test_hq_storage.py compares the two schemas, table by
 table and column by column, so one cannot drift from the other). Text columns are
 ``binary_text``: compared byte by byte, as SQLite compares text, so ordering and
 the prefix ranges of lane search (``>= ? AND < ? || '\\uffff'``) agree.
@@ -198,6 +198,9 @@ CREATE TRIGGER batch_events_no_rewrite BEFORE UPDATE OR DELETE ON batch_events
 # (name, SQL): applied in order, each once, in the transaction that records it.
 STEPS: list[tuple[str, str]] = [
     ("m001_schema", SCHEMA + BATCH_GUARDS),
+    # hq m009: each HQ process's own broker user.
+    ("m002_hq_broker_users", "CREATE TABLE hq_broker_users (username binary_text PRIMARY KEY, "
+                             "password_hash binary_text NOT NULL, registered_at binary_text NOT NULL);"),
 ]
 
 

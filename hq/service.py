@@ -24,7 +24,9 @@ from hq.fields import sync_field_rules
 from hq.imports.engine import ImportSpec
 from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
+from hq.publisher import PublisherLease
 from hq.samples import prune_samples, sample_store
+from hq.storage import is_postgres
 from hq.wake import WakeListener
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
@@ -93,14 +95,21 @@ class HQService:
         # worker and connection, so a slow target never holds up the stores' changes.
         self.exporter: HQDatabase | None = None
         self.export_worker = Worker("hq-export", setup=self._open_exporter, teardown=self._close_exporter)
+        username = config["broker"]["username"]
+        # Each HQ process its own client id (the HQ broker takes the username as one).
+        client_id = "lanehub-hq" if username in ("", "hq") else f"lanehub-{username}"
         self.client = MqttClient(
-            config.broker("broker"), "lanehub-hq", clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
+            config.broker("broker"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
             on_connect=self._connected,
             on_handler_error=self._handler_failed,
             name="HQ broker",
         )
         self.stopped = threading.Event()
         self.wake: WakeListener | None = None
+        # Exactly one HQ process publishes sync/down (hq/publisher.py).
+        self.lease = PublisherLease(self.db_path, on_taken=lambda: self.apply_worker.submit(self._took_lease),
+                                    on_change=lambda: self.apply_worker.submit(self._publish_pending),
+                                    name=username or "hq")
         self._up_waiting: collections.deque[Incoming] = collections.deque()
         self._up_scheduled = threading.Lock()  # held while a drain of _up_waiting is queued
 
@@ -178,11 +187,15 @@ class HQService:
             for spec in exports:
                 self.export_worker.every(spec.export_interval, functools.partial(self._export, spec))
         self.serve_worker.start()
-        self.client.subscribe(topics.SYNC_UP_ALL, self._queue_up)
-        self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
-        self.client.subscribe(topics.SYNC_REQ_ALL, self._route_request)
+        self.apply_worker.call(self._register_broker_user)
+        # Shared subscriptions: with several HQ processes each message goes to one of them.
+        self.client.subscribe(topics.shared(topics.SYNC_UP_ALL), self._queue_up)
+        self.client.subscribe(topics.shared(topics.SYNC_STATUS_ALL), lambda m: self.apply_worker.submit(self._on_status, m))
+        self.client.subscribe(topics.shared(topics.SYNC_REQ_ALL), self._route_request)
         self.client.start()
-        self.wake = WakeListener(self.db_path, lambda: self.apply_worker.submit(self._publish_pending)).start()
+        self.lease.start()
+        if not is_postgres(self.db_path):
+            self.wake = WakeListener(self.db_path, lambda: self.apply_worker.submit(self._publish_pending)).start()
         self.apply_worker.every(self.config["hq"]["publish_poll"], self._publish_pending)
         self.apply_worker.every(HEAD_INTERVAL, self._announce_head)
         self.apply_worker.every(SAMPLE_CHECK, self._sample_stores)
@@ -198,6 +211,7 @@ class HQService:
     def stop(self) -> None:
         if self.wake is not None:
             self.wake.stop()
+        self.lease.stop()
         self.client.stop()
         self.apply_worker.stop()
         self.serve_worker.stop()
@@ -339,7 +353,22 @@ class HQService:
 
     # --- downstream -----------------------------------------------------------------------
 
+    def _register_broker_user(self) -> None:
+        """This process's own broker user, in the broker's files with every other HQ
+        process's (when this HQ writes them: [broker] passwd_file)."""
+        broker = self.config["broker"]
+        if broker["username"] and broker["passwd_file"]:
+            if self._writer().register_hq_broker_user(broker["username"], broker["password"]):
+                broker_files_now(self._writer(), self.config)
+
+    def _took_lease(self) -> None:
+        # Publish from the head: what an earlier publisher did not send, stores catch up on.
+        self.published = self._writer().head()
+        self._announce_head()
+
     def _publish_pending(self) -> None:
+        if not self.lease.held:
+            return
         db = self._writer()
         head = db.head()
         while self.published < head:
@@ -356,6 +385,8 @@ class HQService:
             self.published = published
 
     def _announce_head(self) -> None:
+        if not self.lease.held:
+            return
         self._publish_pending()
         head = DownBatch(type="head", head=self._writer().head())
         self.client.publish(topics.sync_down(), head.to_json(), retain=True)
@@ -497,11 +528,13 @@ def broker_files_now(db: HQDatabase, config: Config) -> None:
 
     broker = config["broker"]
     hashes = db.store_hashes()
+    hq_users = db.hq_broker_users()  # every HQ process's own user (HQService.start registers it)
+    hashes |= hq_users
     if broker["username"]:
         hashes[broker["username"]] = broker_password_hash(broker["password"])
     if broker["passwd_file"]:
         write_atomic(broker["passwd_file"], password_file(hashes), 0o640)
     if broker["acl_file"]:
-        write_atomic(broker["acl_file"], hq_acl_file(broker["username"] or "hq", db.store_ids()), 0o640)
+        write_atomic(broker["acl_file"], hq_acl_file([broker["username"] or "hq", *hq_users], db.store_ids()), 0o640)
     if broker["passwd_file"] or broker["acl_file"]:
         reload_broker(broker["reload_command"])

@@ -47,7 +47,7 @@ def start_chain(chain: Chain) -> Chain:
 
 
 def kill_chain(chain: Chain) -> None:
-    for proc in [*chain.edges.values(), chain.hq]:
+    for proc in [*chain.edges.values(), chain.hq, *chain.hq_processes.values()]:
         if proc is not None:
             proc.kill()
     for broker in [*chain.store_brokers.values(), chain.hq_broker]:

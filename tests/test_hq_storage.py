@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from hq.db import HQDatabase
+from hq.pg_schema import STEPS
 from hq.storage import connect_hq
 from lanehub.domain.codes import CodeFormat
 from lanehub.domain.search import search_customers
@@ -63,7 +64,7 @@ def test_migrating_twice_or_from_two_processes_at_once_applies_each_step_once(po
         thread.join()
     assert errors == []
     conn = connect_hq(postgres_hq_db)
-    assert [row[0] for row in conn.execute("SELECT name FROM lanehub_migrations")] == ["m001_schema"]
+    assert [row[0] for row in conn.execute("SELECT name FROM lanehub_migrations ORDER BY name")] == [n for n, _ in STEPS]
     conn.close()
 
 

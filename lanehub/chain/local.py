@@ -87,6 +87,7 @@ class Chain:
         self.log_level = log_level
         self.store_passwords: dict[str, str] = {}
         self.hq: ServiceProcess | None = None
+        self.hq_processes: dict[str, ServiceProcess] = {}  # HQ processes beside self.hq (add_hq_process)
         self.edges: dict[str, ServiceProcess] = {}
         self.simulators: dict[str, SimulatorProcess] = {}
 
@@ -116,6 +117,17 @@ class Chain:
             "log": {"level": self.log_level},
         }
         return config | self.edge_settings.get(store, {})
+
+    def add_hq_process(self, username: str) -> ServiceProcess:
+        """Another HQ process on HQ's database (PostgreSQL: docs/scaling.md), with a broker
+        user and a page of its own; it registers its user with the broker when it starts."""
+        config = self.hq_config()
+        config["broker"] = config["broker"] | {"username": username, "password": new_password()}
+        self.web_ports[username] = free_port()
+        config["web"] = {"port": self.web_ports[username]}
+        process = ServiceProcess("hq", username, config, self.workdir / username)
+        self.hq_processes[username] = process
+        return process
 
     def web_url(self, site: str, path: str = "/") -> str:
         """A page of "hq" or a store (the [web] port its generated config sets)."""
@@ -182,6 +194,8 @@ class Chain:
             simulator.stop()
         for edge in self.edges.values():
             edge.stop()
+        for process in self.hq_processes.values():
+            process.stop()
         if self.hq:
             self.hq.stop()
         for broker in self.store_brokers.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -43,6 +44,17 @@ def broker_password_hash(password: str, salt: bytes | None = None, iterations: i
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
+def broker_password_matches(password: str, hashed: str) -> bool:
+    """Whether ``hashed`` (``broker_password_hash``'s form) is of ``password``."""
+    try:
+        _, kind, iterations, salt, _digest = hashed.split("$")
+        if kind != "7":
+            return False
+        return hmac.compare_digest(broker_password_hash(password, base64.b64decode(salt), int(iterations)), hashed)
+    except (ValueError, TypeError):
+        return False
+
+
 def new_password() -> str:
     return secrets.token_urlsafe(18)
 
@@ -62,16 +74,18 @@ def password_file(hashes: dict[str, str]) -> str:
 HQ_LISTENER_SETTINGS = ("use_username_as_clientid true",)
 
 
-def hq_acl_file(hq_user: str, stores: list[str], extra: str = "") -> str:
+def hq_acl_file(hq_users: str | list[str], stores: list[str], extra: str = "") -> str:
     """ACL of the HQ broker (docs/protocol.md): a store writes only its own
-    up/req/status topics and reads only down and its own store/ topics."""
-    lines = [
-        "# Written by lanehub HQ; edits are overwritten when a store is added.",
-        f"user {hq_user}",
-        f"topic readwrite {topics.SYNC}/#",
-        f"topic readwrite {topics.error('hq')}",
-        "",
-    ]
+    up/req/status topics and reads only down and its own store/ topics. Every
+    HQ process (``hq_users``: each has a user of its own) has HQ's rights."""
+    lines = ["# Written by lanehub HQ; edits are overwritten when a store is added."]
+    for hq_user in sorted({hq_users} if isinstance(hq_users, str) else set(hq_users)):
+        lines += [
+            f"user {hq_user}",
+            f"topic readwrite {topics.SYNC}/#",
+            f"topic readwrite {topics.error('hq')}",
+            "",
+        ]
     for store in sorted(stores):
         lines += [
             f"user {store}",

@@ -231,6 +231,23 @@ SYNC_UP_ALL = KINDS["sync_up"].filter()
 SYNC_REQ_ALL = KINDS["sync_req"].filter()
 SYNC_STATUS_ALL = KINDS["sync_status"].filter()
 
+# HQ processes share the stores' traffic: each message of a shared subscription's
+# group goes to one of them (MQTT 5 shared subscriptions, docs/scaling.md).
+HQ_SHARE_GROUP = "lanehub-hq"
+SHARE_PREFIX = "$share/"
+
+
+def shared(topic_filter: str, group: str = HQ_SHARE_GROUP) -> str:
+    """The shared subscription of ``group`` to ``topic_filter``."""
+    return f"{SHARE_PREFIX}{group}/{topic_filter}"
+
+
+def unshared(topic_filter: str) -> str:
+    """The filter a (possibly shared) subscription matches topics with."""
+    if topic_filter.startswith(SHARE_PREFIX):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
 
 # --- parsing ----------------------------------------------------------------
 

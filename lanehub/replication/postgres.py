@@ -190,6 +190,7 @@ class PostgresConnection:
         self._pg.adapters.register_loader("numeric", _NumericAsNumber)
         self.after_commit: list[Callable[[], None]] = []
         self.row_factory = None  # rows are always by index and by name
+        self.transactions = 0  # BEGINs so far: "once per transaction" work compares it
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
@@ -227,6 +228,7 @@ class PostgresConnection:
 
     def _begin(self, *, immediate: bool) -> Cursor:
         cursor = Cursor(self._pg.execute("BEGIN"))
+        self.transactions += 1
         if immediate:
             self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
         else:

@@ -36,6 +36,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from lanehub.protocol import topics
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
@@ -316,7 +318,7 @@ class MqttClient:
                 waiter[0].set()
                 return
         with self._lock:
-            handlers = [h for f, _, h in self._subs if paho.topic_matches_sub(f, msg.topic)]
+            handlers = [h for f, _, h in self._subs if paho.topic_matches_sub(topics.unshared(f), msg.topic)]
         for handler in handlers:
             try:
                 handler(incoming)
