@@ -10,8 +10,10 @@ hold hundreds of them against a real HQ process and a real HQ broker.
 Figures: the store changes per second HQ applies (acked) while every store
 pushes, store → HQ ack latency, HQ → every store fan-out latency (from the ack at
 the creating store until the change's down batch reaches each other store, over
-a sample of changes), the gaps found, and HQ's resident memory. HQ on SQLite, one
-process: what HQ is today (docs/benchmarks.md, "Chain").
+a sample of changes), the gaps found, and HQ's resident memory. HQ on SQLite with
+one process, or on PostgreSQL with one or more processes sharing the stores; a
+failover run SIGKILLs the publishing HQ process under load and times until another
+has taken the publisher lease (docs/benchmarks.md, "Chain"; docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ SAMPLE_EVERY = 25  # every 25th change sent is followed to the observing stores 
 CONNECT_WAVE = 50  # stores of a fleet connecting at once
 STORES_PER_FLEET = 250  # simulated stores per process
 OBSERVERS = 20  # stores, spread over the subscription order, that time the fan-out
+RESEND_AFTER = 2.0  # seconds an unacked batch waits before it is sent again (an edge's outbox retry)
+LEASE_TAKEN = "took the publisher lease"
 # A down batch's sequence range, read from its tail without decoding the batch: a
 # thousand stores decoding every batch would measure this process, not HQ.
 RANGE_RE = re.compile(rb'"first":(\d+),"through":(\d+)')
@@ -71,6 +75,7 @@ class Counters:
     acked: int = 0
     rejected: int = 0
     gaps: int = 0
+    resent: int = 0
 
 
 class SimulatedStore:
@@ -84,6 +89,7 @@ class SimulatedStore:
         self.last_seq = 0
         self.numbers: list[int] = []
         self.in_flight = threading.Event()  # set while a batch waits for its ack
+        self.waiting: tuple[float, bytes, tuple[str, ...]] | None = None  # the unacked batch: sent when, it, its ids
         self.client = MqttClient(BrokerSettings(port=port, username=store, password=password),
                                  f"lanehub-edge-{store}", name=f"bench {store}")
         self.client.subscribe(topics.sync_store(store), self._on_store)
@@ -111,8 +117,12 @@ class SimulatedStore:
         return REPLY_TYPES[request.op].from_dict(answer.data)
 
     def push(self, count: int) -> bool:
-        """Send ``count`` customer creates in one up batch, unless the last is unacked."""
-        if self.in_flight.is_set() or len(self.numbers) < count:
+        """Send ``count`` customer creates in one up batch, unless the last is unacked
+        (then send that one again once it has waited RESEND_AFTER: HQ applies it once)."""
+        if self.in_flight.is_set():
+            self.resend_due()
+            return False
+        if len(self.numbers) < count:
             return False
         changes, now = [], time.perf_counter()
         for _ in range(count):
@@ -129,9 +139,20 @@ class SimulatedStore:
                     self.counters.sampled.add(change.id)
                 self.counters.pushed += 1
         self.in_flight.set()
-        batch = UpBatch(store=self.store, changes=[change.to_dict() for change in changes])
-        self.client.publish(topics.sync_up(self.store), batch.to_json())
+        payload = UpBatch(store=self.store, changes=[change.to_dict() for change in changes]).to_json()
+        self.waiting = (time.perf_counter(), payload, tuple(change.id for change in changes))
+        self.client.publish(topics.sync_up(self.store), payload)
         return True
+
+    def resend_due(self) -> None:
+        """The unacked batch again, once it has waited RESEND_AFTER (the HQ process that
+        had it may be gone; HQ applies a change once, whatever number of copies arrive)."""
+        waiting = self.waiting
+        if waiting is not None and time.perf_counter() - waiting[0] > RESEND_AFTER:
+            self.waiting = (time.perf_counter(), waiting[1], waiting[2])
+            self.client.publish(topics.sync_up(self.store), waiting[1])
+            with self.counters.lock:
+                self.counters.resent += 1
 
     def _on_store(self, msg) -> None:
         ack = StoreMessage.parse(msg.payload)
@@ -147,7 +168,11 @@ class SimulatedStore:
                     if change_id in self.counters.sampled:
                         self.counters.acked_at[change_id] = now
             self.counters.rejected += len(ack.rejected)
-        self.in_flight.clear()
+            waiting = self.waiting
+            unacked = waiting is not None and any(change_id in self.counters.sent for change_id in waiting[2])
+        if not unacked:  # a second ack of a resent batch finds nothing waiting either
+            self.waiting = None
+            self.in_flight.clear()
 
     def _on_down(self, msg) -> None:
         payload = msg.payload
@@ -187,9 +212,9 @@ def _rss_kib(pid: int) -> dict[str, int]:
     return found
 
 
-def register_stores(db_path: Path, count: int) -> dict[str, str]:
+def register_stores(db_target: str, count: int) -> dict[str, str]:
     """``count`` stores registered at HQ the way `lanehub hq store add` does."""
-    db = HQDatabase(db_path, CODES)
+    db = HQDatabase(db_target, CODES)
     try:
         return {f"B{n:04d}": db.add_store(f"B{n:04d}") for n in range(1, count + 1)}
     finally:
@@ -232,12 +257,17 @@ def run_fleet(plan: FleetPlan, ready, go, results) -> None:
             time.sleep(max(0.0, plan.interval - (time.perf_counter() - round_started)))
         with counters.lock:
             sent = counters.acked + len(counters.sent)
-        _wait(lambda: not counters.sent, 300, 0.05)  # every change acked
+        deadline = time.perf_counter() + 300
+        while counters.sent and time.perf_counter() < deadline:  # every change acked, resending what waits
+            for sim in simulated:
+                sim.resend_due()
+            time.sleep(0.05)
         acked_s = time.perf_counter() - started
         time.sleep(2.0)  # the last down batches reach the observers
         with counters.lock:
             results.put({"sent": sent, "acked": counters.acked, "rejected": counters.rejected, "gaps": counters.gaps,
-                         "acked_s": acked_s, "ack_ms": counters.ack_ms, "fanout_ms": counters.fanout_ms})
+                         "resent": counters.resent, "acked_s": acked_s, "ack_ms": counters.ack_ms,
+                         "fanout_ms": counters.fanout_ms})
     finally:
         for sim in simulated:
             sim.stop()
@@ -250,34 +280,70 @@ def _figures(values: list[float]) -> dict:
             "max": round(max(values), 1)}
 
 
-def bench_chain(workdir: Path, stores: int, seconds: float, batch: int, interval: float) -> dict:
+def postgres_schema(url: str) -> str:
+    """``url`` narrowed to a new empty schema of its own (a run never meets another's data)."""
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return url + ("&" if "?" in url else "?") + "options=" + quote(f"-csearch_path={schema}", safe="")
+
+
+def hq_process(workdir: Path, db: str, username: str, broker: Mosquitto, password: str) -> ServiceProcess:
+    """An HQ process on ``db`` with its own broker user (it registers it when it starts)."""
+    process = ServiceProcess("hq", username, {
+        "hq": {"db": db},
+        "broker": {"host": "127.0.0.1", "port": broker.port, "username": username, "password": password,
+                   "passwd_file": str(broker.passwd_path), "acl_file": str(broker.acl_path),
+                   "reload_command": broker.reload_command},
+        "codes": {"prefix": CODES.prefix, "width": CODES.width, "block_size": BLOCK,
+                  "max_outstanding_blocks": 3},
+        "web": {"port": 0},
+        "log": {"level": "INFO"}}, workdir / username)
+    process.write_config()
+    return process
+
+
+def _publisher(processes: list[ServiceProcess]) -> ServiceProcess | None:
+    for process in processes:
+        if process.log_path.exists() and LEASE_TAKEN in process.log_path.read_text(errors="replace"):
+            return process
+    return None
+
+
+def bench_chain(workdir: Path, stores: int, seconds: float, batch: int, interval: float, *, db: str | None = None,
+                processes: int = 1, kill_after: float | None = None) -> dict:
     """Every store pushes an up batch of ``batch`` creates every ``interval`` seconds
-    (no more than one unacked) for ``seconds``; then the figures."""
+    (no more than one unacked) for ``seconds``; then the figures. ``db``: HQ's
+    database (a SQLite file in ``workdir`` unless a postgresql:// URL of an empty
+    schema); ``processes`` HQ processes share it; ``kill_after``: SIGKILL the
+    publishing one that many seconds into the load."""
     workdir.mkdir(parents=True, exist_ok=True)
+    db = db or str(workdir / "hq.db")
     hq_password = new_password()
     broker = Mosquitto(workdir / "hq-broker", users={"hq": hq_password}, acl=hq_acl_file("hq", []),
                        username_as_clientid=True, message_size_limit=HQ_BROKER_MESSAGE_LIMIT)
-    hq = None
+    hqs: list[ServiceProcess] = []
     fleets: list = []
     context = multiprocessing.get_context("spawn")  # the fleets start clean, not as forks of a threaded process
+    failover: dict = {}
     try:
         broker.start()
         started = time.monotonic()
-        passwords = register_stores(workdir / "hq.db", stores)
-        hq = ServiceProcess("hq", "hq", {
-            "hq": {"db": str(workdir / "hq.db")},
-            "broker": {"host": "127.0.0.1", "port": broker.port, "username": "hq", "password": hq_password,
-                       "passwd_file": str(broker.passwd_path), "acl_file": str(broker.acl_path),
-                       "reload_command": broker.reload_command},
-            "codes": {"prefix": CODES.prefix, "width": CODES.width, "block_size": BLOCK,
-                      "max_outstanding_blocks": 3},
-            "web": {"port": 0},
-            "log": {"level": "INFO"}}, workdir / "hq")
-        hq.write_config()
-        run_lanehub("hq", "broker-files", "-c", str(hq.config_path))
-        hq.start()
-        hq.wait_for_log("lanehub-hq: connected", 60)
-        assert hq.process is not None
+        passwords = register_stores(db, stores)
+        hqs.append(hq_process(workdir, db, "hq", broker, hq_password))
+        run_lanehub("hq", "broker-files", "-c", str(hqs[0].config_path))
+        for n in range(2, processes + 1):
+            hqs.append(hq_process(workdir, db, f"hq-{n}", broker, new_password()))
+        for hq in hqs:
+            hq.start()
+            hq.wait_for_log(f"lanehub-{hq.name}: connected", 60)
+            assert hq.process is not None
+        _wait(lambda: _publisher(hqs) is not None, 30, 0.1)
         setup_s = time.monotonic() - started
         names = list(passwords)
         spread = max(1, stores // OBSERVERS)
@@ -290,34 +356,54 @@ def bench_chain(workdir: Path, stores: int, seconds: float, batch: int, interval
             fleets[-1].start()
         online = sum(ready.get(timeout=600) for _ in fleets)
         connected_s = time.monotonic() - started - setup_s
-        hq_rss_idle = _rss_kib(hq.process.pid)["VmRSS"]
-        peak = hq_rss_idle
+        rss = {hq.name: _rss_kib(hq.process.pid)["VmRSS"] for hq in hqs if hq.process}
+        idle, peak = dict(rss), dict(rss)
         go.set()
+        load_started = time.monotonic()
         parts: list[dict] = []
         while len(parts) < len(fleets):
+            if kill_after is not None and not failover and time.monotonic() - load_started >= kill_after:
+                victim = _publisher(hqs)
+                assert victim is not None and victim.process is not None
+                failover = {"killed": victim.name, "at_s": round(time.monotonic() - load_started, 1)}
+                victim.kill()
+                killed_at = time.monotonic()
+                survivors = [hq for hq in hqs if hq is not victim]
+                # A survivor's log says when it took the lease (its earlier lines do not).
+                marks = {hq.name: hq.log_path.read_text(errors="replace").count(LEASE_TAKEN) for hq in survivors}
+                _wait(lambda: any(hq.log_path.read_text(errors="replace").count(LEASE_TAKEN) > marks[hq.name]
+                                  for hq in survivors), 30, 0.05)
+                failover["lease_moved_s"] = round(time.monotonic() - killed_at, 2)
             try:
                 parts.append(results.get(timeout=0.5))
             except queue.Empty:
-                peak = max(peak, _rss_kib(hq.process.pid)["VmRSS"])
+                for hq in hqs:
+                    if hq.process and hq.process.poll() is None:
+                        peak[hq.name] = max(peak[hq.name], _rss_kib(hq.process.pid)["VmRSS"])
                 if not any(fleet.is_alive() for fleet in fleets):
                     raise RuntimeError("the simulated stores' processes ended without results") from None
         acked = sum(part["acked"] for part in parts)
-        return {
+        result = {
+            "hq_db": "postgresql" if db.startswith("postgresql") else "sqlite", "hq_processes": processes,
             "stores": online, "fleet_processes": len(fleets), "batch": batch, "interval_s": interval,
             "load_s": seconds, "setup_s": round(setup_s, 1), "connect_and_lease_s": round(connected_s, 1),
             "changes_sent": sum(part["sent"] for part in parts), "changes_acked": acked,
             "rejected": sum(part["rejected"] for part in parts), "gaps": sum(part["gaps"] for part in parts),
+            "resent_batches": sum(part["resent"] for part in parts),
             "applied_per_s": round(acked / max(part["acked_s"] for part in parts)),
             "ack_ms": _figures([v for part in parts for v in part["ack_ms"]]),
             "fanout_ms": _figures([v for part in parts for v in part["fanout_ms"]]),
-            "hq_rss_mib": {"idle": round(hq_rss_idle / 1024), "peak": round(peak / 1024),
-                           "high_water": round(_rss_kib(hq.process.pid)["VmHWM"] / 1024)},
+            "hq_rss_mib": {name: {"idle": round(idle[name] / 1024), "peak": round(peak[name] / 1024)} for name in idle},
         }
+        if failover:
+            # Lost: a change sent and never acked (run_fleet waits up to 300 s for every ack).
+            result["failover"] = failover | {"lost": result["changes_sent"] - acked}
+        return result
     finally:
         for fleet in fleets:
             fleet.join(10)
             if fleet.is_alive():
                 fleet.kill()
-        if hq is not None:
+        for hq in hqs:
             hq.stop()
         broker.stop()

@@ -152,15 +152,27 @@ def import_(customers: int, workdir: Path | None, as_json: bool) -> None:
 @click.option("--interval", default=1.0, show_default=True,
               help="Seconds between a store's batches (none while one is unacked).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the broker's and HQ's files here.")
+@click.option("--postgres", "postgres_url", default="",
+              help="A PostgreSQL database (libpq URL) to run HQ on too: 1 and 2 processes and a failover, each in "
+                   "a new schema of its own, beside SQLite with 1 process.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def chain(stores: int, seconds: float, batch: int, interval: float, workdir: Path | None, as_json: bool) -> None:
-    """Simulated stores (the real sync protocol, no edge) against a real HQ and HQ broker:
-    changes applied per second, ack and fan-out latency, HQ's memory."""
-    from bench.chain import bench_chain
+def chain(stores: int, seconds: float, batch: int, interval: float, workdir: Path | None, postgres_url: str,
+          as_json: bool) -> None:
+    """Simulated stores (the real sync protocol, no edge) against real HQ processes and a
+    real HQ broker: changes applied per second, ack and fan-out latency, HQ's memory; with
+    --postgres, PostgreSQL with 1 and 2 HQ processes and a failover run, in the same run."""
+    from bench.chain import bench_chain, postgres_schema
 
+    runs: list[tuple[str, dict]] = [("sqlite_1", {})]
+    if postgres_url:
+        runs += [("postgresql_1", {"processes": 1}), ("postgresql_2", {"processes": 2}),
+                 ("postgresql_2_failover", {"processes": 2, "kill_after": seconds / 2})]
     results: dict = {"machine": _machine()}
-    with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
-        base = workdir or Path(tmp)
-        click.echo(f"{stores} simulated stores, {batch} creates each every {interval:g} s for {seconds:g} s…", err=True)
-        results["chain"] = bench_chain(base, stores, seconds, batch, interval)
+    for name, options in runs:
+        with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
+            base = (workdir / name) if workdir else Path(tmp)
+            db = postgres_schema(postgres_url) if name.startswith("postgresql") else None
+            click.echo(f"{name}: {stores} simulated stores, {batch} creates each every {interval:g} s "
+                       f"for {seconds:g} s…", err=True)
+            results[f"chain_{name}"] = bench_chain(base, stores, seconds, batch, interval, db=db, **options)
     _print(results, as_json)

@@ -58,6 +58,7 @@ class PublisherLease:
     def start(self) -> "PublisherLease":
         if not is_postgres(self.target):
             self.held = True
+            log.info("%s: took the publisher lease: this process publishes sync/down (SQLite: the only one)", self.name)
             self.on_taken()
             return self
         self._thread = threading.Thread(target=self._run, name="hq-publisher-lease", daemon=True)

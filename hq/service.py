@@ -54,7 +54,7 @@ from lanehub.protocol.sync import (
 )
 from lanehub.replication.sqlite import transaction
 from lanehub.runtime.config import Config
-from lanehub.runtime.mqtt import DEFAULT_SESSION_EXPIRY, Incoming, LinkState, MqttClient
+from lanehub.runtime.mqtt import Incoming, LinkState, MqttClient
 from lanehub.runtime.report import publish_report
 from lanehub.runtime.worker import Worker
 
@@ -77,6 +77,13 @@ PRUNE_EVERY = 3600.0
 # once HQ otherwise spends its time committing (docs/benchmarks.md, "Chain").
 GROUP_BATCHES = 64
 GROUP_CHANGES = 5000
+# HQ's broker session ends with its connection: the broker gives a shared
+# subscription's messages to every member's session, offline ones too, so a dead HQ
+# process's session would take its share of the stores' batches until it expired
+# (measured: acks up to the expiry late; docs/benchmarks.md). What arrives while no HQ
+# process is connected, the stores send again (their outboxes retry; requests time
+# out and are asked again); the stores' statuses are retained.
+HQ_SESSION_EXPIRY = 0
 
 
 class HQService:
@@ -99,7 +106,7 @@ class HQService:
         # Each HQ process its own client id (the HQ broker takes the username as one).
         client_id = "lanehub-hq" if username in ("", "hq") else f"lanehub-{username}"
         self.client = MqttClient(
-            config.broker("broker"), client_id, clean_start=False, session_expiry=DEFAULT_SESSION_EXPIRY,
+            config.broker("broker"), client_id, clean_start=True, session_expiry=HQ_SESSION_EXPIRY,
             on_connect=self._connected,
             on_handler_error=self._handler_failed,
             name="HQ broker",

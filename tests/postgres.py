@@ -77,6 +77,11 @@ def postgres() -> PostgresDatabase:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def libpq_url(database: PostgresDatabase) -> str:
+    """The database as a libpq URI (``postgresql:///name?host=...``)."""
+    return f"postgresql:///{database.name}?" + "&".join(f"{key}={quote(value, safe='')}" for key, value in database.server.items())
+
+
 def hq_url(database: PostgresDatabase, schema: str) -> str:
     """``[hq] db`` for HQ's storage in ``schema`` of ``database`` (a libpq URI)."""
     words = {**database.server, "options": f"-csearch_path={schema}"}

@@ -30,6 +30,13 @@ from lanehub.chain.processes import lanehub_command, run_lanehub
 from lanehub.domain.codes import CodeFormat
 from lanehub.runtime.config import dump_toml
 
+
+@pytest.fixture
+def hq_backend():
+    """HQ on its SQLite file: what this module tests is SQLite's own (PostgreSQL's backups
+    and locks are PostgreSQL's)."""
+    return "sqlite"
+
 CODES = CodeFormat("CUST-", 5)
 
 
@@ -417,3 +424,12 @@ def test_a_backup_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypa
     with pytest.raises(backup_module.BackupError, match="not enough space in .*MB free"):
         backup_module.backup_database(tmp_path / "hq.db", tmp_path, backup_module.Site("hq"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hq.db"]
+
+
+def test_backup_and_restore_of_an_hq_on_postgresql_point_to_postgresql_s_tools(tmp_path, postgres_hq_db):
+    config = tmp_path / "hq.toml"
+    config.write_text(dump_toml({"hq": {"db": postgres_hq_db}}))
+    for args in (("backup", str(tmp_path)), ("restore", str(tmp_path / "hq.db"))):
+        result = run_lanehub("hq", *args, "-c", str(config), check=False)
+        assert result.returncode == 1, result
+        assert len(result.stderr.strip().splitlines()) == 1 and "pg_dump" in result.stderr, result.stderr

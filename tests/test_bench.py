@@ -2,6 +2,8 @@
 
 import json
 
+from postgres import libpq_url
+
 from bench.lane import report
 from lanehub.chain.processes import run_lanehub
 
@@ -28,15 +30,25 @@ def test_bench_import_measures_every_run(tmp_path):
     assert all(r["seconds"] > 0 for r in runs)
 
 
-def test_bench_chain_runs_simulated_stores_against_a_real_hq(tmp_path):
+def test_bench_chain_runs_simulated_stores_against_real_hq_processes_on_both_backends(tmp_path, postgres):
     result = run_lanehub("bench", "chain", "--stores", "8", "--seconds", "2", "--batch", "3", "--interval", "0.2",
-                         "--workdir", str(tmp_path), "--json")
-    figures = json.loads(result.stdout)["chain"]
-    assert figures["stores"] == 8
-    assert figures["changes_acked"] == figures["changes_sent"] > 0 and figures["rejected"] == 0
-    assert figures["gaps"] == 0
-    assert figures["ack_ms"]["p99"] > 0 and figures["fanout_ms"]["samples"] > 0
-    assert figures["hq_rss_mib"]["peak"] > 0
+                         "--postgres", libpq_url(postgres), "--workdir", str(tmp_path), "--json")
+    runs = json.loads(result.stdout)
+    assert [name for name in runs if name.startswith("chain_")] == [
+        "chain_sqlite_1", "chain_postgresql_1", "chain_postgresql_2", "chain_postgresql_2_failover"]
+    for name, processes in (("chain_sqlite_1", 1), ("chain_postgresql_1", 1), ("chain_postgresql_2", 2),
+                            ("chain_postgresql_2_failover", 2)):
+        figures = runs[name]
+        assert figures["stores"] == 8 and figures["hq_processes"] == processes == len(figures["hq_rss_mib"])
+        assert figures["changes_acked"] == figures["changes_sent"] > 0 and figures["rejected"] == 0
+        assert figures["ack_ms"]["p99"] > 0 and figures["fanout_ms"]["samples"] > 0
+        assert all(rss["peak"] > 0 for rss in figures["hq_rss_mib"].values())
+        if name != "chain_postgresql_2_failover":
+            assert figures["gaps"] == 0
+    failover = runs["chain_postgresql_2_failover"]["failover"]
+    assert failover["lost"] == 0 and failover["lease_moved_s"] <= 5
+
+
 def test_bench_lane_measures_the_floor_beside_every_rate(tmp_path):
     result = run_lanehub("bench", "lane", "--customers", "200", "--products", "100", "--rate-lines", "10",
                          "--specific-prices", "5", "--rates", "50", "--seconds", "1", "--flood", "100",

@@ -107,7 +107,7 @@ def test_offline_stores_editing_different_extra_fields_both_keep_their_edit(make
     for path in (hq_db(chain), *(edge_db(chain, s) for s in chain.stores)):
         wait_until(lambda p=path: {r["name"]: r["value"] for r in db_query(
             p, "SELECT name, value FROM customer_extras WHERE customer_id = ?", (ann["id"],))} == expected,
-            40, message=f"both extra values at {path.name}")
+            40, message=f"both extra values at {path}")
     shown = json.loads(chain.edge_cli("S001", "customers", "show", ann["code"]).stdout)
     assert shown["extra"] == expected
 

@@ -13,8 +13,16 @@ import threading
 import time
 import uuid
 
+import pytest
 from helpers import db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
 from test_last_writer_wins import process_state
+
+
+@pytest.fixture
+def hq_backend():
+    """HQ on its SQLite file: what this module tests is SQLite's own (PostgreSQL's backups
+    and locks are PostgreSQL's)."""
+    return "sqlite"
 
 
 def test_creates_out_of_numbers_with_a_frozen_hq_answer_at_once_with_provisional_codes(make_chain, mqtt):

@@ -29,6 +29,13 @@ def dialect_of(conn: object) -> str:
     return getattr(conn, "dialect", "sqlite")
 
 
+def has_table(conn: Any, name: str) -> bool:
+    """Whether the database has table ``name`` (on either backend of HQ's storage)."""
+    if dialect_of(conn) == "postgresql":
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection in WAL mode with full fsync: a commit is on disk when it returns."""
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=check_same_thread,

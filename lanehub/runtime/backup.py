@@ -234,8 +234,15 @@ def backup_target(dest: str | Path, site: Site) -> Path:
     return path
 
 
+def _refuse_postgres(db_path: str | Path, what: str) -> None:
+    if str(db_path).startswith(("postgresql:", "postgres:")):
+        raise BackupError(f"HQ's database is on PostgreSQL: {what} it with PostgreSQL's own tools "
+                          "(pg_dump and pg_restore, or base backups with WAL archiving), not lanehub")
+
+
 def backup_database(db_path: str | Path, dest: str | Path, site: Site) -> tuple[Path, int]:
     """Copy the live database to DEST; returns the file written and its size."""
+    _refuse_postgres(db_path, "back up")
     db = Path(db_path)
     if not db.is_file():
         raise BackupError(f"the {site.label} database {db} does not exist")
@@ -380,6 +387,7 @@ def _prepare_edge(copy: sqlite3.Connection, notes: list[str]) -> None:
 
 def restore_database(backup_path: str | Path, db_path: str | Path, site: Site, force: bool = False) -> Restored:
     """Replace the (stopped) site's database with a checked copy of a backup."""
+    _refuse_postgres(db_path, "restore")
     source_path, db = Path(backup_path), Path(db_path)
     if not source_path.is_file():
         raise BackupError(f"backup {source_path} does not exist")

@@ -18,6 +18,7 @@ from lanehub.domain.payment_cards import find_payment_card, mask, payment_card_e
 from lanehub.domain.references import rate_choices
 from lanehub.domain.sales import purchase_history
 from lanehub.domain.search import search_customers
+from lanehub.replication.sqlite import has_table
 from lanehub.web.app import page_args, requires
 
 PAGE = 50
@@ -243,7 +244,7 @@ def _mask_payment_cards(values: dict, extra: dict) -> dict[str, str]:
 
 
 def _has_table(name: str) -> bool:
-    return g.db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+    return has_table(g.db.conn, name)
 
 
 def _found(ref: str) -> dict:
