@@ -32,7 +32,7 @@ def dialect_of(conn: object) -> str:
 def has_table(conn: Any, name: str) -> bool:
     """Whether the database has table ``name`` (on either backend of HQ's storage)."""
     if dialect_of(conn) == "postgresql":
-        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+        return bool(conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0])
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
