@@ -19,9 +19,22 @@ def flag_duplicates(conn: sqlite3.Connection, key: str) -> list[str]:
     if me is None or not me["active"] or not me["name_key"]:
         return []
     phones = [p for p in (me["phone_key"], me["mobile_key"]) if p]
+    if not me["email_key"] and not phones:
+        return []  # no e-mail, no phone: nothing to be the same as
+    # Found by e-mail and phone (indexed), then the name checked: a common name shared by
+    # thousands of customers costs nothing, only those who share a contact are read.
+    contact, args = [], []
+    if me["email_key"]:
+        contact.append("email_key = ?")
+        args.append(me["email_key"])
+    for column in ("phone_key", "mobile_key"):
+        if phones:
+            contact.append(f"{column} IN ({', '.join('?' * len(phones))})")
+            args += phones
     rows = conn.execute(
-        "SELECT id, email_key, phone_key, mobile_key FROM customers WHERE name_key = ? AND id != ? AND active = 1",
-        (me["name_key"], key),
+        f"SELECT id, email_key, phone_key, mobile_key FROM customers WHERE ({' OR '.join(contact)}) "
+        "AND name_key = ? AND id != ? AND active = 1",
+        (*args, me["name_key"], key),
     ).fetchall()
     flagged = []
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

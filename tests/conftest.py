@@ -37,7 +37,7 @@ from lanehub.chain.mosquitto import Mosquitto
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 # Fixture modules: their fixtures are found by name in every test module, like these.
-pytest_plugins = ["shop", "web_sites", "postgres"]
+pytest_plugins = ["postgres", "shop", "web_sites"]  # postgres first: web_sites imports it
 
 # Where chains keep HQ's database unless a test says: "sqlite" (the default) or "postgresql".
 HQ_BACKEND = os.environ.get("LANEHUB_TEST_HQ_BACKEND", "sqlite")

@@ -241,7 +241,7 @@ def test_the_cli_adds_lists_prefers_and_removes_addresses_at_both_sites(sites, s
 
     apps, hq, edge = sites
     config = tmp_path / f"{site}.toml"
-    config.write_text('[hq]\ndb = "hq.db"\n' if site == "hq" else '[store]\nid = "S001"\ndb = "S001.db"\n')
+    config.write_text(f'[hq]\ndb = "{hq.path}"\n' if site == "hq" else '[store]\nid = "S001"\ndb = "S001.db"\n')
     db = hq if site == "hq" else edge
     code = ann(hq)["code"]
 

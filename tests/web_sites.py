@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from postgres import HQ_BACKENDS
 
 from edge.db import EdgeDatabase
 from edge.web.app import create_app as store_app
@@ -31,9 +32,11 @@ def config_for(tmp_path, site):
     return load_edge_config(path)
 
 
-@pytest.fixture
-def sites(tmp_path):
-    hq = HQDatabase(tmp_path / "hq.db", CodeFormat())
+@pytest.fixture(params=HQ_BACKENDS)
+def sites(request, tmp_path):
+    """Both Flask apps on their databases, without brokers; HQ's on each backend in turn."""
+    target = str(tmp_path / "hq.db") if request.param == "sqlite" else request.getfixturevalue("postgres_hq_db")
+    hq = HQDatabase(target, CodeFormat())
     hq.add_store("S001")
     users = HQUsers(hq)
     hq_users = [("admin", "admin", ""), ("clerk", "cashier", ""), ("viewer", "viewer", ""), ("till", "cashier", "S001")]
@@ -49,8 +52,9 @@ def sites(tmp_path):
     edge.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot_done', '1')")
     edge.add_block("lease-1", 500, 599)
     hq_config, store_config = config_for(tmp_path, "hq"), config_for(tmp_path, "store")
+    hq_config["hq"]["db"] = target
     apps = {
-        "hq": hq_app(hq_config, open_db=lambda: HQDatabase(tmp_path / "hq.db", CodeFormat())),
+        "hq": hq_app(hq_config, open_db=lambda: HQDatabase(target, CodeFormat())),
         "store": store_app(store_config, open_db=lambda: EdgeDatabase(tmp_path / "S001.db", "S001")),
     }
     for app in apps.values():

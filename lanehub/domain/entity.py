@@ -87,6 +87,8 @@ def text_checks(fields: dict, limits: dict[str, int]) -> dict[str, str]:
                 errors[name] = "must be text"
             elif len(value) > limit:
                 errors[name] = f"is too long (max {limit} characters)"
+            elif "\x00" in value:  # never typed by a person; and PostgreSQL's text cannot hold it
+                errors[name] = "must not contain a NUL character"
     return errors
 
 

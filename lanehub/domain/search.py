@@ -63,7 +63,7 @@ def _name_candidates(conn: sqlite3.Connection, q: str, match: str) -> list[int]:
 
 
 def search_customers(conn: sqlite3.Connection, q: str, limit: int = 20) -> list[dict[str, Any]]:
-    q = q.strip()
+    q = q.replace("\x00", "").strip()  # nothing stored holds a NUL (lanehub.domain.entity.text_checks)
     if not q:
         return []
     scored: dict[str, tuple[int, dict]] = {}

@@ -66,8 +66,17 @@ class Row:
         return f"Row({dict(zip(self._index, self._values))!r})"
 
 
+_INDEXES: dict[tuple[bytes, ...], dict[str, int]] = {}
+
+
 def _row_factory(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], Row]:
-    index = {column.name: i for i, column in enumerate(cursor.description or ())}
+    # Column names straight from the result: building cursor.description for every
+    # statement cost as much as the statement's round trip (docs/benchmarks.md).
+    result = cursor.pgresult
+    names = tuple(result.fname(i) or b"" for i in range(result.nfields)) if result is not None else ()
+    index = _INDEXES.get(names)
+    if index is None:
+        index = _INDEXES.setdefault(names, {name.decode(): i for i, name in enumerate(names)})
     return lambda values: Row(values, index)
 
 
@@ -153,6 +162,15 @@ def translate(sql: str, parameters: bool = True) -> str:
     return text
 
 
+def _without_nul(params: Sequence[Any]) -> Sequence[Any]:
+    """PostgreSQL's text cannot hold NUL, SQLite's can: a NUL that reaches a statement
+    (a search, a login name; stored fields refuse it, lanehub.domain.entity) becomes
+    U+FFFD and matches nothing, instead of failing the statement."""
+    if not any(isinstance(p, str) and "\x00" in p for p in params):
+        return params
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
+
+
 class Cursor:
     """What a statement gives back: its rows and how many rows it changed."""
 
@@ -165,14 +183,18 @@ class Cursor:
     def description(self) -> Any:
         return self._cursor.description
 
+    def _rows(self) -> bool:
+        result = self._cursor.pgresult
+        return result is not None and result.status == pq.ExecStatus.TUPLES_OK
+
     def fetchone(self) -> Row | None:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if self._rows() else None
 
     def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall() if self._cursor.description else []
+        return self._cursor.fetchall() if self._rows() else []
 
     def fetchmany(self, size: int = 1) -> list[Row]:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        return self._cursor.fetchmany(size) if self._rows() else []
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
@@ -222,6 +244,8 @@ class PostgresConnection:
         return self._run(sql, params)
 
     def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Cursor:
+        if params and not isinstance(params, dict):
+            params = _without_nul(params)
         if params:
             return Cursor(self._pg.execute(translate(sql), params))
         return Cursor(self._pg.execute(translate(sql, parameters=False)))
