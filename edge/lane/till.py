@@ -1,7 +1,8 @@
 """The cashier screens' link to their lanes, inside the edge service.
 
-A till is a lane client like any POS terminal (docs/protocol.md §2): it reads
-each lane's retained ticket state from the store broker and sends scans'
+A till is a lane client like any POS terminal (docs/protocol.md §2): it holds
+each lane's ticket from the store broker (the retained state, then each change:
+lanehub.protocol.ticket_view) and sends scans'
 ``add`` and the other ticket commands on the lane's ``ticket/cmd`` topic, so
 the lane worker carries out a till's events exactly as a terminal's, in
 order with the scanner's, and a till keeps selling while HQ is unreachable.
@@ -11,17 +12,21 @@ arrives bumps ``changes``, which wakes the screens' live streams.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.lane import TicketCommand, TicketState
+from lanehub.protocol.lane import TicketChange, TicketCommand, TicketState
+from lanehub.protocol.ticket_view import TicketView
 from lanehub.runtime.mqtt import Incoming, MqttClient
 from lanehub.web.live import Changes
 
 log = logging.getLogger(__name__)
+
+CAUSES_KEPT = 64  # per lane: the events a wait_for may still be waiting on
 
 
 class TillLink:
@@ -29,12 +34,15 @@ class TillLink:
         self.client = client
         self.store = store
         self.changes = Changes()
-        self._states: dict[str, TicketState] = {}
+        self._views: dict[str, TicketView] = {}
+        # lane -> cause -> the seq of its change: a state at or past it includes that event
+        self._causes: dict[str, collections.OrderedDict[str, int]] = {}
         self._lock = threading.Lock()
 
     def subscribe(self) -> None:
-        """Every lane's ticket state (the retained ones arrive at once)."""
+        """Every lane's ticket state (the retained ones arrive at once) and changes."""
         self.client.subscribe(topics.lane_filter(self.store, topics.LEAF_TICKET_STATE), self._on_state)
+        self.client.subscribe(topics.lane_filter(self.store, topics.LEAF_TICKET_CHANGE), self._on_change)
 
     @property
     def connected(self) -> bool:
@@ -53,17 +61,42 @@ class TillLink:
         if lane is None:
             return
         with self._lock:
-            self._states[lane] = state
+            self._views.setdefault(lane, TicketView()).full(state)
+        self.changes.changed()
+
+    def _on_change(self, msg: Incoming) -> None:
+        try:
+            lane = topics.parse(msg.topic).lane
+            change = TicketChange.parse(msg.payload)
+        except (PayloadError, topics.TopicError) as exc:
+            log.error("ticket change on %s not shown on the till: %s", msg.topic, exc)
+            return
+        if lane is None:
+            return
+        with self._lock:
+            causes = self._causes.setdefault(lane, collections.OrderedDict())
+            causes[change.cause] = change.seq
+            while len(causes) > CAUSES_KEPT:
+                causes.popitem(last=False)
+            # Not applied (a change was missed): the lane's next whole state, within a second, is.
+            self._views.setdefault(lane, TicketView()).change(change)
         self.changes.changed()
 
     def state(self, lane: str) -> TicketState | None:
-        """The lane's last ticket state, None before its first."""
+        """The lane's ticket as last heard, None before anything was."""
         with self._lock:
-            return self._states.get(lane)
+            view = self._views.get(lane)
+            return view.state() if view is not None else None
 
     def lanes(self) -> list[str]:
         with self._lock:
-            return sorted(self._states)
+            return sorted(lane for lane, view in self._views.items() if view.state() is not None)
+
+    def _includes(self, lane: str, state: TicketState, cause: str) -> bool:
+        with self._lock:
+            causes = self._causes.get(lane)
+            seq = causes.get(cause) if causes is not None else None
+        return state.cause == cause or (seq is not None and state.seq >= seq)
 
     def send(self, lane: str, command: TicketCommand) -> None:
         """Queue the command for the lane worker (QoS 1: it waits in the broker
@@ -76,7 +109,7 @@ class TillLink:
         deadline = time.monotonic() + timeout
         while True:
             state = self.state(lane)
-            if state is not None and state.cause == cause:
+            if state is not None and self._includes(lane, state, cause):
                 return state
             left = deadline - time.monotonic()
             if left <= 0:
