@@ -35,7 +35,7 @@ class Lane:
         self.states: queue.Queue = queue.Queue()
         self.jobs: queue.Queue = queue.Queue()
         self.errors: queue.Queue = queue.Queue()
-        self.changes: queue.Queue = queue.Queue()  # every change as it came (a dict)
+        self.changes: queue.Queue = queue.Queue()  # every change's payload as it came
         self.view = TicketView()
         self._lock = threading.Lock()
         client.subscribe(topics.ticket_state(store, lane), self._on_state)
@@ -49,7 +49,7 @@ class Lane:
             self.states.put(self.view.state().to_dict())
 
     def _on_change(self, msg) -> None:
-        self.changes.put(json.loads(msg.payload))
+        self.changes.put(msg.payload)
         with self._lock:
             if self.view.change(TicketChange.parse(msg.payload)):
                 self.states.put(self.view.state().to_dict())
@@ -70,8 +70,9 @@ class Lane:
                     return state
         return wait_until(seen, timeout, 0.01, f"ticket state caused by {cause}")
 
-    def scan(self, code: str, **extra) -> dict:
-        return self.state_for(self._send(topics.scan(self.store, self.lane), {"code": code, "device": "SC1", "ts": 0} | extra))
+    def scan(self, code: str, timeout: float = 10, **extra) -> dict:
+        return self.state_for(self._send(topics.scan(self.store, self.lane), {"code": code, "device": "SC1", "ts": 0} | extra),
+                              timeout)
 
     def card(self, number: str) -> dict:
         return self.state_for(self._send(topics.card(self.store, self.lane), {"card": number, "device": "CR1"}))

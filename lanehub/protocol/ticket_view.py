@@ -7,6 +7,7 @@ The rules, in full:
 - a full state replaces whatever is held (it is the edge's word);
 - a change whose ``seq`` follows the held one applies: its small fields replace
   the held ones, its ``removed`` lines go, its ``lines`` replace or join theirs;
+  one at or below the held ``seq`` is held already (QoS 1 redelivers);
 - a change for another ticket than the held one applies to an empty ticket (a
   new ticket starts empty), whatever its ``seq``, when its lines are then all the
   ticket's (``line_count``): so a client that starts, or missed changes, is in step
@@ -47,6 +48,8 @@ class TicketView:
     def change(self, change: TicketChange) -> bool:
         """Apply ``change``; False when it cannot be (the view is then ``behind``)."""
         held = self._fields["ticket"] if self._fields is not None else None
+        if self._fields is not None and change.ticket == held and change.seq <= self.seq:
+            return not self.behind  # held already (a redelivery, or one a full state included)
         if self._fields is not None and change.ticket == held and change.seq == self.seq + 1 and not self.behind:
             lines = self._lines
         elif self._fields is None or change.ticket != held or change.ticket is None:
