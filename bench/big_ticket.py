@@ -13,7 +13,9 @@ this measures). Two parts, through the real store broker:
 - **flood**: a quiet lane scans at ``quiet_rate`` (closing its ticket every 20
   scans, as a cashier does) for ``quiet_seconds``; then another lane publishes
   ``flood`` scans into one ticket as fast as it can while the quiet lane goes on
-  at the same rate until the flood is answered (at most ``flood_timeout`` s).
+  at the same rate until the flood is answered (at most ``flood_timeout`` s). The
+  edge allows the most lines a store may (``MAX_TICKET_LINES``): past them the
+  flood's scans are refused as ``ticket_full``, each still a whole event.
   The quiet lane's p99 during the flood over its p99 alone is the figure.
 
 A scan's answer is the first message on the lane's ``ticket/change`` or
@@ -35,6 +37,7 @@ from bench.schedule import scan_payload
 from bench.sync import _reader, _snapshot_done, _wait, percentile
 from lanehub.chain.local import Chain
 from lanehub.protocol import topics
+from lanehub.protocol.lane import MAX_TICKET_LINES
 from lanehub.runtime.mqtt import BrokerSettings, Incoming, MqttClient
 
 ANSWER_WITHIN = 10.0  # s: an unanswered scan counts as this late
@@ -51,9 +54,12 @@ def _cause(payload: bytes) -> str | None:
 
 
 class Probe:
-    """Scans on any lane of one store, each timed from its publish to its answer."""
+    """Scans on lanes of one store, each timed from its publish to its answer. The
+    flooding lane and the quiet one each have their own (as two POS terminals would):
+    on one connection the quiet lane's scans would queue behind the flood's publishes
+    in the client, and its answers behind the flood's in the broker."""
 
-    def __init__(self, port: int, store: str):
+    def __init__(self, port: int, store: str, lanes: tuple[str, ...] = ()):
         self.store = store
         self.lock = threading.Lock()
         self.sent: dict[str, float] = {}
@@ -63,15 +69,11 @@ class Probe:
         self.client.start()
         if not self.client.wait_connected(10):
             raise RuntimeError("the benchmark cannot reach the store broker")
-        for leaf in self._answer_leaves():
-            self.client.subscribe(topics.lane_filter(store, leaf), self._on_answer)
+        # The change answers each scan (D48); the state too, as it did before it.
+        for build, leaf in ((topics.ticket_change, topics.LEAF_TICKET_CHANGE), (topics.ticket_state, topics.LEAF_TICKET_STATE)):
+            for topic in [build(store, lane) for lane in lanes] or [topics.lane_filter(store, leaf)]:
+                self.client.subscribe(topic, self._on_answer)
         time.sleep(0.5)  # the SUBACKs: the first answers must not be missed
-
-    @staticmethod
-    def _answer_leaves() -> list[str]:
-        leaves = [topics.LEAF_TICKET_STATE]
-        change = getattr(topics, "LEAF_TICKET_CHANGE", None)  # the per-event change, where the edge has it
-        return leaves + [change] if change else leaves
 
     def _on_answer(self, msg: Incoming) -> None:
         at = time.perf_counter()
@@ -158,10 +160,20 @@ def _figures(probe: Probe, ids: list[str]) -> dict:
             "p99_ms": round(percentile(values, 99), 2), "max_ms": round(max(values), 2)}
 
 
-def flood(probe: Probe, scans: int, quiet_rate: float, quiet_seconds: float, flood_timeout: float,
+def flood(port: int, store: str, scans: int, quiet_rate: float, quiet_seconds: float, flood_timeout: float,
           products: int) -> dict:
     """The quiet lane alone, then beside a lane flooding one ticket with ``scans`` scans."""
     quiet_lane, flood_lane = "Q1", "F1"
+    probe, flooding = Probe(port, store, (quiet_lane,)), Probe(port, store, (flood_lane,))
+    try:
+        return _flood(probe, flooding, quiet_lane, flood_lane, scans, quiet_rate, quiet_seconds, flood_timeout, products)
+    finally:
+        flooding.stop()
+        probe.stop()
+
+
+def _flood(probe: Probe, flooding: Probe, quiet_lane: str, flood_lane: str, scans: int, quiet_rate: float,
+           quiet_seconds: float, flood_timeout: float, products: int) -> dict:
     end = time.monotonic() + quiet_seconds
     alone = _open_loop(probe, quiet_lane, quiet_rate, products, lambda: time.monotonic() >= end)
     time.sleep(1.0)  # the last answers of the quiet run, before the flood starts
@@ -171,7 +183,7 @@ def flood(probe: Probe, scans: int, quiet_rate: float, quiet_seconds: float, flo
 
     def send_flood() -> None:
         for n in range(scans):
-            flood_ids.append(probe.scan(flood_lane, _barcode(n % products)))
+            flood_ids.append(flooding.scan(flood_lane, _barcode(n % products)))
         sent_all.set()
 
     started = time.monotonic()
@@ -181,12 +193,12 @@ def flood(probe: Probe, scans: int, quiet_rate: float, quiet_seconds: float, flo
     def flood_over() -> bool:
         if time.monotonic() - started > flood_timeout:
             return True
-        return sent_all.is_set() and probe.unanswered(flood_ids) == 0
+        return sent_all.is_set() and flooding.unanswered(flood_ids) == 0
 
     beside = _open_loop(probe, quiet_lane, quiet_rate, products, flood_over)
     sender.join()
     flood_seconds = time.monotonic() - started
-    answered = len(flood_ids) - probe.unanswered(flood_ids)
+    answered = len(flood_ids) - flooding.unanswered(flood_ids)
     time.sleep(min(ANSWER_WITHIN, 2.0))  # the quiet lane's last scans' answers
     out = {"quiet_rate": quiet_rate, "alone": _figures(probe, alone), "beside_flood": _figures(probe, beside),
            "flood": {"scans": scans, "answered": answered, "seconds": round(flood_seconds, 1),
@@ -199,7 +211,10 @@ def flood(probe: Probe, scans: int, quiet_rate: float, quiet_seconds: float, flo
 def bench_big_ticket(workdir: Path, lines: int, rounds: int, flood_scans: int, quiet_rate: float,
                      quiet_seconds: float, flood_timeout: float, customers: int, products: int,
                      store_settings: dict | None = None) -> dict:
-    chain = Chain(workdir / "big-ticket", ("S001",), log_level="INFO", store_settings={"S001": store_settings or {}})
+    # The most lines a store may allow: the flood fills its ticket to that, and every scan
+    # after is refused (ticket_full) after the same lookup and pricing as a line.
+    settings = {"max_ticket_lines": MAX_TICKET_LINES} | (store_settings or {})
+    chain = Chain(workdir / "big-ticket", ("S001",), log_level="INFO", store_settings={"S001": settings})
     try:
         chain.start_brokers()
         chain.register_stores()
@@ -219,9 +234,10 @@ def bench_big_ticket(workdir: Path, lines: int, rounds: int, flood_scans: int, q
             for n in range(50):  # warm-up: the edge's caches, a first ticket
                 probe.scan("W1", _barcode(n % products), wait=True)
             results: dict = {"loaded": loaded, "growth": growth(probe, lines, rounds, products)}
-            results["flood"] = flood(probe, flood_scans, quiet_rate, quiet_seconds, flood_timeout, products)
         finally:
             probe.stop()
+        results["flood"] = flood(chain.store_brokers["S001"].port, "S001", flood_scans, quiet_rate, quiet_seconds,
+                                 flood_timeout, products)
         return results
     finally:
         chain.stop()

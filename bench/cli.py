@@ -97,7 +97,7 @@ def _print(results: dict, as_json: bool) -> None:
 @click.option("--seconds", default=10.0, show_default=True, help="How long each rate runs (at least 100 scans).")
 @click.option("--flood", default=10_000, show_default=True, help="Scans sent at once to find the saturation rate.")
 @click.option("--search-samples", default=300, show_default=True, help="Searches per kind of query.")
-@click.option("--big-ticket", "big_ticket", type=click.IntRange(min=10), default=None,
+@click.option("--big-ticket", "big_ticket", type=click.IntRange(min=10, max=2000), default=None,
               help="Instead: N scans into one ticket (latency at line 1, 500 and N) and a lane flooding one "
                    "ticket beside a quiet lane (customers and products default to 10,000).")
 @click.option("--rounds", default=3, show_default=True, help="--big-ticket: tickets of N scans timed.")
