@@ -10,13 +10,17 @@ this measures). Two parts, through the real store broker:
   ``rounds`` times; the latency at the 500th and last line is the median of the
   ten scans ending there, over all rounds, and at the 1st the median of the first
   ten (one scan a round is too few to be a figure);
-- **flood**: a quiet lane scans at ``quiet_rate`` (closing its ticket every 20
-  scans, as a cashier does) for ``quiet_seconds``; then another lane publishes
-  ``flood`` scans into one ticket as fast as it can while the quiet lane goes on
+- **flood**, once per flood rate: a quiet lane scans at ``quiet_rate`` (closing
+  its ticket every 20 scans, as a cashier does) for ``quiet_seconds``; then
+  another lane, from a process of its own, publishes ``flood`` scans into one
+  ticket at the flood rate (0: as fast as it can) while the quiet lane goes on
   at the same rate until the flood is answered (at most ``flood_timeout`` s). The
   edge allows the most lines a store may (``MAX_TICKET_LINES``): past them the
   flood's scans are refused as ``ticket_full``, each still a whole event.
-  The quiet lane's p99 during the flood over its p99 alone is the figure.
+  The quiet lane's p99 during the flood over its p99 alone is the figure. A
+  flood sent faster than the edge's network thread reads it queues in the broker,
+  ahead of the quiet lane's scans on the edge's one connection: no scheduling in
+  the edge can help those (docs/benchmarks.md, "Big tickets").
 
 A scan's answer is the first message on the lane's ``ticket/change`` or
 ``ticket/state`` whose ``cause`` is the scan's id; a scan still unanswered
@@ -25,6 +29,7 @@ A scan's answer is the first message on the lane's ``ticket/change`` or
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import statistics
 import threading
@@ -60,6 +65,7 @@ class Probe:
     in the client, and its answers behind the flood's in the broker."""
 
     def __init__(self, port: int, store: str, lanes: tuple[str, ...] = ()):
+        self.port = port
         self.store = store
         self.lock = threading.Lock()
         self.sent: dict[str, float] = {}
@@ -98,6 +104,12 @@ class Probe:
         if event and not event.wait(ANSWER_WITHIN):
             raise RuntimeError(f"scan on lane {lane} not answered within {ANSWER_WITHIN:g} s")
         return scan_id
+
+    def expect(self, ids: list[str]) -> None:
+        """Scans another client sends (the flood): their latencies count from now."""
+        now = time.perf_counter()
+        with self.lock:
+            self.sent.update(dict.fromkeys(ids, now))
 
     def close(self, lane: str) -> None:
         self.client.publish(topics.ticket_cmd(self.store, lane),
@@ -154,62 +166,83 @@ def _open_loop(probe: Probe, lane: str, rate: float, products: int, until) -> li
     return ids
 
 
+def _flood_id(run: str, n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{run}-{n}"))
+
+
+def send_flood(port: int, store: str, lane: str, run: str, scans: int, rate: float, products: int) -> None:
+    """The flooding terminal: ``scans`` scans on ``lane`` at ``rate`` a second (0: as fast
+    as it can publish them)."""
+    client = MqttClient(BrokerSettings(port=port), f"bench-flood-{run[:6]}")
+    client.start()
+    if not client.wait_connected(10):
+        raise RuntimeError("the flooding lane cannot reach the store broker")
+    topic = topics.scan(store, lane)
+    start = time.perf_counter()
+    for n in range(scans - 1):
+        if rate and (delay := start + n / rate - time.perf_counter()) > 0:
+            time.sleep(delay)
+        client.publish(topic, scan_payload(_flood_id(run, n), _barcode(n % products)))
+    # Sent in order: once the broker has the last, it has them all.
+    client.publish_acked(topic, scan_payload(_flood_id(run, scans - 1), _barcode((scans - 1) % products)), timeout=120)
+    client.stop()
+
+
 def _figures(probe: Probe, ids: list[str]) -> dict:
     values = probe.latencies(ids)
     return {"scans": len(ids), "unanswered": probe.unanswered(ids), "p50_ms": round(percentile(values, 50), 2),
             "p99_ms": round(percentile(values, 99), 2), "max_ms": round(max(values), 2)}
 
 
-def flood(port: int, store: str, scans: int, quiet_rate: float, quiet_seconds: float, flood_timeout: float,
-          products: int) -> dict:
+def flood(port: int, store: str, scans: int, flood_rate: float, quiet_rate: float, quiet_seconds: float,
+          flood_timeout: float, products: int, run: int = 1) -> dict:
     """The quiet lane alone, then beside a lane flooding one ticket with ``scans`` scans."""
-    quiet_lane, flood_lane = "Q1", "F1"
+    quiet_lane, flood_lane = f"Q{run}", f"F{run}"
     probe, flooding = Probe(port, store, (quiet_lane,)), Probe(port, store, (flood_lane,))
     try:
-        return _flood(probe, flooding, quiet_lane, flood_lane, scans, quiet_rate, quiet_seconds, flood_timeout, products)
+        return _flood(probe, flooding, quiet_lane, flood_lane, scans, flood_rate, quiet_rate, quiet_seconds,
+                      flood_timeout, products)
     finally:
         flooding.stop()
         probe.stop()
 
 
-def _flood(probe: Probe, flooding: Probe, quiet_lane: str, flood_lane: str, scans: int, quiet_rate: float,
-           quiet_seconds: float, flood_timeout: float, products: int) -> dict:
+def _flood(probe: Probe, flooding: Probe, quiet_lane: str, flood_lane: str, scans: int, flood_rate: float,
+           quiet_rate: float, quiet_seconds: float, flood_timeout: float, products: int) -> dict:
     end = time.monotonic() + quiet_seconds
     alone = _open_loop(probe, quiet_lane, quiet_rate, products, lambda: time.monotonic() >= end)
     time.sleep(1.0)  # the last answers of the quiet run, before the flood starts
 
-    flood_ids: list[str] = []
-    sent_all = threading.Event()
-
-    def send_flood() -> None:
-        for n in range(scans):
-            flood_ids.append(flooding.scan(flood_lane, _barcode(n % products)))
-        sent_all.set()
-
+    # The flood comes from a process of its own, as from another terminal: sent from this
+    # one, it would hold this process's interpreter and delay the quiet lane's own sends.
+    run = uuid.uuid4().hex
+    flood_ids = [_flood_id(run, n) for n in range(scans)]  # known here: the sender is another process
+    flooding.expect(flood_ids)
     started = time.monotonic()
-    sender = threading.Thread(target=send_flood, name="bench-flood", daemon=True)
+    sender = multiprocessing.get_context("spawn").Process(
+        target=send_flood, args=(flooding.port, flooding.store, flood_lane, run, scans, flood_rate, products), daemon=True)
     sender.start()
 
     def flood_over() -> bool:
-        if time.monotonic() - started > flood_timeout:
-            return True
-        return sent_all.is_set() and flooding.unanswered(flood_ids) == 0
+        return time.monotonic() - started > flood_timeout or flooding.unanswered(flood_ids) == 0
 
     beside = _open_loop(probe, quiet_lane, quiet_rate, products, flood_over)
-    sender.join()
+    sender.join(10)
+    if sender.is_alive():
+        sender.kill()
     flood_seconds = time.monotonic() - started
     answered = len(flood_ids) - flooding.unanswered(flood_ids)
     time.sleep(min(ANSWER_WITHIN, 2.0))  # the quiet lane's last scans' answers
     out = {"quiet_rate": quiet_rate, "alone": _figures(probe, alone), "beside_flood": _figures(probe, beside),
-           "flood": {"scans": scans, "answered": answered, "seconds": round(flood_seconds, 1),
+           "flood": {"scans": scans, "rate": flood_rate, "answered": answered, "seconds": round(flood_seconds, 1),
                      "answered_per_s": round(answered / flood_seconds, 1), "timed_out": answered < scans}}
     alone_p99 = percentile(probe.latencies(alone), 99)
     out["ratio_p99"] = round(percentile(probe.latencies(beside), 99) / alone_p99, 2)
     return out
 
 
-def bench_big_ticket(workdir: Path, lines: int, rounds: int, flood_scans: int, quiet_rate: float,
-                     quiet_seconds: float, flood_timeout: float, customers: int, products: int,
+def bench_big_ticket(workdir: Path, lines: int, rounds: int, flood_scans: int, flood_rates: list[float],
+                     quiet_rate: float, quiet_seconds: float, flood_timeout: float, customers: int, products: int,
                      store_settings: dict | None = None) -> dict:
     # The most lines a store may allow: the flood fills its ticket to that, and every scan
     # after is refused (ticket_full) after the same lookup and pricing as a line.
@@ -236,25 +269,30 @@ def bench_big_ticket(workdir: Path, lines: int, rounds: int, flood_scans: int, q
             results: dict = {"loaded": loaded, "growth": growth(probe, lines, rounds, products)}
         finally:
             probe.stop()
-        results["flood"] = flood(chain.store_brokers["S001"].port, "S001", flood_scans, quiet_rate, quiet_seconds,
-                                 flood_timeout, products)
+        # A fresh pair of lanes per rate: each flood fills a ticket of its own.
+        results["flood"] = [flood(chain.store_brokers["S001"].port, "S001", flood_scans, rate, quiet_rate, quiet_seconds,
+                                  flood_timeout, products, n) for n, rate in enumerate(flood_rates, 1)]
         return results
     finally:
         chain.stop()
 
 
 def report(results: dict) -> list[str]:
-    g, f = results["growth"], results["flood"]
+    g = results["growth"]
     lines = [f"growth: {g['lines']} scans into one ticket, {g['rounds']} rounds (median of the {g['window']} scans "
              f"ending at each line):"]
     for mark, ms in g["median_ms"].items():
         ratio = g["ratio_to_first"].get(mark)
         lines.append(f"  line {mark:>5}: {ms:8.2f} ms" + (f"  ({ratio:g}x line 1)" if ratio is not None else ""))
-    alone, beside, flooded = f["alone"], f["beside_flood"], f["flood"]
-    lines.append(f"flood: lane F1 sends {flooded['scans']} scans into one ticket; lane Q1 scans at {f['quiet_rate']:g}/s")
-    lines.append(f"  Q1 alone:        p50 {alone['p50_ms']:.2f} ms  p99 {alone['p99_ms']:.2f} ms  ({alone['scans']} scans)")
-    lines.append(f"  Q1 beside flood: p50 {beside['p50_ms']:.2f} ms  p99 {beside['p99_ms']:.2f} ms  ({beside['scans']} scans, "
-                 f"{beside['unanswered']} unanswered)  -> p99 {f['ratio_p99']:g}x alone")
-    lines.append(f"  F1: {flooded['answered']} of {flooded['scans']} answered in {flooded['seconds']:g} s "
-                 f"({flooded['answered_per_s']:g}/s){' (timed out)' if flooded['timed_out'] else ''}")
+    for f in results["flood"]:
+        alone, beside, flooded = f["alone"], f["beside_flood"], f["flood"]
+        pace = f"at {flooded['rate']:g}/s" if flooded["rate"] else "as fast as it can"
+        lines.append(f"flood: a lane sends {flooded['scans']} scans into one ticket {pace}; a quiet lane scans at "
+                     f"{f['quiet_rate']:g}/s")
+        lines.append(f"  quiet lane alone:        p50 {alone['p50_ms']:.2f} ms  p99 {alone['p99_ms']:.2f} ms  "
+                     f"({alone['scans']} scans)")
+        lines.append(f"  quiet lane beside flood: p50 {beside['p50_ms']:.2f} ms  p99 {beside['p99_ms']:.2f} ms  "
+                     f"({beside['scans']} scans, {beside['unanswered']} unanswered)  -> p99 {f['ratio_p99']:g}x alone")
+        lines.append(f"  flooding lane: {flooded['answered']} of {flooded['scans']} answered in {flooded['seconds']:g} s "
+                     f"({flooded['answered_per_s']:g}/s){' (timed out)' if flooded['timed_out'] else ''}")
     return lines

@@ -13,7 +13,9 @@ arrives bumps ``changes``, which wakes the screens' live streams.
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import re
 import threading
 import time
 
@@ -27,6 +29,13 @@ from lanehub.web.live import Changes
 log = logging.getLogger(__name__)
 
 CAUSES_KEPT = 64  # per lane: the events a wait_for may still be waiting on
+# Changes are read when a screen asks, not as they come: this link shares the edge's
+# connection, whose network thread must keep up with a lane's flood of scans (D48).
+# Per lane at most this many wait unread; beyond, they are dropped for the next whole state.
+PENDING_KEPT = 2000
+# A change as the edge writes it (Message.to_json): its seq first, its cause last.
+_SEQ = re.compile(rb'^\{"v":1,"seq":(\d+),')
+_CAUSE = re.compile(rb'"cause":("(?:[^"\\]|\\.)*")\}$')
 
 
 class TillLink:
@@ -35,6 +44,7 @@ class TillLink:
         self.store = store
         self.changes = Changes()
         self._views: dict[str, TicketView] = {}
+        self._pending: dict[str, list[tuple[int, bytes]]] = {}  # lane -> (seq, payload) not read yet
         # lane -> cause -> the seq of its change: a state at or past it includes that event
         self._causes: dict[str, collections.OrderedDict[str, int]] = {}
         self._lock = threading.Lock()
@@ -61,36 +71,61 @@ class TillLink:
         if lane is None:
             return
         with self._lock:
+            # The changes it includes need not be read at all.
+            self._pending[lane] = [(seq, payload) for seq, payload in self._pending.get(lane, []) if seq > state.seq]
             self._views.setdefault(lane, TicketView()).full(state)
         self.changes.changed()
 
     def _on_change(self, msg: Incoming) -> None:
+        """Kept unread, with its seq and cause found by their places in the payload."""
         try:
             lane = topics.parse(msg.topic).lane
-            change = TicketChange.parse(msg.payload)
-        except (PayloadError, topics.TopicError) as exc:
+        except topics.TopicError as exc:
             log.error("ticket change on %s not shown on the till: %s", msg.topic, exc)
             return
-        if lane is None:
+        seq, cause = _SEQ.match(msg.payload), _CAUSE.search(msg.payload, max(0, len(msg.payload) - 300))
+        if lane is None or seq is None or cause is None:
+            if lane is not None:
+                log.error("ticket change on %s not shown on the till: not as the edge writes one", msg.topic)
             return
         with self._lock:
             causes = self._causes.setdefault(lane, collections.OrderedDict())
-            causes[change.cause] = change.seq
+            causes[json.loads(cause.group(1))] = int(seq.group(1))
             while len(causes) > CAUSES_KEPT:
                 causes.popitem(last=False)
-            # Not applied (a change was missed): the lane's next whole state, within a second, is.
-            self._views.setdefault(lane, TicketView()).change(change)
+            pending = self._pending.setdefault(lane, [])
+            pending.append((int(seq.group(1)), msg.payload))
+            if len(pending) > PENDING_KEPT:  # nobody is looking: the next whole state will do
+                pending.clear()
+                self._views.setdefault(lane, TicketView()).behind = True
         self.changes.changed()
+
+    def _read_pending(self, lane: str) -> TicketView | None:
+        """The lane's view with the changes that came since it was last asked for (under the lock)."""
+        pending = self._pending.pop(lane, [])
+        if not pending:
+            return self._views.get(lane)
+        view = self._views.setdefault(lane, TicketView())
+        for _, payload in pending:
+            try:
+                change = TicketChange.parse(payload)
+            except PayloadError as exc:  # the edge wrote it: a bug, not a reason to stop
+                log.error("ticket change of lane %s not shown on the till: %s", lane, exc)
+                continue
+            # Not applied (a change was missed): the lane's next whole state, within a second, is.
+            view.change(change)
+        return view
 
     def state(self, lane: str) -> TicketState | None:
         """The lane's ticket as last heard, None before anything was."""
         with self._lock:
-            view = self._views.get(lane)
+            view = self._read_pending(lane)
             return view.state() if view is not None else None
 
     def lanes(self) -> list[str]:
         with self._lock:
-            return sorted(lane for lane, view in self._views.items() if view.state() is not None)
+            return sorted(lane for lane in set(self._views) | set(self._pending)
+                          if (view := self._read_pending(lane)) is not None and view.state() is not None)
 
     def _includes(self, lane: str, state: TicketState, cause: str) -> bool:
         with self._lock:
