@@ -37,6 +37,10 @@ BATCH_BUDGET = 0.004
 # changes, and this long after its last change at most: lane clients follow the
 # changes and need it only to start or after missing one.
 STATE_EVERY = 1.0
+# Up to this many lines the whole state also goes out after every change, as DESIGN §4
+# has it (an ordinary ticket's state is a few KB); past it only the change does, and
+# the state follows at most every STATE_EVERY (D48).
+STATE_EVERY_CHANGE_LINES = 100
 
 
 class TicketLanes:
@@ -238,7 +242,10 @@ class TicketLanes:
             return
         store = self.settings.store
         self.local.publish(topics.ticket_change(store, outcome.lane), outcome.change.to_json())
-        self._stale.add(outcome.lane)
+        if outcome.change.line_count <= STATE_EVERY_CHANGE_LINES:
+            self._publish_state(outcome.lane)
+        else:
+            self._stale.add(outcome.lane)
         for device, job, receipt in outcome.jobs:
             if device:
                 self._send_receipt(outcome.lane, device, job, receipt.to_dict())
