@@ -97,14 +97,36 @@ def _print(results: dict, as_json: bool) -> None:
 @click.option("--seconds", default=10.0, show_default=True, help="How long each rate runs (at least 100 scans).")
 @click.option("--flood", default=10_000, show_default=True, help="Scans sent at once to find the saturation rate.")
 @click.option("--search-samples", default=300, show_default=True, help="Searches per kind of query.")
+@click.option("--big-ticket", "big_ticket", type=click.IntRange(min=10, max=2000), default=None,
+              help="Instead: N scans into one ticket (latency at line 1, 500 and N) and a lane flooding one "
+                   "ticket beside a quiet lane (customers and products default to 10,000).")
+@click.option("--rounds", default=3, show_default=True, help="--big-ticket: tickets of N scans timed.")
+@click.option("--flood-scans", default=20_000, show_default=True, help="--big-ticket: scans the flooding lane sends.")
+@click.option("--flood-rates", default="2000,0", show_default=True,
+              help="--big-ticket: the flooding lane's scans per second, one flood each, comma-separated (0: as fast as "
+                   "it can send).")
+@click.option("--quiet-rate", default=20.0, show_default=True, help="--big-ticket: the quiet lane's scans per second.")
+@click.option("--quiet-seconds", default=10.0, show_default=True, help="--big-ticket: how long the quiet lane runs alone.")
+@click.option("--flood-timeout", default=120.0, show_default=True,
+              help="--big-ticket: stop waiting for the flood's answers after this many seconds.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def lane(customers: int, products: int, rate_lines: int, specific_prices: int, rates: str, seconds: float, flood: int,
-         search_samples: int, workdir: Path | None, as_json: bool) -> None:
+         search_samples: int, big_ticket: int | None, rounds: int, flood_scans: int, flood_rates: str, quiet_rate: float,
+         quiet_seconds: float, flood_timeout: float, workdir: Path | None, as_json: bool) -> None:
     """Scan -> ticket state latency at fixed rates and saturation, each beside the echo floor and the
-    durable floor measured in the same run, and lane search latency."""
+    durable floor measured in the same run, and lane search latency; or, with --big-ticket, the cost of
+    a line as a ticket grows and a flooded lane beside a quiet one."""
     from bench.lane import bench_lane, report
 
+    if big_ticket is not None:
+        try:
+            flood_list = [float(r) for r in flood_rates.split(",") if r.strip()]
+        except ValueError:
+            raise click.BadParameter("flood rates must be numbers, e.g. 2000,0", param_hint="--flood-rates") from None
+        _big_ticket(big_ticket, rounds, flood_scans, flood_list, quiet_rate, quiet_seconds, flood_timeout, customers,
+                    products, workdir, as_json)
+        return
     try:
         rate_list = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
@@ -126,6 +148,33 @@ def lane(customers: int, products: int, rate_lines: int, specific_prices: int, r
                 click.echo(line)
         elif name != "saturation":  # report() printed it with the scans
             _print({name: figures}, as_json)
+
+
+def _big_ticket(lines: int, rounds: int, flood_scans: int, flood_rates: list[float], quiet_rate: float,
+                quiet_seconds: float, flood_timeout: float, customers: int, products: int, workdir: Path | None,
+                as_json: bool) -> None:
+    from bench.big_ticket import bench_big_ticket, report
+
+    ctx = click.get_current_context()
+    # The catalogue is not what this measures: a small one unless asked for.
+    if ctx.get_parameter_source("customers") is click.core.ParameterSource.DEFAULT:
+        customers = 10_000
+    if ctx.get_parameter_source("products") is click.core.ParameterSource.DEFAULT:
+        products = 10_000
+    results: dict = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="lanehub-bench-") as tmp:
+        base = workdir or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        click.echo(f"loading {customers} customers, {products} products; {rounds} tickets of {lines} scans, then "
+                   f"{flood_scans} scans flooding one ticket…", err=True)
+        results |= bench_big_ticket(base, lines, rounds, flood_scans, flood_rates, quiet_rate, quiet_seconds,
+                                    flood_timeout, customers, products)
+    if as_json:
+        _print(results, as_json)
+        return
+    _print({"machine": results["machine"], "loaded": results["loaded"]}, as_json)
+    for line in report(results):
+        click.echo(line)
 
 
 @bench.command("import")

@@ -5,8 +5,8 @@ HQ is bulk-loaded (customers, products with barcodes, rates with lines,
 specific prices, cards), a real edge takes its snapshot, and a load generator
 on the store broker scans in an open loop at fixed rates (QoS 1, as in
 production), spread over lanes that close their ticket every 20 scans. The
-latency of a scan is from its publish to the arrival of the ticket state
-whose ``cause`` is the scan's id.
+latency of a scan is from its publish to the arrival of the ticket
+change (``ticket/change``) whose ``cause`` is the scan's id.
 
 At every rate the echo floor and the durable floor (bench/floor.py) run the same
 schedule just before the scans, and every figure comes with its ratio to theirs.
@@ -93,12 +93,13 @@ class LoadGenerator(Timed):
         self.client.start()
         if not self.client.wait_connected(10):
             raise RuntimeError("the load generator cannot reach the store broker")
-        # Only the states: a subscription to bench/ would bring it the floors' messages too.
-        self.client.subscribe(topics.lane_filter(store, topics.LEAF_TICKET_STATE), self._on_state)
+        # Only the changes (one per event, D48): a subscription to bench/ would bring it the
+        # floors' messages too.
+        self.client.subscribe(topics.lane_filter(store, topics.LEAF_TICKET_CHANGE), self._on_change)
         self.scans_on = {lane: 0 for lane in self.lanes}
         time.sleep(0.5)
 
-    def _on_state(self, msg) -> None:
+    def _on_change(self, msg) -> None:
         at = time.perf_counter()
         self.arrived(json.loads(msg.payload).get("cause"), at)
 

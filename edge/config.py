@@ -6,10 +6,17 @@ import re
 from email.utils import parseaddr
 
 from lanehub.domain.barcodes import parse_layouts
+from lanehub.protocol.lane import MAX_TICKET_LINES
 from lanehub.protocol.topics import ID_RE
 from lanehub.runtime.config import STORE_ID, Config, ConfigError, Key, Schema, Tables, broker_keys, load
 
 ID_RE_OR_EMPTY = re.compile(rf"^(?:{ID_RE.pattern.strip('^$')})?$")  # a device id, or "" for none
+
+def _at_most_max_lines(value: int) -> None:
+    if value > MAX_TICKET_LINES:
+        raise ValueError(f"must be at most {MAX_TICKET_LINES:,} (a ticket's whole state must fit in one message), "
+                         f"got {value:,}")
+
 
 SCHEMA: Schema = {
     "store": {
@@ -45,6 +52,9 @@ SCHEMA: Schema = {
         "variable_measure": Key(list, [], check=parse_layouts),
         # An e-mail receipt while [mail] is not configured: print it, or keep it queued unsent.
         "email_fallback": Key(str, "print", choices=("print", "keep")),
+        # Lines one ticket may hold; a scan beyond is refused (warning ticket_full). Bounds
+        # the whole ticket state a lane reads (lanehub.protocol.lane.MAX_TICKET_LINES at most).
+        "max_ticket_lines": Key(int, 1000, minimum=1, check=_at_most_max_lines),
     },
     # Per-lane overrides: [lane.L1] printer = "P1" sends lane L1's receipts to P1.
     "lane": Tables({

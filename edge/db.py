@@ -171,6 +171,13 @@ def m011_sync_samples(db: sqlite_utils.Database) -> None:
                "pending_up INTEGER NOT NULL)")
 
 
+@edge_migrations()
+def m012_lane_seq(db: sqlite_utils.Database) -> None:
+    # A lane's event count: each ticket change carries it, so a lane client applies
+    # them in order and knows when it missed one (edge.lane.ticket_state, D48).
+    db.execute("ALTER TABLE lanes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+
+
 SNAPSHOT_STAMP_RE = re.compile(r"\d{13}-\d{6}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import queue
+import threading
 import uuid
 
 import pytest
@@ -14,7 +15,8 @@ from in_process_cli import run_in_process
 
 from lanehub.chain.local import Chain
 from lanehub.protocol import topics
-from lanehub.protocol.lane import DeviceStatus
+from lanehub.protocol.lane import DeviceStatus, TicketChange, TicketState
+from lanehub.protocol.ticket_view import TicketView
 from lanehub.runtime.mqtt import BrokerSettings, MqttClient
 
 PRODUCTS_CSV = """sku,description,brand,size,retail_price,tax_rate,active,barcodes
@@ -25,16 +27,32 @@ WINE,Red wine,Rioja,75cl,9.99,21,yes,
 
 
 class Lane:
-    """A lane POS on the store broker: sends events, reads the retained ticket state."""
+    """A lane POS on the store broker: sends events, holds the lane's ticket (the
+    retained state, then each change), and queues it as it is after each of them."""
 
     def __init__(self, client, store: str, lane: str):
         self.client, self.store, self.lane = client, store, lane
         self.states: queue.Queue = queue.Queue()
         self.jobs: queue.Queue = queue.Queue()
         self.errors: queue.Queue = queue.Queue()
-        client.subscribe(topics.ticket_state(store, lane), lambda m: self.states.put(json.loads(m.payload)))
+        self.changes: queue.Queue = queue.Queue()  # every change's payload as it came
+        self.view = TicketView()
+        self._lock = threading.Lock()
+        client.subscribe(topics.ticket_state(store, lane), self._on_state)
+        client.subscribe(topics.ticket_change(store, lane), self._on_change)
         client.subscribe(topics.printer_job(store, lane, "printer"), lambda m: self.jobs.put(json.loads(m.payload)))
         client.subscribe(topics.error(store), lambda m: self.errors.put(json.loads(m.payload)))
+
+    def _on_state(self, msg) -> None:
+        with self._lock:
+            self.view.full(TicketState.parse(msg.payload))
+            self.states.put(self.view.state().to_dict())
+
+    def _on_change(self, msg) -> None:
+        self.changes.put(msg.payload)
+        with self._lock:
+            if self.view.change(TicketChange.parse(msg.payload)):
+                self.states.put(self.view.state().to_dict())
 
     def _send(self, topic: str, payload: dict) -> str:
         event_id = payload.setdefault("id", str(uuid.uuid4()))
@@ -52,8 +70,9 @@ class Lane:
                     return state
         return wait_until(seen, timeout, 0.01, f"ticket state caused by {cause}")
 
-    def scan(self, code: str, **extra) -> dict:
-        return self.state_for(self._send(topics.scan(self.store, self.lane), {"code": code, "device": "SC1", "ts": 0} | extra))
+    def scan(self, code: str, timeout: float = 10, **extra) -> dict:
+        return self.state_for(self._send(topics.scan(self.store, self.lane), {"code": code, "device": "SC1", "ts": 0} | extra),
+                              timeout)
 
     def card(self, number: str) -> dict:
         return self.state_for(self._send(topics.card(self.store, self.lane), {"card": number, "device": "CR1"}))

@@ -4,6 +4,7 @@ import json
 
 from postgres import libpq_url
 
+from bench.big_ticket import report as big_ticket_report
 from bench.lane import report
 from lanehub.chain.processes import run_lanehub
 
@@ -73,3 +74,22 @@ def test_bench_lane_measures_the_floor_beside_every_rate(tmp_path):
     for name in ("p50", "p99", "p99.9", "max"):
         assert any(line.split()[0] == name and "x floor" in line and "x durable" in line for line in lines), name
     assert any(line.startswith("saturation:") and "x floor" in line for line in lines)
+
+
+def test_bench_lane_big_ticket_times_lines_and_a_flood(tmp_path):
+    result = run_lanehub("bench", "lane", "--big-ticket", "20", "--rounds", "1", "--flood-scans", "60",
+                         "--flood-rates", "300,0", "--quiet-rate", "20", "--quiet-seconds", "1", "--flood-timeout", "60",
+                         "--customers", "200", "--products", "50", "--workdir", str(tmp_path), "--json")
+    figures = json.loads(result.stdout)
+    growth = figures["growth"]
+    assert growth["lines"] == 20 and set(growth["median_ms"]) == {"1", "20"}
+    assert all(ms > 0 for ms in growth["median_ms"].values()) and growth["ratio_to_first"]["20"] > 0
+    assert [flood["flood"]["rate"] for flood in figures["flood"]] == [300.0, 0.0]
+    for flood in figures["flood"]:
+        assert (flood["flood"]["scans"], flood["flood"]["answered"], flood["flood"]["timed_out"]) == (60, 60, False)
+        assert flood["alone"]["scans"] >= 15 and flood["alone"]["unanswered"] == 0
+        assert flood["beside_flood"]["unanswered"] == 0 and flood["ratio_p99"] > 0
+    assert (tmp_path / "big-ticket" / "S001.db").exists()
+    lines = big_ticket_report(figures)
+    assert any(line.strip().startswith("line    20:") and "x line 1" in line for line in lines)
+    assert any("p99" in line and "x alone" in line for line in lines)

@@ -36,7 +36,7 @@ JUNK_LANE, DEVICE, JUNK_REPLY = "LJ", "P1", "junk"
 # garbage there must be reported nowhere. Every other kind of lanehub/protocol/topics.py is
 # read by the edge or HQ (the test checks both: a report for each payload on those,
 # none on these). The error topic is the test's oracle: nothing is sent there.
-PUBLISHED_ONLY = {"ticket_state", "printer_job", "edge_status", "error"}
+PUBLISHED_ONLY = {"ticket_state", "ticket_change", "printer_job", "edge_status", "error"}
 CONSUMED = sorted(set(topics.BUILDERS) - PUBLISHED_ONLY)
 # On the HQ broker a store may write only what its ACL says; HQ reads those. The
 # rest of sync/ is HQ's to write, and the edge reads it.

@@ -24,6 +24,7 @@ class LaneSettings:
     footer: str = ""
     coupon_offline: str = "deny"
     variable_measure: tuple[str, ...] = ()  # scale label layouts, as [store] variable_measure has them
+    max_ticket_lines: int = 1000  # lines a ticket may hold (a full state's size is bounded by it)
 
     @classmethod
     def from_config(cls, config) -> "LaneSettings":
@@ -34,7 +35,8 @@ class LaneSettings:
                    receipt_shows_customer=cfg["receipt_shows_customer"],
                    receipt_invoice_address=cfg["receipt_invoice_address"], printer=cfg["printer"],
                    name=cfg["name"], address=cfg["address"], tax_id=cfg["tax_id"], footer=cfg["receipt_footer"],
-                   coupon_offline=cfg["coupon_offline"], variable_measure=tuple(cfg["variable_measure"]))
+                   coupon_offline=cfg["coupon_offline"], variable_measure=tuple(cfg["variable_measure"]),
+                   max_ticket_lines=cfg["max_ticket_lines"])
 
     @cached_property
     def scale_layouts(self) -> tuple[ScaleLayout, ...]:

@@ -2,25 +2,27 @@
 
 Every event (scan, card read, ticket command) runs in one SQLite transaction
 that also records its id, so a redelivered event does nothing and a ticket
-survives an edge restart: its state is rows, never memory. The caller
-publishes the returned state only after that transaction has committed.
+survives an edge restart: its truth is rows. The lines are also kept in memory
+(edge.lane.ticket_state), so an event's change costs what the event changed.
+The caller publishes the returned change only after that transaction has committed.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, Protocol
 
 from edge.db import SALE_TICKET_NUMBER, EdgeDatabase
 from edge.lane.settings import LaneSettings
+from edge.lane.ticket_state import LineEdits, TicketStates
 from lanehub.domain.addresses import address_for
 from lanehub.domain.barcodes import GRAM, GS, BarcodeError, parse_scan, split_aim
 from lanehub.domain.catalogue import CENT, money
-from lanehub.domain.coupons import coupon_discount, coupon_key, coupon_refusal, coupon_use_key, find_coupon
+from lanehub.domain.coupons import coupon_key, coupon_refusal, coupon_use_key, find_coupon
 from lanehub.domain.model import display_name
 from lanehub.domain.payment_cards import find_payment_card, mask, refusal
 from lanehub.domain.pricing import PricingCustomer, SqliteCatalogue, unit_price
@@ -36,9 +38,8 @@ from lanehub.protocol.lane import (
     ReceiptLine,
     ReceiptTax,
     Scan,
+    TicketChange,
     TicketCommand,
-    TicketCoupon,
-    TicketCustomer,
     TicketLine,
     TicketState,
     TicketWarning,
@@ -50,10 +51,10 @@ EVENT_MEMORY = 7 * 24 * 3600  # seconds an event id is remembered (redelivery ha
 
 @dataclass
 class EventOutcome:
-    """What an event did: the lane's state to publish and receipts to print."""
+    """What an event did: the lane's ticket change to publish and receipts to print."""
 
     lane: str
-    state: TicketState | None = None
+    change: TicketChange | None = None
     jobs: list[tuple[str, str, Receipt]] = field(default_factory=list)  # (device, job id, receipt)
     duplicate: bool = False
 
@@ -88,6 +89,7 @@ class TicketBook:
         self.settings = settings
         self.coupons = coupons
         self.catalogue = SqliteCatalogue(db.conn)
+        self.states = TicketStates(db.conn, db.replica)
         self.printer_for: Callable[[str], str] = printer_for or (lambda lane: settings.printer)
         self.receipt_mail = receipt_mail
 
@@ -148,7 +150,7 @@ class TicketBook:
                 self._attach(ctx, self._resolve_customer(cmd))
             elif cmd.op == "clear_customer":
                 ticket = self._need_open(lane)
-                self._set_customer(ticket, "")
+                self._set_customer(ctx, ticket, "")
             elif cmd.op == "apply_coupon":
                 if isinstance(reservation, Refused):
                     raise reservation
@@ -190,21 +192,29 @@ class TicketBook:
             except Refused as refused:
                 self.conn.execute("ROLLBACK TO event")  # a refused event changes nothing but the notice
                 ctx.notices.append(TicketWarning(code=refused.code, message=refused.message))
+                ctx.edits.clear()
             self.conn.execute("RELEASE event")
-            self.conn.execute("UPDATE lanes SET notices = ?, cause = ? WHERE lane = ?",
+            self.conn.execute("UPDATE lanes SET notices = ?, cause = ?, seq = seq + 1 WHERE lane = ?",
                               (json.dumps([notice.to_dict() for notice in ctx.notices]), event_id, lane))
-            state = self.state(lane)
+            if ctx.edits.ticket is not None:
+                self.states.apply(lane, ctx.edits.ticket, ctx.edits)
+            change = self.states.change(lane, self.settings, ctx.edits)
         except BaseException:
             self.conn.execute("ROLLBACK TO lane_event")  # this event only; the batch goes on
             self.conn.execute("RELEASE lane_event")
+            self.states.forget(lane)  # the kept lines may hold what was just rolled back
             raise
         self.conn.execute("RELEASE lane_event")
-        return EventOutcome(lane, state, ctx.jobs)
+        return EventOutcome(lane, change, ctx.jobs)
 
     def batch(self):
         """One transaction (one fsync) for several events: under load the lane
         worker commits what has queued up together, and publishes after."""
         return transaction(self.conn)
+
+    def forget_kept(self) -> None:
+        """A batch's commit failed: the kept lines may hold what it rolled back."""
+        self.states.forget()
 
     # --- ops ---------------------------------------------------------------------------------
 
@@ -250,6 +260,10 @@ class TicketBook:
         if not 0 < qty <= MAX_QTY:
             raise Refused("bad_code", f"code {(code or sku).replace(GS, '<GS>')}: quantity {qty} is not above 0 "
                                       f"and at most {MAX_QTY}")
+        on_ticket = len(self.states.live(ctx.lane, ticket).lines)
+        if on_ticket >= self.settings.max_ticket_lines:
+            raise Refused("ticket_full", f"ticket {ticket} has {on_ticket:,} lines, the most this store allows "
+                                         f"([store] max_ticket_lines): close it and go on with a new ticket")
         line = self.conn.execute("SELECT coalesce(max(line), 0) + 1 FROM ticket_lines WHERE ticket = ?", (ticket,)).fetchone()[0]
         barcode = scanned.code if scanned is not None and scanned.code != product.sku else ""
         amount, unit, source = money(price.unit * qty), price.unit, price.source
@@ -263,6 +277,9 @@ class TicketBook:
              product.brand, product.size, str(product.tax_rate), str(qty), str(unit), str(price.retail),
              source, str(amount), "" if label_price is None else str(label_price)),
         )
+        ctx.edits.write(ticket, TicketLine(line=line, sku=product.sku, barcode=barcode, description=product.description,
+                                           qty=str(qty), unit_price=str(unit), retail_price=str(price.retail),
+                                           price_source=source, amount=str(amount)))
 
     def _remove(self, ctx: "_Event", line: int) -> None:
         ticket = self._need_open(ctx.lane)
@@ -270,6 +287,7 @@ class TicketBook:
                                    (ticket, line))
         if cursor.rowcount == 0:
             raise Refused("unknown_line", f"ticket {ticket} has no line {line}")
+        ctx.edits.remove(ticket, line)
 
     def _attach(self, ctx: "_Event", customer_id: str) -> None:
         customer = self.db.replica.get("customer", customer_id)
@@ -283,30 +301,37 @@ class TicketBook:
         if customer["payment_status"] == "defaulter" and self.settings.block_defaulters:
             raise Refused("customer_blocked", f"customer {name} is a defaulter; this store does not serve defaulters")
         ticket = self._open_ticket(ctx.lane) or self._new_ticket(ctx)
-        self._set_customer(ticket, customer_id)
+        self._set_customer(ctx, ticket, customer_id)
 
-    def _set_customer(self, ticket: str, customer_id: str) -> None:
-        """Attach (or clear) the customer and re-price every line for them. A coupon
-        belongs to the customer it was accepted for: another customer drops it."""
+    def _set_customer(self, ctx: "_Event", ticket: str, customer_id: str) -> None:
+        """Attach (or clear) the customer and re-price every line for them (the one
+        event whose work grows with the ticket); the change carries the lines whose
+        price moved. A coupon belongs to the customer it was accepted for: another
+        customer drops it."""
         current = self.conn.execute("SELECT customer_id FROM tickets WHERE ticket = ?", (ticket,)).fetchone()[0]
         if current != customer_id:
             self._drop_coupon(ticket)
         self.conn.execute("UPDATE tickets SET customer_id = ? WHERE ticket = ?", (customer_id, ticket))
         who = self._pricing_customer(ticket)
         today = date.today()
-        for row in self.conn.execute("SELECT line, product_id, qty, label_price FROM ticket_lines "
-                                     "WHERE ticket = ? AND removed = 0", (ticket,)).fetchall():
+        for row in self.conn.execute("SELECT * FROM ticket_lines WHERE ticket = ? AND removed = 0", (ticket,)).fetchall():
             if row["label_price"]:
                 continue  # the label's price is what that item costs, whoever buys it
             product = self.catalogue.product(row["product_id"])
             if product is None:
                 continue
             price = unit_price(product, who, self.settings.store, today, self.catalogue)
+            repriced = {"unit_price": str(price.unit), "retail_price": str(price.retail), "price_source": price.source,
+                        "amount": str(money(price.unit * Decimal(row["qty"])))}
+            if all(row[key] == value for key, value in repriced.items()):
+                continue
             self.conn.execute(
                 "UPDATE ticket_lines SET unit_price = ?, retail_price = ?, price_source = ?, amount = ? "
                 "WHERE ticket = ? AND line = ?",
-                (str(price.unit), str(price.retail), price.source, str(money(price.unit * Decimal(row["qty"]))), ticket, row["line"]),
+                (repriced["unit_price"], repriced["retail_price"], repriced["price_source"], repriced["amount"],
+                 ticket, row["line"]),
             )
+            ctx.edits.write(ticket, TicketLine.from_dict(dict(row) | repriced))
 
     def _close(self, ctx: "_Event", email: str = "") -> None:
         ticket = self._need_open(ctx.lane)
@@ -318,7 +343,8 @@ class TicketBook:
                           (closed_at, ctx.by, ticket))
         customer = self.db.replica.get("customer", state.customer.id) if state.customer else None
         # The sale's lines: the state's, with what the receipt and HQ need beyond them.
-        sale_lines = [line.to_dict() | self._line_extra(ticket, line.line) for line in state.lines]
+        extras = self._line_extras(ticket)
+        sale_lines = [line.to_dict() | extras[line.line] for line in state.lines]
         coupon = state.coupon
         self.db.write("sale", sale_key(ticket), {
             "ticket": ticket, "store": self.settings.store, "lane": ctx.lane, "customer_id": customer["id"] if customer else "",
@@ -349,10 +375,11 @@ class TicketBook:
         if status == "pending":
             ctx.jobs.append((device, job, receipt))
 
-    def _line_extra(self, ticket: str, line: int) -> dict[str, str]:
-        row = self.conn.execute("SELECT product_id, brand, size, tax_rate FROM ticket_lines WHERE ticket = ? AND line = ?",
-                                (ticket, line)).fetchone()
-        return {"product_id": row[0], "brand": row[1], "size": row[2], "tax_rate": row[3]}
+    def _line_extras(self, ticket: str) -> dict[int, dict[str, str]]:
+        """Each line's product id, brand, size and tax rate (the sale's, the receipt's)."""
+        return {row[0]: {"product_id": row[1], "brand": row[2], "size": row[3], "tax_rate": row[4]} for row in
+                self.conn.execute("SELECT line, product_id, brand, size, tax_rate FROM ticket_lines WHERE ticket = ?",
+                                  (ticket,))}
 
     def _receipt(self, ticket: str, lane: str, closed_at: str, lines: list[dict], state: TicketState,
                  customer: dict | None) -> Receipt:
@@ -484,99 +511,11 @@ class TicketBook:
         return ticket
 
     def state(self, lane: str) -> TicketState:
-        """The lane's ticket state as docs/protocol.md gives it."""
-        row = self.conn.execute("SELECT current, notices, cause FROM lanes WHERE lane = ?", (lane,)).fetchone()
-        warnings = list(TicketWarning.list_from(json.loads(row["notices"]), "notices")) if row else []
-        empty = TicketState(store=self.settings.store, lane=lane, warnings=tuple(warnings),
-                            currency=self.settings.currency, cause=row["cause"] if row else "")
-        ticket = self.conn.execute("SELECT * FROM tickets WHERE ticket = ?", (row["current"],)).fetchone() if row else None
-        if ticket is None:
-            return empty
-        shown = None
-        if ticket["customer_id"]:
-            customer = self.db.replica.get("customer", ticket["customer_id"])
-            if customer:
-                shown = TicketCustomer(id=customer["id"], code=customer["code"], name=display_name(customer),
-                                       payment_status=customer["payment_status"], tax_id=customer["tax_id"])
-                if customer["payment_status"] in ("pending", "defaulter"):
-                    warnings.append(TicketWarning(code=f"payment_{customer['payment_status']}",
-                                                  message=f"customer payment status is {customer['payment_status']}"))
-        subtotal = Decimal(0)
-        lines = []
-        for line in self.conn.execute("SELECT * FROM ticket_lines WHERE ticket = ? AND removed = 0 ORDER BY line",
-                                      (ticket["ticket"],)):
-            subtotal += Decimal(line["amount"])
-            lines.append(TicketLine.from_dict(dict(line)))  # the row's columns of those names
-        discount = Decimal(0)
-        applied = None
-        if ticket["coupon"]:
-            coupon = find_coupon(self.conn, ticket["coupon"])
-            assert coupon is not None  # a ticket's coupon was found when it was applied; coupons are never deleted
-            discount = coupon_discount(coupon["kind"], coupon["value"], subtotal)
-            applied = TicketCoupon(code=coupon["code"], kind=coupon["kind"], value=coupon["value"],
-                                   discount=str(discount), mode=ticket["coupon_mode"])
-        return replace(empty, ticket=ticket["ticket"], status=ticket["status"], customer=shown,
-                       warnings=tuple(warnings), lines=tuple(lines), subtotal=str(money(subtotal)), coupon=applied,
-                       total=str(money(subtotal - discount)))
+        """The lane's whole ticket state as docs/protocol.md gives it."""
+        return self.states.state(lane, self.settings)
 
     def lanes(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT lane FROM lanes ORDER BY lane")]
-
-    # --- receipts ---------------------------------------------------------------------------------
-
-    def due_jobs(self, retry_after: float) -> list[tuple[str, str, str]]:
-        """(lane, device, job) of receipts not yet printed, not sent in ``retry_after`` s.
-        Without the receipts: a job with no printer is due every time it is asked
-        (every second), and only the ones sent need theirs (``job_receipt``)."""
-        rows = self.conn.execute(
-            "SELECT lane, device, job FROM print_jobs WHERE status = 'pending' AND last_sent <= ? ORDER BY created_at",
-            (time.time() - retry_after,)).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def job_receipt(self, job: str) -> dict | None:
-        """A print job's receipt as stored (a ``Receipt``'s JSON object, sent as it is)."""
-        row = self.conn.execute("SELECT receipt FROM print_jobs WHERE job = ?", (job,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def route_job(self, job: str, device: str) -> str:
-        """Give a receipt that had no printer its printer (when there is one now)."""
-        if device:
-            with transaction(self.conn):
-                self.conn.execute("UPDATE print_jobs SET device = ? WHERE job = ? AND device = ''", (device, job))
-        return device
-
-    def job_sent(self, job: str) -> None:
-        with transaction(self.conn):
-            self.conn.execute("UPDATE print_jobs SET last_sent = ?, attempts = attempts + 1 WHERE job = ?", (time.time(), job))
-
-    def job_result(self, job: str, ok: bool, status: str, error: str) -> bool:
-        """Record a printer's result; a printed job is done, a failed one is resent later."""
-        with transaction(self.conn):
-            cursor = self.conn.execute(
-                "UPDATE print_jobs SET status = CASE WHEN ? THEN 'printed' ELSE status END, printed_at = CASE WHEN ? "
-                "THEN ? ELSE printed_at END, printer_status = ?, error = ? WHERE job = ? AND status = 'pending'",
-                (ok, ok, time.time(), status, error or "", job))
-        return cursor.rowcount > 0
-
-    def record_device(self, device: str, kind: str, lane: str, state: str, detail: str) -> bool:
-        """Keep a device's status; True when it changed (``updated_at`` is when it did:
-        a bridge repeating its status every heartbeat writes nothing)."""
-        with transaction(self.conn):
-            cursor = self.conn.execute(
-                "INSERT INTO device_status (device, kind, lane, state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(device) DO UPDATE SET kind = excluded.kind, lane = excluded.lane, state = excluded.state, "
-                "detail = excluded.detail, updated_at = excluded.updated_at "
-                "WHERE (kind, lane, state, detail) IS NOT (excluded.kind, excluded.lane, excluded.state, excluded.detail)",
-                (device, kind, lane, state, detail, time.time()))
-        return cursor.rowcount > 0
-
-    def online_devices(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT device FROM device_status WHERE state = 'online'")]
-
-    def mark_device_silent(self, device: str) -> None:
-        with transaction(self.conn):
-            self.conn.execute("UPDATE device_status SET state = 'offline', detail = 'silent', updated_at = ? "
-                              "WHERE device = ? AND state = 'online'", (time.time(), device))
 
     def forget_old_events(self) -> None:
         with transaction(self.conn):
@@ -589,5 +528,6 @@ class _Event:
     id: str
     by: str
     notices: list[TicketWarning] = field(default_factory=list)
+    edits: LineEdits = field(default_factory=LineEdits)
     jobs: list[tuple[str, str, Receipt]] = field(default_factory=list)
 

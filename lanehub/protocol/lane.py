@@ -327,12 +327,35 @@ class TicketCoupon(PayloadPart):
     mode: str = ""  # online | offline (HQ could not be asked)
 
 
+# A ticket holds at most [store] max_ticket_lines lines (edge.toml; at most this many):
+# a full state of that many lines of the longest fields stays under TICKET_MAX_BYTES,
+# itself under the store broker's message limit (lanehub.protocol.acl).
+MAX_TICKET_LINES = 2000
+TICKET_MAX_BYTES = 3 * 1024 * 1024
+
+
+def _ticket_parts(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The objects inside a ticket state or change, read as their parts."""
+    parts: dict[str, Any] = {}
+    if data.get("customer") is not None:
+        parts["customer"] = TicketCustomer.from_dict(data["customer"], f"{kind}: 'customer'")
+    if data.get("coupon") is not None:
+        parts["coupon"] = TicketCoupon.from_dict(data["coupon"], f"{kind}: 'coupon'")
+    if "warnings" in data:
+        parts["warnings"] = TicketWarning.list_from(data["warnings"], f"{kind}: 'warnings'")
+    if "lines" in data:
+        parts["lines"] = TicketLine.list_from(data["lines"], f"{kind}: 'lines'")
+    return parts
+
+
 @dataclass(frozen=True, kw_only=True)
 class TicketState(Message):
-    """A lane's current ticket, retained on ``lane/{lane}/ticket/state``. A lane
-    with no ticket yet has ``ticket`` None and status "closed"."""
+    """A lane's whole ticket, retained on ``lane/{lane}/ticket/state``: what a lane
+    client starts from (docs/protocol.md §18, D48). A lane with no ticket yet has
+    ``ticket`` None and status "closed"."""
 
     KIND: ClassVar[str] = "ticket state"
+    MAX_BYTES: ClassVar[int] = TICKET_MAX_BYTES
     ticket: str | None = None
     store: str
     lane: str
@@ -344,19 +367,51 @@ class TicketState(Message):
     coupon: TicketCoupon | None = None
     total: str = "0.00"  # net of the coupon
     currency: str = "EUR"
+    seq: int = 0  # the lane's event count this state includes (TicketChange.seq)
     cause: str = ""  # the id of the event that produced this state
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        parts: dict[str, Any] = {}
-        if data.get("customer") is not None:
-            parts["customer"] = TicketCustomer.from_dict(data["customer"], f"{cls.KIND}: 'customer'")
-        if data.get("coupon") is not None:
-            parts["coupon"] = TicketCoupon.from_dict(data["coupon"], f"{cls.KIND}: 'coupon'")
-        if "warnings" in data:
-            parts["warnings"] = TicketWarning.list_from(data["warnings"], f"{cls.KIND}: 'warnings'")
-        if "lines" in data:
-            parts["lines"] = TicketLine.list_from(data["lines"], f"{cls.KIND}: 'lines'")
+        return super().from_dict({**data, **_ticket_parts(cls.KIND, data)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in super().to_dict().items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketChange(Message):
+    """What one event did to a lane's ticket, on ``lane/{lane}/ticket/change`` (not
+    retained): the state's small fields whole, and only the lines the event added or
+    changed (``lines``) or removed (``removed``). ``seq`` counts the lane's events: a
+    change applies to the state whose ``seq`` is one less, or, for another ticket than
+    the one held, to an empty one (``lanehub.protocol.ticket_view``)."""
+
+    KIND: ClassVar[str] = "ticket change"
+    MAX_BYTES: ClassVar[int] = TICKET_MAX_BYTES  # a re-price for a customer carries every line it changed
+    seq: int
+    ticket: str | None = None
+    store: str
+    lane: str
+    status: str = "closed"
+    customer: TicketCustomer | None = None
+    warnings: tuple[TicketWarning, ...] = ()
+    lines: tuple[TicketLine, ...] = ()  # added or changed by this event, whole
+    removed: tuple[int, ...] = ()  # line numbers this event removed
+    line_count: int = 0  # lines on the ticket after this event
+    subtotal: str = "0.00"
+    coupon: TicketCoupon | None = None
+    total: str = "0.00"
+    currency: str = "EUR"
+    cause: str = ""  # last, so a reader timing events finds it at the payload's end
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        parts = _ticket_parts(cls.KIND, data)
+        if "removed" in data:
+            removed = data["removed"]
+            if not isinstance(removed, list) or not all(type(n) is int and n > 0 for n in removed):
+                raise PayloadError(f"{cls.KIND}: 'removed' must be a list of line numbers")
+            parts["removed"] = tuple(removed)
         return super().from_dict({**data, **parts})
 
     def to_dict(self) -> dict[str, Any]:

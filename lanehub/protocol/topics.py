@@ -97,6 +97,7 @@ KINDS: dict[str, TopicKind] = {kind.name: kind for kind in (
     TopicKind("card", LANE + "/card", "CardRead"),
     TopicKind("ticket_cmd", LANE + "/ticket/cmd", "TicketCommand"),
     TopicKind("ticket_state", LANE + "/ticket/state", "TicketState"),
+    TopicKind("ticket_change", LANE + "/ticket/change", "TicketChange"),
     TopicKind("customer_req", LANE + "/customer/req", "CustomerRequest"),
     TopicKind("printer_job", LANE + "/printer/{device}/job", "PrintJob"),
     TopicKind("printer_result", LANE + "/printer/{device}/result", "PrintResult"),
@@ -124,6 +125,7 @@ LEAF_SCAN = _lane_leaf("scan")
 LEAF_CARD = _lane_leaf("card")
 LEAF_TICKET_CMD = _lane_leaf("ticket_cmd")
 LEAF_TICKET_STATE = _lane_leaf("ticket_state")
+LEAF_TICKET_CHANGE = _lane_leaf("ticket_change")
 LEAF_CUSTOMER_REQ = _lane_leaf("customer_req")
 
 
@@ -148,6 +150,10 @@ def ticket_cmd(store: str, lane: str) -> str:
 
 def ticket_state(store: str, lane: str) -> str:
     return KINDS["ticket_state"].topic(store=store, lane=lane)
+
+
+def ticket_change(store: str, lane: str) -> str:
+    return KINDS["ticket_change"].topic(store=store, lane=lane)
 
 
 def customer_req(store: str, lane: str) -> str:

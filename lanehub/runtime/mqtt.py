@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
 REMIND_EVERY = 60.0  # seconds: a link that stays down for the same reason is warned about again this often
+HANDLER_CACHE = 4096  # topics whose handlers are remembered (a store has a few per lane and device)
 CONNECT_TIMEOUT = 5.0  # paho's socket/TLS handshake timeout (its default), named in "timed out" reasons
 RECONNECT_FIRST = 0.25  # seconds before the first reconnect attempt; doubled on each failure...
 RECONNECT_MAX = 1.0  # ...up to this: a broker that returns is found within a second
@@ -122,6 +123,10 @@ class MqttClient:
         self._on_taken_over = on_taken_over
         self.taken_over = False
         self._subs: list[tuple[str, int, Handler]] = []
+        # topic -> the handlers whose filters match it, emptied when the subscriptions change:
+        # paho's topic_matches_sub costs ~10 us a filter, ~100 us a message for the edge's
+        # ten, on the network thread that must keep up with a lane's flood of scans (D48).
+        self._handlers_of: dict[str, list[Handler]] = {}
         self._lock = threading.Lock()
         # A waiter: the event set when its one item (the reply, or the PUBACK's reason) is in the list.
         self._pending: dict[bytes, tuple[threading.Event, list[Incoming]]] = {}
@@ -318,7 +323,12 @@ class MqttClient:
                 waiter[0].set()
                 return
         with self._lock:
-            handlers = [h for f, _, h in self._subs if paho.topic_matches_sub(topics.unshared(f), msg.topic)]
+            handlers = self._handlers_of.get(msg.topic)
+            if handlers is None:
+                if len(self._handlers_of) >= HANDLER_CACHE:  # many one-off topics (reply names): start again
+                    self._handlers_of.clear()
+                handlers = self._handlers_of[msg.topic] = [
+                    h for f, _, h in self._subs if paho.topic_matches_sub(topics.unshared(f), msg.topic)]
         for handler in handlers:
             try:
                 handler(incoming)
@@ -339,6 +349,7 @@ class MqttClient:
         entry = (topic_filter, qos, handler)
         with self._lock:
             self._subs.append(entry)
+            self._handlers_of.clear()
         if self.connected.is_set():
             self._client.subscribe(topic_filter, qos=qos)
 
@@ -346,6 +357,7 @@ class MqttClient:
             with self._lock:
                 if entry in self._subs:
                     self._subs.remove(entry)
+                    self._handlers_of.clear()
                 still = any(f == topic_filter for f, _, _ in self._subs)
             if not still and self.connected.is_set():
                 self._client.unsubscribe(topic_filter)
