@@ -45,7 +45,12 @@ log = logging.getLogger(__name__)
 
 UP_BATCH = 200
 SNAPSHOT_PAGE = 5000
-CATCHUP_PAGE = 2000
+CATCHUP_PAGE = 5000  # HQ's most per page
+# Down batches waiting for the sync worker at most; past it they are dropped and the
+# worker catches up from HQ's log instead. A store back from a week away gets its
+# broker session's queue (up to 100,000 batches) at network speed: without this
+# bound the edge would hold all of it in memory while it catches up (D49).
+DOWN_WAITING = 8
 REQUEST_TIMEOUT = 5.0
 COUPON_TIMEOUT = 2.0  # likewise for a coupon at the till
 HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
@@ -91,6 +96,9 @@ class HqLink:
         self.report = report
         self.publish_status = publish_status
         self._catching_up = False
+        self._down_lock = threading.Lock()
+        self._down_waiting = 0  # down batches queued on the sync worker
+        self._down_dropped = False  # one was dropped: the next one handled catches up
         self._leasing: Future | None = None  # a lane create's background code_block request
         self._lease_lock = threading.Lock()
         self._lease_refused_until = 0.0
@@ -106,7 +114,7 @@ class HqLink:
         return self.hq.connected.is_set()
 
     def subscribe(self) -> None:
-        self.hq.subscribe(topics.sync_down(), lambda m: self.sync.submit(self.on_down, m))
+        self.hq.subscribe(topics.sync_down(), self._queue_down)
         self.hq.subscribe(topics.sync_store(self.store), lambda m: self.sync.submit(self.on_store_message, m))
         # Replies to our requests are taken by correlation before dispatch; anything
         # else under our reply prefix (a reply that came after its timeout) is dropped.
@@ -235,26 +243,42 @@ class HqLink:
         self.catch_up()
 
     def catch_up(self) -> None:
+        """Apply HQ's log from last_seq + 1, page by page. The next page is asked for
+        while this one is applied (one page in flight, one being applied: the edge's
+        memory stays two pages whatever the lag); each page commits before the next."""
         if self._catching_up:
             return
         self._catching_up = True
         try:
             db = self.db
-            while True:
-                reply = self._request_as(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE,
-                                                     routed=True),
-                                         CatchupReply)
-                self.hq_head = reply.head
-                changes = [Change.from_dict(c) for c in reply.changes]
-                before = db.last_seq
-                if changes or reply.through:
-                    # The page covers from_seq..through for this store (lanehub.protocol.routes).
-                    db.apply_down(changes, before + 1 if reply.through else 0, reply.through)
-                if not reply.more or db.last_seq == before:
-                    break
+            with ThreadPoolExecutor(1, thread_name_prefix="catchup-fetch") as fetcher:
+                page: Future[CatchupReply] | None = fetcher.submit(self._catchup_page, db.last_seq + 1)
+                while page is not None:
+                    reply = page.result()
+                    page = None
+                    self.hq_head = reply.head
+                    before = db.last_seq
+                    if reply.more and reply.through:
+                        # The page covers up to ``through`` for this store: the next one starts after it.
+                        page = fetcher.submit(self._catchup_page, reply.through + 1)
+                    changes = [Change.from_dict(c) for c in reply.changes]
+                    if changes or reply.through:
+                        # The page covers from_seq..through for this store (lanehub.protocol.routes).
+                        db.apply_down(changes, before + 1 if reply.through else 0, reply.through)
+                    if not reply.more or db.last_seq == before:
+                        break
+                    if page is None:  # an HQ from before routes: the next page from what was applied
+                        page = fetcher.submit(self._catchup_page, db.last_seq + 1)
+                    elif db.last_seq != reply.through:  # not applied as far as the page covers: ask again from there
+                        page.cancel()
+                        page = fetcher.submit(self._catchup_page, db.last_seq + 1)
         finally:
             self._catching_up = False
         self.publish_status()
+
+    def _catchup_page(self, from_seq: int) -> CatchupReply:
+        return self._request_as(SyncRequest(op="catchup", from_seq=from_seq, limit=CATCHUP_PAGE, routed=True),
+                                CatchupReply)
 
     def flush_outbox(self, retry_after: float) -> None:
         db = self.db
@@ -307,6 +331,29 @@ class HqLink:
             log.warning("edge %s: no code block from HQ: %s", self.store, exc)
 
     # --- from HQ (sync worker) ------------------------------------------------------------------
+
+    def _queue_down(self, msg: Incoming) -> None:
+        """On paho's thread: hand a down batch to the sync worker, or drop it when
+        DOWN_WAITING are queued already (HQ's log has it: the worker catches up)."""
+        with self._down_lock:
+            if self._down_waiting >= DOWN_WAITING:
+                self._down_dropped = True
+                return
+            self._down_waiting += 1
+        self.sync.submit(self._take_down, msg)
+
+    def _take_down(self, msg: Incoming) -> None:
+        with self._down_lock:
+            self._down_waiting -= 1
+            dropped, self._down_dropped = self._down_dropped, False
+        self.on_down(msg)
+        if dropped and self.db.ready:
+            try:
+                self.catch_up()
+            except (HQUnavailable, PayloadError) as exc:
+                with self._down_lock:
+                    self._down_dropped = True  # still owed: the next batch, or HQ's head, tries again
+                log.warning("edge %s: catch-up interrupted: %s", self.store, exc)
 
     def on_down(self, msg: Incoming) -> None:
         db = self.db

@@ -45,7 +45,8 @@ class Replica:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
         self._select = {
-            name: f"SELECT rid, id, {', '.join(f'[{f}]' for f in spec.fields)}, _clocks FROM [{spec.table}] WHERE id = ?"
+            name: f"SELECT rid, id, {', '.join(f'[{f}]' for f in (*spec.fields, *spec.derived_columns))}, _clocks "
+                  f"FROM [{spec.table}] WHERE id = ?"
             for name, spec in ENTITIES.items()
         }
 
@@ -106,7 +107,7 @@ class Replica:
         if row is None:
             self._insert(spec, change.key, record, clocks)
         elif won and before is not None:  # before is the row's record whenever there is a row
-            self._update(spec, row["rid"], before, record, changed, clocks)
+            self._update(spec, row["rid"], before, record, changed, clocks, row)
         return Applied(created=row is None, changed=changed, before=before)
 
     def _insert(self, spec: EntitySpec, key: str, record: dict[str, Any], clocks: FieldClocks) -> None:
@@ -121,10 +122,13 @@ class Replica:
             self._fts_insert(spec, cursor.lastrowid, record)
 
     def _update(self, spec: EntitySpec, rid: int, before: dict[str, Any], record: dict[str, Any], changed: dict[str, Any],
-                clocks: FieldClocks) -> None:
+                clocks: FieldClocks, stored: sqlite3.Row | None = None) -> None:
         sets = {name: _encode(spec, name, value) for name, value in changed.items()}
         if changed and spec.derived_columns:
-            sets.update(spec.derive(record))
+            # Only the search keys that move: each one set is an index entry rewritten,
+            # most of an edit's cost in a catch-up (docs/benchmarks.md).
+            sets.update({name: value for name, value in spec.derive(record).items()
+                         if stored is None or stored[name] != value})
         sets["_clocks"] = clocks.dump()
         self.conn.execute(
             f"UPDATE [{spec.table}] SET {', '.join(f'[{c}] = ?' for c in sets)} WHERE rid = ?",
@@ -164,7 +168,7 @@ class Replica:
                 value = record.get(name, spec.defaults[name])
                 if value != current[name]:
                     merged[name] = changed[name] = value
-        self._update(spec, row["rid"], current, merged, changed, mine)
+        self._update(spec, row["rid"], current, merged, changed, mine, row)
 
     def remove(self, entity: str, key: str) -> bool:
         """Drop a record HQ never accepted. Accepted records are never deleted."""
