@@ -15,8 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence, TypeVar
 
 from edge.db import EdgeDatabase
+from edge.hq_errors import HQRefused, HQUnavailable
 from edge.lane.tickets import Refused
-from lanehub.domain.model import ENTITIES
+from edge.snapshot import take_snapshot
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.envelope import PayloadError
@@ -30,7 +31,6 @@ from lanehub.protocol.sync import (
     HistoryReply,
     Rejection,
     ReplyData,
-    SnapshotReply,
     StoreMessage,
     SyncReply,
     SyncRequest,
@@ -44,7 +44,6 @@ from lanehub.runtime.worker import Worker
 log = logging.getLogger(__name__)
 
 UP_BATCH = 200
-SNAPSHOT_PAGE = 5000
 CATCHUP_PAGE = 5000  # HQ's most per page
 # Down batches waiting for the sync worker at most; past it they are dropped and the
 # worker catches up from HQ's log instead. A store back from a week away gets its
@@ -70,14 +69,6 @@ def rejections_reason(rejected: Sequence[Rejection]) -> str:
     more = len(rejected) - REJECTIONS_LISTED
     return f"HQ rejected {len(rejected)} changes: {listed}" + (
         f"; and {more} more (lanehub edge rejections lists them)" if more > 0 else "")
-
-
-class HQUnavailable(Exception):
-    pass
-
-
-class HQRefused(HQUnavailable):
-    """HQ answered, and said no (the reason is the message)."""
 
 
 class HqLink:
@@ -217,29 +208,7 @@ class HqLink:
         return True
 
     def _take_snapshot(self) -> None:
-        """Every entity page by page from empty tables. The next page is asked for
-        while this one is written, so HQ's read and the edge's write overlap."""
-        db = self.db
-        started = time.monotonic()
-        db.begin_snapshot()
-        head = None
-        total = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="snapshot-fetch") as fetcher:
-            for entity in ENTITIES:
-                page: Future[SnapshotReply] | None = fetcher.submit(
-                    self._request_as, SyncRequest(op="snapshot", entity=entity, limit=SNAPSHOT_PAGE), SnapshotReply)
-                while page is not None:
-                    reply = page.result()
-                    page = None
-                    if reply.next:
-                        page = fetcher.submit(self._request_as, SyncRequest(op="snapshot", entity=entity, after=reply.next,
-                                                                            limit=SNAPSHOT_PAGE), SnapshotReply)
-                    if head is None:
-                        head = reply.head
-                    db.load_snapshot_page(entity, reply.columns, reply.rows)
-                    total += len(reply.rows)
-        db.finish_snapshot(head or 0)
-        log.info("edge %s: snapshot of %d records at seq %d in %.1fs", self.store, total, head or 0, time.monotonic() - started)
+        take_snapshot(self.db, self._request_as, self.store)
         self.catch_up()
 
     def catch_up(self) -> None:

@@ -9,12 +9,14 @@ never delays other stores' changes.
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import functools
 import logging
 import subprocess
 import threading
+import time
 
 from hq.audit import change_history
 from hq.config import code_format
@@ -25,6 +27,7 @@ from hq.imports.engine import ImportSpec
 from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
 from hq.samples import prune_samples, sample_store
+from hq.snapshot_file import SnapshotFiles
 from hq.wake import WakeListener
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
@@ -43,6 +46,7 @@ from lanehub.protocol.sync import (
     HelloReply,
     HistoryReply,
     ReplyData,
+    SnapshotFileReply,
     SnapshotReply,
     StoreMessage,
     SyncReply,
@@ -89,6 +93,11 @@ class HQService:
         self.published = 0
         self.apply_worker = Worker("hq-apply", setup=self._open_writer, teardown=self._close_writer)
         self.serve_worker = Worker("hq-serve", setup=self._open_reader, teardown=self._close_reader)
+        # Snapshot files (D49) are built and served on a worker of their own: a build of a
+        # million customers takes seconds, and catch-up pages must not wait for it.
+        self.snapshots = SnapshotFiles(self.db_path, config["hq"]["snapshot_chunk"])
+        self.snapshot_db: HQDatabase | None = None
+        self.snapshot_worker = Worker("hq-snapshot", setup=self._open_snapshot_db, teardown=self._close_snapshot_db)
         # Exports to an external system (a network share, a POS database) run on their own
         # worker and connection, so a slow target never holds up the stores' changes.
         self.exporter: HQDatabase | None = None
@@ -161,6 +170,27 @@ class HQService:
         if self.reader is not None:
             self.reader.close()
 
+    def _open_snapshot_db(self) -> None:
+        self.snapshot_db = HQDatabase(self.db_path, self.codes, self.block_size)
+
+    def _close_snapshot_db(self) -> None:
+        if self.snapshot_db is not None:
+            self.snapshot_db.close()
+
+    def _refresh_snapshot(self) -> None:
+        """A new snapshot file when the newest is older than [hq] snapshot_refresh and the
+        log has moved since: new stores load it at once and catch up on less."""
+        newest = self.snapshots.newest()
+        if newest is None or time.time() - newest.built_at < self.config["hq"]["snapshot_refresh"]:
+            return  # none asked for yet (the first request builds one), or fresh
+        assert self.snapshot_db is not None, "the snapshot worker's database is not open"
+        if self.snapshot_db.head() == newest.head:
+            return
+        started = time.monotonic()
+        build = self.snapshots.build()
+        log.info("snapshot file %s at seq %d: %d bytes in %.1fs", build.id, build.head, build.size,
+                 time.monotonic() - started)
+
     def _connected(self) -> None:
         self.apply_worker.submit(self._announce_head)
 
@@ -178,6 +208,8 @@ class HQService:
             for spec in exports:
                 self.export_worker.every(spec.export_interval, functools.partial(self._export, spec))
         self.serve_worker.start()
+        self.snapshot_worker.start()
+        self.snapshot_worker.every(min(60.0, self.config["hq"]["snapshot_refresh"]), self._refresh_snapshot)
         self.client.subscribe(topics.SYNC_UP_ALL, self._queue_up)
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
         self.client.subscribe(topics.SYNC_REQ_ALL, self._route_request)
@@ -201,6 +233,7 @@ class HQService:
         self.client.stop()
         self.apply_worker.stop()
         self.serve_worker.stop()
+        self.snapshot_worker.stop()
         self.export_worker.stop()
         self.stopped.set()
 
@@ -372,11 +405,13 @@ class HQService:
             op = None
         if op == "code_block":
             self.apply_worker.submit(self._on_request, msg, "writer")
+        elif op == "snapshot_file":
+            self.snapshot_worker.submit(self._on_request, msg, "snapshot")
         else:
             self.serve_worker.submit(self._on_request, msg, "reader")
 
     def _on_request(self, msg: Incoming, which: str) -> None:
-        db = self._writer() if which == "writer" else self.reader
+        db = {"writer": self.db, "reader": self.reader, "snapshot": self.snapshot_db}[which]
         # Opened by the serve worker's setup, before any of its tasks runs.
         assert db is not None, "the serve worker's database is not open"
         store = self._store_of(msg, db)
@@ -450,6 +485,8 @@ class HQService:
                                                    only=only)
             return SnapshotReply(entity=request.entity, columns=columns, rows=rows, head=head,
                                  next=rows[-1][0] if len(rows) == request.limit else None)
+        if request.op == "snapshot_file":
+            return self._snapshot_chunk(request)
         if request.op == "changes":
             return ChangesReply(changes=change_history(db, "customer", request.customer_id, min(request.limit, 200)))
         if request.op == "history":
@@ -469,6 +506,27 @@ class HQService:
             block = db.lease_block(store, request.lease, self.max_outstanding_blocks)
             return CodeBlockReply(start=block["start"], end=block["end"], lease=request.lease)
         raise ValueError(f"unknown op {request.op}")
+
+
+    def _snapshot_chunk(self, request: SyncRequest) -> SnapshotFileReply:
+        """A chunk of the snapshot file named (of the newest, built now if there is none)."""
+        if request.file:
+            build = self.snapshots.get(request.file)
+            if build is None:
+                raise ValueError(f"snapshot file {request.file} is gone (a newer one replaced it): start again")
+        else:
+            build = self.snapshots.newest()
+            if build is None:
+                started = time.monotonic()
+                build = self.snapshots.build()
+                log.info("snapshot file %s at seq %d: %d bytes in %.1fs", build.id, build.head, build.size,
+                         time.monotonic() - started)
+        if not 0 <= request.chunk < len(build.chunks):
+            raise ValueError(f"snapshot file {build.id} has chunks 0-{len(build.chunks) - 1}, not {request.chunk}")
+        return SnapshotFileReply(file=build.id, head=build.head, hlc=build.hlc, chunk=request.chunk,
+                                 chunks=len(build.chunks), size=build.size, sha256=build.sha256,
+                                 entities=list(build.entities),
+                                 data=base64.b64encode(self.snapshots.chunk(build, request.chunk)).decode("ascii"))
 
 
 def down_batch(head: int, first: int, page: list[tuple[Change, str]]) -> bytes:

@@ -190,17 +190,19 @@ class Replica:
         once at HQ: a million-record snapshot is mostly this. ``only``: rows whose
         fields have these values (a store's own sales)."""
         spec = ENTITIES[entity]
-        columns = self._snapshot_columns(spec)
+        columns = self.snapshot_columns(spec)
         only = {name: value for name, value in (only or {}).items() if name in spec.fields}
         where = "".join(f" AND [{name}] = ?" for name in only)
-        rows = self.conn.execute(
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: a sqlite3.Row per row was half of the page's cost
+        rows = cursor.execute(
             f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{spec.table}] WHERE id > ?{where} ORDER BY id LIMIT ?",
             (after, *only.values(), limit),
         ).fetchall()
         return columns, [list(row) for row in rows]
 
     @staticmethod
-    def _snapshot_columns(spec: EntitySpec) -> list[str]:
+    def snapshot_columns(spec: EntitySpec) -> list[str]:
         return ["id", *spec.fields, *spec.derived_columns, "_clocks"]
 
     def load(self, entity: str, records: Iterable[dict[str, Any]], *, empty: bool) -> int:
@@ -220,7 +222,7 @@ class Replica:
     def load_rows(self, entity: str, columns: list[str], rows: list[list[Any]]) -> int:
         """Insert snapshot rows (``export_rows``'s shape) into an empty table."""
         spec = ENTITIES[entity]
-        expected = self._snapshot_columns(spec)
+        expected = self.snapshot_columns(spec)
         if columns != expected:
             # Another version's columns, or no search keys: map by name, fill in
             # defaults, and derive the search keys here.
