@@ -27,7 +27,7 @@ from hq.imports.engine import ImportSpec
 from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
 from hq.samples import prune_samples, sample_store
-from hq.snapshot_file import SnapshotFiles
+from hq.snapshot_file import Build, SnapshotFiles
 from hq.wake import WakeListener
 from lanehub.domain.model import ENTITIES
 from lanehub.domain.sales import purchase_history
@@ -178,18 +178,24 @@ class HQService:
             self.snapshot_db.close()
 
     def _refresh_snapshot(self) -> None:
-        """A new snapshot file when the newest is older than [hq] snapshot_refresh and the
-        log has moved since: new stores load it at once and catch up on less."""
+        """A snapshot file when there is none, or when the newest is older than [hq]
+        snapshot_refresh and the log has moved since: a new store loads it at once,
+        and catches up on at most that much of the log."""
         newest = self.snapshots.newest()
-        if newest is None or time.time() - newest.built_at < self.config["hq"]["snapshot_refresh"]:
-            return  # none asked for yet (the first request builds one), or fresh
-        assert self.snapshot_db is not None, "the snapshot worker's database is not open"
-        if self.snapshot_db.head() == newest.head:
-            return
+        if newest is not None:
+            if time.time() - newest.built_at < self.config["hq"]["snapshot_refresh"]:
+                return
+            assert self.snapshot_db is not None, "the snapshot worker's database is not open"
+            if self.snapshot_db.head() == newest.head:
+                return
+        self._build_snapshot()
+
+    def _build_snapshot(self) -> Build:
         started = time.monotonic()
         build = self.snapshots.build()
         log.info("snapshot file %s at seq %d: %d bytes in %.1fs", build.id, build.head, build.size,
                  time.monotonic() - started)
+        return build
 
     def _connected(self) -> None:
         self.apply_worker.submit(self._announce_head)
@@ -209,6 +215,7 @@ class HQService:
                 self.export_worker.every(spec.export_interval, functools.partial(self._export, spec))
         self.serve_worker.start()
         self.snapshot_worker.start()
+        self.snapshot_worker.submit(self._refresh_snapshot)  # prebuilt: the first new store need not wait for it
         self.snapshot_worker.every(min(60.0, self.config["hq"]["snapshot_refresh"]), self._refresh_snapshot)
         self.client.subscribe(topics.SYNC_UP_ALL, self._queue_up)
         self.client.subscribe(topics.SYNC_STATUS_ALL, lambda m: self.apply_worker.submit(self._on_status, m))
@@ -515,12 +522,7 @@ class HQService:
             if build is None:
                 raise ValueError(f"snapshot file {request.file} is gone (a newer one replaced it): start again")
         else:
-            build = self.snapshots.newest()
-            if build is None:
-                started = time.monotonic()
-                build = self.snapshots.build()
-                log.info("snapshot file %s at seq %d: %d bytes in %.1fs", build.id, build.head, build.size,
-                         time.monotonic() - started)
+            build = self.snapshots.newest() or self._build_snapshot()
         if not 0 <= request.chunk < len(build.chunks):
             raise ValueError(f"snapshot file {build.id} has chunks 0-{len(build.chunks) - 1}, not {request.chunk}")
         return SnapshotFileReply(file=build.id, head=build.head, hlc=build.hlc, chunk=request.chunk,
