@@ -59,10 +59,18 @@ class EdgeMemory:
             self.peak_sampled = max(self.peak_sampled, rss)
 
     def figures(self) -> dict[str, float]:
-        """The high-water mark (the kernel's, so no peak between samples is missed) and RSS now, MiB."""
+        """The high-water mark (the kernel's, so no peak between samples is missed), RSS now,
+        and what the process has written to disk so far (WAL, checkpoints), MiB."""
         now = self.status()
         return {"peak_rss_mib": round(max(now.get("VmHWM", 0), self.peak_sampled) / MIB, 1),
-                "rss_mib": round(now.get("VmRSS", 0) / MIB, 1)}
+                "rss_mib": round(now.get("VmRSS", 0) / MIB, 1), "written_mib": round(self.written() / MIB)}
+
+    def written(self) -> int:
+        try:
+            lines = Path(f"/proc/{self.pid}/io").read_text().splitlines()
+        except OSError:
+            return 0
+        return next((int(line.split()[1]) for line in lines if line.startswith("write_bytes:")), 0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -251,7 +259,7 @@ def bench_catchup(workdir: Path, changes: int = 10_000, customers: int = 1000, d
         memory.stop()
         return {"customers": customers, "changes_behind": behind, "catchup_s": round(seconds, 2),
                 "changes_per_s": round(behind / seconds), "edge_peak_rss_mib": figures["peak_rss_mib"],
-                "edge_rss_mib": figures["rss_mib"]}
+                "edge_rss_mib": figures["rss_mib"], "edge_written_mib": figures["written_mib"]}
     finally:
         if watcher is not None:
             watcher.stop()

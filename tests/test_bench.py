@@ -21,6 +21,7 @@ def test_bench_sync_measures_every_part(tmp_path):
     assert figures["latency"]["store_to_store_ms"]["p99"] > 0
     catchup = figures["catchup"]
     assert catchup["changes_behind"] == 150 and catchup["customers"] == 100 and catchup["edge_peak_rss_mib"] > 0
+    assert catchup["edge_written_mib"] >= 0  # from /proc/<pid>/io, the edge's WAL and checkpoints
     assert figures["reconnect"]["broker_away_s"] == [1.0] and len(figures["reconnect"]["converged_s"]) == 1
     # The generated HQ databases are kept in --data and reused by the next run.
     generated = {p.name: p.stat().st_mtime_ns for p in data.glob("hq-*.db")}
