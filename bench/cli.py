@@ -35,24 +35,32 @@ def _cpus() -> int:
 @bench.command("sync")
 @click.option("--customers", default=100_000, show_default=True, help="Customers in the snapshot benchmark.")
 @click.option("--big", is_flag=True, help="Use 1,000,000 customers for the snapshot (the DESIGN target).")
+@click.option("--huge", is_flag=True, help="Use 3,000,000 customers for the snapshot.")
 @click.option("--stores", default=10, show_default=True, help="Stores for the latency benchmark.")
 @click.option("--samples", default=200, show_default=True, help="Changes timed per latency figure.")
-@click.option("--catchup", "catchup_changes", default=10_000, show_default=True, help="Changes a store catches up on.")
+@click.option("--catchup", "catchup_changes", default=10_000, show_default=True,
+              help="Changes a store catches up on (1000000: a week of a busy chain).")
+@click.option("--catchup-customers", default=1000, show_default=True, help="Customers at HQ in the catch-up part.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the generated HQ databases (hq-N.db) here and reuse them in later runs.")
 @click.option("--away", "aways", type=float, multiple=True, help="Seconds the HQ broker is away in the reconnect part "
               "(repeatable; default 8, 9, 10 and 11).")
 @click.option("--only", type=click.Choice(["snapshot", "latency", "catchup", "reconnect"]), multiple=True,
               help="Run only these parts (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep brokers' and databases' files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def sync(customers: int, big: bool, stores: int, samples: int, catchup_changes: int, aways: tuple[float, ...],
-         only: tuple[str, ...],
+def sync(customers: int, big: bool, huge: bool, stores: int, samples: int, catchup_changes: int,
+         catchup_customers: int, data: Path | None, aways: tuple[float, ...], only: tuple[str, ...],
          workdir: Path | None, as_json: bool) -> None:
-    """Snapshot, HQ→store and store→store latency, catch-up, and convergence after the HQ broker returns,
-    on real brokers and processes."""
+    """Snapshot and catch-up (with the edge's peak RSS), HQ→store and store→store latency, and convergence
+    after the HQ broker returns, on real brokers and processes."""
+    from bench import scale
     from bench import sync as runs
 
     if big:
         customers = 1_000_000
+    if huge:
+        customers = 3_000_000
     if stores < 2:
         raise click.BadParameter("at least 2 stores (store→store needs two)", param_hint="--stores")
     parts = set(only) or {"snapshot", "latency", "catchup", "reconnect"}
@@ -62,13 +70,13 @@ def sync(customers: int, big: bool, stores: int, samples: int, catchup_changes: 
         base.mkdir(parents=True, exist_ok=True)
         if "snapshot" in parts:
             click.echo(f"snapshot of {customers} customers…", err=True)
-            results["snapshot"] = runs.bench_snapshot(base, customers)
+            results["snapshot"] = scale.bench_snapshot(base, customers, data)
         if "latency" in parts:
             click.echo(f"latency over {stores} stores, {samples} samples…", err=True)
             results["latency"] = runs.bench_latency(base, stores, samples)
         if "catchup" in parts:
-            click.echo(f"catch-up of {catchup_changes} changes…", err=True)
-            results["catchup"] = runs.bench_catchup(base, catchup_changes)
+            click.echo(f"catch-up of {catchup_changes} changes over {catchup_customers} customers…", err=True)
+            results["catchup"] = scale.bench_catchup(base, catchup_changes, catchup_customers, data)
         if "reconnect" in parts:
             aways = aways or (8.0, 9.0, 10.0, 11.0)
             click.echo(f"the HQ broker away {', '.join(f'{a:g}' for a in aways)} s, a customer created at each of "

@@ -1,12 +1,10 @@
 """Sync benchmarks on real brokers and real processes (not tests).
 
-- snapshot: a new store takes a snapshot of N customers;
 - hq_to_store: a change written at HQ until it is applied in every store's
   SQLite (10 stores), p50/p99;
 - store_to_store: a customer created at a lane of S001 until it is applied
   at S002;
-- catchup: a store that was down while 10k changes happened, from its
-  restart until it has applied HQ's head;
+- snapshot and catchup: in bench/scale.py (with the edge's memory);
 - reconnect: the HQ broker away 8, 9, 10 and 11 s while two stores each create
   a customer, from its return until both stores have both customers.
 
@@ -115,32 +113,6 @@ def bulk_load_hq(path: Path, count: int) -> float:
     return time.monotonic() - started
 
 
-def bench_snapshot(workdir: Path, count: int) -> dict:
-    chain = Chain(workdir / f"snapshot-{count}", ("S001",), log_level="INFO")
-    try:
-        chain.start_brokers()
-        chain.register_stores()
-        load_s = bulk_load_hq(chain.workdir / "hq.db", count)
-        hq_service = chain.hq
-        assert hq_service is not None  # register_stores made it
-        hq_service.start()
-        hq_service.wait_for_log("lanehub-hq: connected", 60)
-        edge = chain.edges["S001"]
-        started = time.monotonic()
-        edge.start()
-        reader_path = chain.workdir / "S001.db"
-        _wait(lambda: reader_path.exists(), 30, 0.01)
-        reader = _reader(reader_path)
-        _wait(lambda: _snapshot_done(reader), 600, 0.02)
-        total = time.monotonic() - started
-        applied = reader.execute("SELECT count(*) FROM customers").fetchone()[0]
-        reader.close()
-        assert applied == count, f"snapshot has {applied} of {count} customers"
-        return {"customers": count, "hq_bulk_load_s": round(load_s, 2), "snapshot_s": round(total, 2)}
-    finally:
-        chain.stop()
-
-
 def _start_chain(workdir: Path, stores: int, customers: int) -> Chain:
     chain = Chain(workdir, tuple(f"S{i:03d}" for i in range(1, stores + 1)), log_level="INFO")
     chain.start_brokers()
@@ -212,33 +184,6 @@ def bench_latency(workdir: Path, stores: int, samples: int, customers: int = 100
             "store_to_store_ms": {"p50": round(percentile(store_to_store, 50), 1), "p99": round(percentile(store_to_store, 99), 1),
                                   "max": round(max(store_to_store), 1), "mean": round(statistics.mean(store_to_store), 1)},
         }
-    finally:
-        chain.stop()
-
-
-def bench_catchup(workdir: Path, changes: int = 10_000, customers: int = 1000) -> dict:
-    from hq.db import HQDatabase
-
-    chain = _start_chain(workdir / "catchup", 1, customers)
-    try:
-        edge = chain.edges["S001"]
-        edge.stop()
-        hq = HQDatabase(chain.workdir / "hq.db", CodeFormat())
-        keys = [row[0] for row in hq.conn.execute("SELECT id FROM customers")]
-        for start in range(0, changes, 1000):  # HQ's own writes, a thousand per transaction
-            with transaction(hq.conn):
-                for i in range(start, min(start + 1000, changes)):
-                    hq.write("customer", keys[i % len(keys)], {"city": f"C{i}"}, "bench")
-        head = hq.head()
-        hq.close()
-        reader = _reader(chain.workdir / "S001.db")
-        behind = head - _last_seq(reader)
-        started = time.monotonic()
-        edge.start()
-        _wait(lambda: _last_seq(reader) >= head, 120, 0.002)
-        total = time.monotonic() - started
-        reader.close()
-        return {"changes_behind": behind, "catchup_s": round(total, 2)}
     finally:
         chain.stop()
 

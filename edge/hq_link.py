@@ -15,8 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence, TypeVar
 
 from edge.db import EdgeDatabase
+from edge.hq_errors import HQRefused, HQUnavailable
 from edge.lane.tickets import Refused
-from lanehub.domain.model import ENTITIES
+from edge.snapshot import take_snapshot
 from lanehub.protocol import topics
 from lanehub.protocol.change import Change
 from lanehub.protocol.envelope import PayloadError
@@ -30,7 +31,6 @@ from lanehub.protocol.sync import (
     HistoryReply,
     Rejection,
     ReplyData,
-    SnapshotReply,
     StoreMessage,
     SyncReply,
     SyncRequest,
@@ -44,8 +44,12 @@ from lanehub.runtime.worker import Worker
 log = logging.getLogger(__name__)
 
 UP_BATCH = 200
-SNAPSHOT_PAGE = 5000
-CATCHUP_PAGE = 2000
+CATCHUP_PAGE = 5000  # HQ's most per page
+# Down batches waiting for the sync worker at most; past it they are dropped and the
+# worker catches up from HQ's log instead. A store back from a week away gets its
+# broker session's queue (up to 100,000 batches) at network speed: without this
+# bound the edge would hold all of it in memory while it catches up (D49).
+DOWN_WAITING = 8
 REQUEST_TIMEOUT = 5.0
 COUPON_TIMEOUT = 2.0  # likewise for a coupon at the till
 HISTORY_TIMEOUT = 2.0  # a cashier is waiting: fall back to local sales quickly
@@ -67,14 +71,6 @@ def rejections_reason(rejected: Sequence[Rejection]) -> str:
         f"; and {more} more (lanehub edge rejections lists them)" if more > 0 else "")
 
 
-class HQUnavailable(Exception):
-    pass
-
-
-class HQRefused(HQUnavailable):
-    """HQ answered, and said no (the reason is the message)."""
-
-
 class HqLink:
     """Everything the edge says to HQ and hears from it. Runs on the sync worker
     (``sync``), whose database ``db()`` is; the wiring is EdgeService's."""
@@ -91,6 +87,9 @@ class HqLink:
         self.report = report
         self.publish_status = publish_status
         self._catching_up = False
+        self._down_lock = threading.Lock()
+        self._down_waiting = 0  # down batches queued on the sync worker
+        self._down_dropped = False  # one was dropped: the next one handled catches up
         self._leasing: Future | None = None  # a lane create's background code_block request
         self._lease_lock = threading.Lock()
         self._lease_refused_until = 0.0
@@ -106,7 +105,7 @@ class HqLink:
         return self.hq.connected.is_set()
 
     def subscribe(self) -> None:
-        self.hq.subscribe(topics.sync_down(), lambda m: self.sync.submit(self.on_down, m))
+        self.hq.subscribe(topics.sync_down(), self._queue_down)
         self.hq.subscribe(topics.sync_store(self.store), lambda m: self.sync.submit(self.on_store_message, m))
         # Replies to our requests are taken by correlation before dispatch; anything
         # else under our reply prefix (a reply that came after its timeout) is dropped.
@@ -209,52 +208,46 @@ class HqLink:
         return True
 
     def _take_snapshot(self) -> None:
-        """Every entity page by page from empty tables. The next page is asked for
-        while this one is written, so HQ's read and the edge's write overlap."""
-        db = self.db
-        started = time.monotonic()
-        db.begin_snapshot()
-        head = None
-        total = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="snapshot-fetch") as fetcher:
-            for entity in ENTITIES:
-                page: Future[SnapshotReply] | None = fetcher.submit(
-                    self._request_as, SyncRequest(op="snapshot", entity=entity, limit=SNAPSHOT_PAGE), SnapshotReply)
-                while page is not None:
-                    reply = page.result()
-                    page = None
-                    if reply.next:
-                        page = fetcher.submit(self._request_as, SyncRequest(op="snapshot", entity=entity, after=reply.next,
-                                                                            limit=SNAPSHOT_PAGE), SnapshotReply)
-                    if head is None:
-                        head = reply.head
-                    db.load_snapshot_page(entity, reply.columns, reply.rows)
-                    total += len(reply.rows)
-        db.finish_snapshot(head or 0)
-        log.info("edge %s: snapshot of %d records at seq %d in %.1fs", self.store, total, head or 0, time.monotonic() - started)
+        take_snapshot(self.db, self._request_as, self.store)
         self.catch_up()
 
     def catch_up(self) -> None:
+        """Apply HQ's log from last_seq + 1, page by page. The next page is asked for
+        while this one is applied (one page in flight, one being applied: the edge's
+        memory stays two pages whatever the lag); each page commits before the next."""
         if self._catching_up:
             return
         self._catching_up = True
         try:
             db = self.db
-            while True:
-                reply = self._request_as(SyncRequest(op="catchup", from_seq=db.last_seq + 1, limit=CATCHUP_PAGE,
-                                                     routed=True),
-                                         CatchupReply)
-                self.hq_head = reply.head
-                changes = [Change.from_dict(c) for c in reply.changes]
-                before = db.last_seq
-                if changes or reply.through:
-                    # The page covers from_seq..through for this store (lanehub.protocol.routes).
-                    db.apply_down(changes, before + 1 if reply.through else 0, reply.through)
-                if not reply.more or db.last_seq == before:
-                    break
+            with ThreadPoolExecutor(1, thread_name_prefix="catchup-fetch") as fetcher:
+                page: Future[CatchupReply] | None = fetcher.submit(self._catchup_page, db.last_seq + 1)
+                while page is not None:
+                    reply = page.result()
+                    page = None
+                    self.hq_head = reply.head
+                    before = db.last_seq
+                    if reply.more and reply.through:
+                        # The page covers up to ``through`` for this store: the next one starts after it.
+                        page = fetcher.submit(self._catchup_page, reply.through + 1)
+                    changes = [Change.from_dict(c) for c in reply.changes]
+                    if changes or reply.through:
+                        # The page covers from_seq..through for this store (lanehub.protocol.routes).
+                        db.apply_down(changes, before + 1 if reply.through else 0, reply.through)
+                    if not reply.more or db.last_seq == before:
+                        break
+                    if page is None:  # an HQ from before routes: the next page from what was applied
+                        page = fetcher.submit(self._catchup_page, db.last_seq + 1)
+                    elif db.last_seq != reply.through:  # not applied as far as the page covers: ask again from there
+                        page.cancel()
+                        page = fetcher.submit(self._catchup_page, db.last_seq + 1)
         finally:
             self._catching_up = False
         self.publish_status()
+
+    def _catchup_page(self, from_seq: int) -> CatchupReply:
+        return self._request_as(SyncRequest(op="catchup", from_seq=from_seq, limit=CATCHUP_PAGE, routed=True),
+                                CatchupReply)
 
     def flush_outbox(self, retry_after: float) -> None:
         db = self.db
@@ -307,6 +300,29 @@ class HqLink:
             log.warning("edge %s: no code block from HQ: %s", self.store, exc)
 
     # --- from HQ (sync worker) ------------------------------------------------------------------
+
+    def _queue_down(self, msg: Incoming) -> None:
+        """On paho's thread: hand a down batch to the sync worker, or drop it when
+        DOWN_WAITING are queued already (HQ's log has it: the worker catches up)."""
+        with self._down_lock:
+            if self._down_waiting >= DOWN_WAITING:
+                self._down_dropped = True
+                return
+            self._down_waiting += 1
+        self.sync.submit(self._take_down, msg)
+
+    def _take_down(self, msg: Incoming) -> None:
+        with self._down_lock:
+            self._down_waiting -= 1
+            dropped, self._down_dropped = self._down_dropped, False
+        self.on_down(msg)
+        if dropped and self.db.ready:
+            try:
+                self.catch_up()
+            except (HQUnavailable, PayloadError) as exc:
+                with self._down_lock:
+                    self._down_dropped = True  # still owed: the next batch, or HQ's head, tries again
+                log.warning("edge %s: catch-up interrupted: %s", self.store, exc)
 
     def on_down(self, msg: Incoming) -> None:
         db = self.db

@@ -7,12 +7,23 @@ import re
 from lanehub.domain.codes import CodeFormat
 from lanehub.runtime.config import Config, ConfigError, Key, Schema, Tables, broker_keys, load
 
+
+def _chunk_fits(value: int) -> None:
+    # A chunk that zlib cannot shrink, in base64, must still fit a reply (16 MiB).
+    if value > 8 * 1024 * 1024:
+        raise ValueError("must be at most 8388608 (8 MiB)")
+
+
 SCHEMA: Schema = {
     "hq": {
         "db": Key(str, "hq.db", path=True),
         # Seconds between looks for writes made outside the service that did not wake it
         # (they normally do, at once: hq/wake.py).
         "publish_poll": Key(float, 1.0, minimum=0.01),
+        # The snapshot file new stores load (hq/snapshot_file.py, D49): rebuilt this
+        # often (seconds) while the log moves, and cut into chunks of this many bytes.
+        "snapshot_refresh": Key(float, 3600.0, minimum=1),
+        "snapshot_chunk": Key(int, 4 * 1024 * 1024, minimum=4096, check=_chunk_fits),
     },
     "broker": broker_keys() | {
         # Where HQ writes the HQ broker's password and ACL files when a store is

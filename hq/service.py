@@ -9,12 +9,14 @@ never delays other stores' changes.
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import functools
 import logging
 import subprocess
 import threading
+import time
 
 from hq.audit import change_history
 from hq.config import code_format
@@ -26,6 +28,7 @@ from hq.imports.export import export_changes
 from hq.imports.targets import TARGETS
 from hq.publisher import PublisherLease
 from hq.samples import prune_samples, sample_store
+from hq.snapshot_file import Build, SnapshotFiles
 from hq.storage import is_postgres
 from hq.wake import WakeListener
 from lanehub.domain.model import ENTITIES
@@ -45,6 +48,7 @@ from lanehub.protocol.sync import (
     HelloReply,
     HistoryReply,
     ReplyData,
+    SnapshotFileReply,
     SnapshotReply,
     StoreMessage,
     SyncReply,
@@ -98,6 +102,11 @@ class HQService:
         self.published = 0
         self.apply_worker = Worker("hq-apply", setup=self._open_writer, teardown=self._close_writer)
         self.serve_worker = Worker("hq-serve", setup=self._open_reader, teardown=self._close_reader)
+        # Snapshot files (D49) are built and served on a worker of their own: a build of a
+        # million customers takes seconds, and catch-up pages must not wait for it.
+        self.snapshots = SnapshotFiles(self.db_path, config["hq"]["snapshot_chunk"])
+        self.snapshot_db: HQDatabase | None = None
+        self.snapshot_worker = Worker("hq-snapshot", setup=self._open_snapshot_db, teardown=self._close_snapshot_db)
         # Exports to an external system (a network share, a POS database) run on their own
         # worker and connection, so a slow target never holds up the stores' changes.
         self.exporter: HQDatabase | None = None
@@ -177,6 +186,36 @@ class HQService:
         if self.reader is not None:
             self.reader.close()
 
+    def _open_snapshot_db(self) -> None:
+        self.snapshot_db = HQDatabase(self.db_path, self.codes, self.block_size)
+
+    def _close_snapshot_db(self) -> None:
+        if self.snapshot_db is not None:
+            self.snapshot_db.close()
+
+    def _refresh_snapshot(self) -> None:
+        """A snapshot file when there is none, or when the newest is older than [hq]
+        snapshot_refresh and the log has moved since: a new store loads it at once,
+        and catches up on at most that much of the log. An HQ on PostgreSQL keeps
+        none (the build copies a SQLite file in C): its stores take pages."""
+        if is_postgres(self.db_path):
+            return
+        newest = self.snapshots.newest()
+        if newest is not None:
+            if time.time() - newest.built_at < self.config["hq"]["snapshot_refresh"]:
+                return
+            assert self.snapshot_db is not None, "the snapshot worker's database is not open"
+            if self.snapshot_db.head() == newest.head:
+                return
+        self._build_snapshot()
+
+    def _build_snapshot(self) -> Build:
+        started = time.monotonic()
+        build = self.snapshots.build()
+        log.info("snapshot file %s at seq %d: %d bytes in %.1fs", build.id, build.head, build.size,
+                 time.monotonic() - started)
+        return build
+
     def _connected(self) -> None:
         self.apply_worker.submit(self._announce_head)
 
@@ -194,6 +233,9 @@ class HQService:
             for spec in exports:
                 self.export_worker.every(spec.export_interval, functools.partial(self._export, spec))
         self.serve_worker.start()
+        self.snapshot_worker.start()
+        self.snapshot_worker.submit(self._refresh_snapshot)  # prebuilt: the first new store need not wait for it
+        self.snapshot_worker.every(min(60.0, self.config["hq"]["snapshot_refresh"]), self._refresh_snapshot)
         self.apply_worker.call(self._register_broker_user)
         # Shared subscriptions: with several HQ processes each message goes to one of them.
         self.client.subscribe(topics.shared(topics.SYNC_UP_ALL), self._queue_up)
@@ -222,6 +264,7 @@ class HQService:
         self.client.stop()
         self.apply_worker.stop()
         self.serve_worker.stop()
+        self.snapshot_worker.stop()
         self.export_worker.stop()
         self.stopped.set()
 
@@ -410,11 +453,13 @@ class HQService:
             op = None
         if op == "code_block":
             self.apply_worker.submit(self._on_request, msg, "writer")
+        elif op == "snapshot_file":
+            self.snapshot_worker.submit(self._on_request, msg, "snapshot")
         else:
             self.serve_worker.submit(self._on_request, msg, "reader")
 
     def _on_request(self, msg: Incoming, which: str) -> None:
-        db = self._writer() if which == "writer" else self.reader
+        db = {"writer": self.db, "reader": self.reader, "snapshot": self.snapshot_db}[which]
         # Opened by the serve worker's setup, before any of its tasks runs.
         assert db is not None, "the serve worker's database is not open"
         store = self._store_of(msg, db)
@@ -488,6 +533,8 @@ class HQService:
                                                    only=only)
             return SnapshotReply(entity=request.entity, columns=columns, rows=rows, head=head,
                                  next=rows[-1][0] if len(rows) == request.limit else None)
+        if request.op == "snapshot_file":
+            return self._snapshot_chunk(request)
         if request.op == "changes":
             return ChangesReply(changes=change_history(db, "customer", request.customer_id, min(request.limit, 200)))
         if request.op == "history":
@@ -507,6 +554,24 @@ class HQService:
             block = db.lease_block(store, request.lease, self.max_outstanding_blocks)
             return CodeBlockReply(start=block["start"], end=block["end"], lease=request.lease)
         raise ValueError(f"unknown op {request.op}")
+
+
+    def _snapshot_chunk(self, request: SyncRequest) -> SnapshotFileReply:
+        """A chunk of the snapshot file named (of the newest, built now if there is none)."""
+        if is_postgres(self.db_path):
+            raise ValueError("this HQ keeps no snapshot files (its database is on PostgreSQL): ask for pages")
+        if request.file:
+            build = self.snapshots.get(request.file)
+            if build is None:
+                raise ValueError(f"snapshot file {request.file} is gone (a newer one replaced it): start again")
+        else:
+            build = self.snapshots.newest() or self._build_snapshot()
+        if not 0 <= request.chunk < len(build.chunks):
+            raise ValueError(f"snapshot file {build.id} has chunks 0-{len(build.chunks) - 1}, not {request.chunk}")
+        return SnapshotFileReply(file=build.id, head=build.head, hlc=build.hlc, chunk=request.chunk,
+                                 chunks=len(build.chunks), size=build.size, sha256=build.sha256,
+                                 entities=list(build.entities),
+                                 data=base64.b64encode(self.snapshots.chunk(build, request.chunk)).decode("ascii"))
 
 
 def down_batch(head: int, first: int, page: list[tuple[Change, str]]) -> bytes:

@@ -82,3 +82,15 @@ def test_a_record_travels_as_a_change_and_survives_a_snapshot(tmp_path, entity):
     store.load_rows(entity, columns, rows)
     assert store.get(entity, key) == record
     assert store.clocks(entity, key) == hq.clocks(entity, key)
+
+
+@pytest.mark.parametrize("entity", sorted(name for name, spec in ENTITIES.items() if spec.derived_from))
+def test_the_search_keys_follow_only_the_fields_they_are_derived_from(entity):
+    # Replica._update recomputes them only when an edit names one of derived_from.
+    spec = ENTITIES[entity]
+    record = dict(spec.defaults) | spec.normalize(dict(SAMPLES[entity]))
+    keys = spec.derive(record)
+    for name in set(spec.fields) - set(spec.derived_from):
+        other = "" if not isinstance(record[name], str) else record[name] + " Xy 12"
+        assert spec.derive(record | {name: other}) == keys, f"{entity}'s search keys read {name}"
+    assert all(spec.derive(record | {name: "Zq 99 x@y.z"}) != keys for name in spec.derived_from)

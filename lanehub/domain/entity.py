@@ -71,6 +71,8 @@ class EntitySpec:
     # derived local columns (search keys), recomputed after every merge
     derive: Callable[[dict], dict] = lambda record: {}
     derived_columns: tuple[str, ...] = ()
+    # the fields ``derive`` reads (an edit of none of them leaves the search keys); () = any
+    derived_from: tuple[str, ...] = ()
     normalize: Callable[[dict], dict] = lambda fields: fields
     # columns indexed for full-text search (SQLite FTS5, prefix indexes)
     fts: tuple[str, ...] = ()

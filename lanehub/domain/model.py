@@ -149,6 +149,7 @@ CUSTOMER = EntitySpec(
     immutable=("code", "origin_store", "created_at", "created_by"),
     derive=derive_customer,
     derived_columns=("name_key", "email_key", "phone_key", "mobile_key", "postcode_key"),
+    derived_from=("first_name", "last_name", "email", "phone", "mobile", "postcode"),
     normalize=normalize_customer,
     fts=("first_name", "last_name"),
     indexes=(("code",), ("name_key",), ("email_key",), ("phone_key",), ("mobile_key",), ("postcode_key",),

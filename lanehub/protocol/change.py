@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from lanehub.domain.model import ENTITIES, UUID_RE
@@ -41,9 +40,12 @@ class Change:
         return f"{self.hlc}|{self.origin}"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.seq is None:
-            del data["seq"]
+        # Not dataclasses.asdict: its deep copy was most of HQ's time per change in a
+        # catch-up page (docs/benchmarks.md); the values are JSON values already.
+        data: dict[str, Any] = {"id": self.id, "entity": self.entity, "key": self.key, "origin": self.origin, "hlc": self.hlc,
+                "by": self.by, "fields": dict(self.fields)}
+        if self.seq is not None:
+            data["seq"] = self.seq
         return data
 
     def to_json(self) -> str:
@@ -103,9 +105,12 @@ class FieldClocks:
     def dump(self) -> str:
         if not self.stamps:
             return "{}"
-        common, _ = Counter(self.stamps.values()).most_common(1)[0]
+        counts: dict[str, int] = {}
+        for stamp in self.stamps.values():
+            counts[stamp] = counts.get(stamp, 0) + 1
+        common = max(counts, key=counts.__getitem__)  # the first of equals, as Counter.most_common
         out = {"*": common}
-        out.update({name: stamp for name, stamp in sorted(self.stamps.items()) if stamp != common})
+        out.update({name: stamp for name, stamp in self.stamps.items() if stamp != common})
         return json.dumps(out, separators=(",", ":"), sort_keys=True)
 
     def wins(self, name: str, stamp: str) -> bool:

@@ -6,7 +6,9 @@ type per request op (``REPLY_TYPES``) for a SyncReply's ``data``."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -120,9 +122,12 @@ class SyncRequest(Message):
     # op=catchup: the edge knows routes (lanehub.protocol.routes) and takes a page of
     # the changes for it with ``through``; an older edge is sent every change.
     routed: bool = False
+    # op=snapshot_file: which of HQ's snapshot files ("" = the newest) and which of its chunks.
+    file: str = ""
+    chunk: int = 0
 
     OPS: ClassVar[tuple[str, ...]] = ("catchup", "snapshot", "code_block", "hello", "history", "changes", "coupon_reserve",
-                                      "coupon_release")
+                                      "coupon_release", "snapshot_file")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -219,6 +224,40 @@ class SnapshotReply(ReplyData):
 
 
 @dataclass(frozen=True)
+class SnapshotFileReply(ReplyData):
+    """One chunk of a snapshot file HQ built (D49): a SQLite database holding every
+    every-store entity's rows as of ``head``, cut into ``chunks`` pieces of at most
+    HQ's chunk size, each sent zlib-compressed and base64-encoded in ``data``.
+    ``size`` and ``sha256`` are the whole file's; ``entities``, the ones it holds
+    (the others, a store's own sales, come as snapshot pages); ``hlc``, the latest
+    stamp in it."""
+
+    KIND: ClassVar[str] = "snapshot_file reply"
+    file: str
+    head: int
+    hlc: str
+    chunk: int
+    chunks: int
+    size: int
+    sha256: str
+    entities: list[Any]
+    data: str
+
+    def decoded(self, limit: int = SYNC_MAX_BYTES) -> bytes:
+        """The chunk's bytes; a PayloadError when ``data`` is not base64 of zlib, or
+        inflates past ``limit`` (HQ's chunks are at most 8 MiB: anything bigger is not one)."""
+        try:
+            packed = base64.b64decode(self.data, validate=True)
+            inflater = zlib.decompressobj()
+            piece = inflater.decompress(packed, limit)
+        except (ValueError, zlib.error) as exc:
+            raise PayloadError(f"snapshot_file reply: chunk {self.chunk} is not base64 zlib data ({exc})") from None
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise PayloadError(f"snapshot_file reply: chunk {self.chunk} inflates past {limit:,} bytes or is cut short")
+        return piece
+
+
+@dataclass(frozen=True)
 class ChangesReply(ReplyData):
     """A customer's change history from HQ's log, newest first."""
 
@@ -263,7 +302,7 @@ class CodeBlockReply(ReplyData):
 REPLY_TYPES: dict[str, type[ReplyData]] = {
     "hello": HelloReply, "catchup": CatchupReply, "snapshot": SnapshotReply, "code_block": CodeBlockReply,
     "history": HistoryReply, "changes": ChangesReply, "coupon_reserve": CouponReserveReply,
-    "coupon_release": CouponReleaseReply,
+    "coupon_release": CouponReleaseReply, "snapshot_file": SnapshotFileReply,
 }
 assert set(REPLY_TYPES) == set(SyncRequest.OPS), "every request op has its reply type"
 

@@ -23,7 +23,6 @@ class Applied:
 
     created: bool
     changed: dict[str, Any] = field(default_factory=dict)  # field -> new value
-    before: dict[str, Any] | None = None
 
 
 def _encode(spec: EntitySpec, name: str, value: Any) -> Any:
@@ -32,11 +31,14 @@ def _encode(spec: EntitySpec, name: str, value: Any) -> Any:
     return value
 
 
+def _decode(spec: EntitySpec, name: str, value: Any) -> Any:
+    return bool(value) if name in spec.bools else ("" if value is None else value)
+
+
 def decode_row(spec: EntitySpec, row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     record = {"id": row["id"]}
     for name in spec.fields:
-        value = row[name]
-        record[name] = bool(value) if name in spec.bools else ("" if value is None else value)
+        record[name] = _decode(spec, name, row[name])
     return record
 
 
@@ -45,12 +47,15 @@ class Replica:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        # Name search: SQLite's FTS5 tables; on PostgreSQL (HQ only) the name_key column.
-        self.fts = dialect_of(conn) == "sqlite"
+        self.sqlite = dialect_of(conn) == "sqlite"  # else PostgreSQL: HQ's storage only
+        # Name search: SQLite's FTS5 tables; on PostgreSQL the name_key column.
+        self.fts = self.sqlite
         self._select = {
-            name: f"SELECT rid, id, {', '.join(f'[{f}]' for f in spec.fields)}, _clocks FROM [{spec.table}] WHERE id = ?"
+            name: f"SELECT rid, id, {', '.join(f'[{f}]' for f in (*spec.fields, *spec.derived_columns))}, _clocks "
+                  f"FROM [{spec.table}] WHERE id = ?"
             for name, spec in ENTITIES.items()
         }
+        self._update_sql: dict[tuple[str, tuple[str, ...]], str] = {}  # an edit's UPDATE, by the columns it sets
 
     # --- reads ---------------------------------------------------------------
 
@@ -87,30 +92,33 @@ class Replica:
     def apply(self, change: Change) -> Applied:
         spec = ENTITIES[change.entity]
         row = self.conn.execute(self._select[change.entity], (change.key,)).fetchone()
-        if row is None:
-            record = dict(spec.defaults)
-            clocks = FieldClocks({name: NEVER for name in spec.fields})
-            before = None
-        else:
-            record = decode_row(spec, row)
-            clocks = FieldClocks.load(row["_clocks"], spec.fields)
-            before = dict(record)
         stamp = change.stamp
         won = False
         changed: dict[str, Any] = {}
+        if row is None:
+            record = dict(spec.defaults)
+            clocks = FieldClocks({name: NEVER for name in spec.fields})
+            for name, value in change.fields.items():
+                if name in record and clocks.wins(name, stamp):
+                    clocks.stamps[name] = stamp
+                    if record[name] != value:
+                        record[name] = value
+                        changed[name] = value
+            self._insert(spec, change.key, record, clocks)
+            return Applied(created=True, changed=changed)
+        # An edit: only the fields it names are read from the row; the whole record only
+        # when a search key or the full-text index must follow (catch-up is mostly edits).
+        clocks = FieldClocks.load(row["_clocks"], spec.fields)
         for name, value in change.fields.items():
-            if name not in spec.fields or not clocks.wins(name, stamp):
+            if name not in clocks.stamps or not clocks.wins(name, stamp):
                 continue
             clocks.stamps[name] = stamp
             won = True
-            if record.get(name) != value:
-                record[name] = value
+            if _decode(spec, name, row[name]) != value:
                 changed[name] = value
-        if row is None:
-            self._insert(spec, change.key, record, clocks)
-        elif won and before is not None:  # before is the row's record whenever there is a row
-            self._update(spec, row["rid"], before, record, changed, clocks)
-        return Applied(created=row is None, changed=changed, before=before)
+        if won:
+            self._update(spec, row, changed, clocks)
+        return Applied(created=False, changed=changed)
 
     def _insert(self, spec: EntitySpec, key: str, record: dict[str, Any], clocks: FieldClocks) -> None:
         derived = spec.derive(record)
@@ -123,19 +131,28 @@ class Replica:
         if spec.fts and self.fts:
             self._fts_insert(spec, cursor.lastrowid, record)
 
-    def _update(self, spec: EntitySpec, rid: int, before: dict[str, Any], record: dict[str, Any], changed: dict[str, Any],
-                clocks: FieldClocks) -> None:
+    def _update(self, spec: EntitySpec, row: sqlite3.Row, changed: dict[str, Any], clocks: FieldClocks) -> None:
+        """Write ``changed`` and the clocks to the stored ``row`` (its fields, search keys, clocks)."""
         sets = {name: _encode(spec, name, value) for name, value in changed.items()}
-        if changed and spec.derived_columns:
-            sets.update(spec.derive(record))
+        keys_move = bool(changed) and bool(spec.derived_columns) and (
+            not spec.derived_from or not changed.keys().isdisjoint(spec.derived_from))
+        index_moves = bool(spec.fts) and self.fts and not changed.keys().isdisjoint(spec.fts)
+        before = decode_row(spec, row) if keys_move or index_moves else {}
+        record = before | changed
+        if keys_move:
+            # Only the search keys that move: each one set is an index entry rewritten,
+            # most of an edit's cost in a catch-up (docs/benchmarks.md).
+            sets.update({name: value for name, value in spec.derive(record).items() if row[name] != value})
         sets["_clocks"] = clocks.dump()
-        self.conn.execute(
-            f"UPDATE [{spec.table}] SET {', '.join(f'[{c}] = ?' for c in sets)} WHERE rid = ?",
-            [*sets.values(), rid],
-        )
-        if spec.fts and self.fts and any(name in spec.fts for name in changed):
-            self._fts_delete(spec, rid, before)
-            self._fts_insert(spec, rid, record)
+        columns = tuple(sets)
+        sql = self._update_sql.get((spec.table, columns))
+        if sql is None:
+            sql = f"UPDATE [{spec.table}] SET {', '.join(f'[{c}] = ?' for c in columns)} WHERE rid = ?"
+            self._update_sql[(spec.table, columns)] = sql
+        self.conn.execute(sql, [*sets.values(), row["rid"]])
+        if index_moves:
+            self._fts_delete(spec, row["rid"], before)
+            self._fts_insert(spec, row["rid"], record)
 
     def _fts_insert(self, spec: EntitySpec, rid: int | None, record: dict[str, Any]) -> None:
         self.conn.execute(
@@ -159,15 +176,14 @@ class Replica:
             return
         current = decode_row(spec, row)
         mine = FieldClocks.load(row["_clocks"], spec.fields)
-        merged = dict(current)
         changed = {}
         for name in refused.fields:
             if name in spec.fields and mine.stamps.get(name) == refused.stamp:
                 mine.stamps[name] = clocks.get(name, NEVER)
                 value = record.get(name, spec.defaults[name])
                 if value != current[name]:
-                    merged[name] = changed[name] = value
-        self._update(spec, row["rid"], current, merged, changed, mine)
+                    changed[name] = value
+        self._update(spec, row, changed, mine)
 
     def remove(self, entity: str, key: str) -> bool:
         """Drop a record HQ never accepted. Accepted records are never deleted."""
@@ -189,17 +205,21 @@ class Replica:
         once at HQ: a million-record snapshot is mostly this. ``only``: rows whose
         fields have these values (a store's own sales)."""
         spec = ENTITIES[entity]
-        columns = self._snapshot_columns(spec)
+        columns = self.snapshot_columns(spec)
         only = {name: value for name, value in (only or {}).items() if name in spec.fields}
         where = "".join(f" AND [{name}] = ?" for name in only)
-        rows = self.conn.execute(
+        # Plain tuples on SQLite: a sqlite3.Row per row was half of the page's cost.
+        cursor = self.conn.cursor() if self.sqlite else self.conn
+        if self.sqlite:
+            cursor.row_factory = None
+        rows = cursor.execute(
             f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{spec.table}] WHERE id > ?{where} ORDER BY id LIMIT ?",
             (after, *only.values(), limit),
         ).fetchall()
         return columns, [list(row) for row in rows]
 
     @staticmethod
-    def _snapshot_columns(spec: EntitySpec) -> list[str]:
+    def snapshot_columns(spec: EntitySpec) -> list[str]:
         return ["id", *spec.fields, *spec.derived_columns, "_clocks"]
 
     def load(self, entity: str, records: Iterable[dict[str, Any]], *, empty: bool) -> int:
@@ -219,7 +239,7 @@ class Replica:
     def load_rows(self, entity: str, columns: list[str], rows: list[list[Any]]) -> int:
         """Insert snapshot rows (``export_rows``'s shape) into an empty table."""
         spec = ENTITIES[entity]
-        expected = self._snapshot_columns(spec)
+        expected = self.snapshot_columns(spec)
         if columns != expected:
             # Another version's columns, or no search keys: map by name, fill in
             # defaults, and derive the search keys here.
