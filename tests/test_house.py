@@ -22,7 +22,7 @@ SITES = ("edge", "hq", "devices")
 
 # One-shot commands outside lanehub/chain, and why they are not a service process.
 ONE_SHOT_COMMANDS = {
-    "hq/service.py": "[broker] reload_command: the operator's command that makes the broker re-read its files",
+    "hq/broker_files.py": "[broker] reload_command: the operator's command that makes the broker re-read its files",
     "bench/cli.py": "`mosquitto -h`, for the broker version printed beside the figures",
 }
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from hq.broker_files import broker_files_now
 from hq.cli.batches import batch
 from hq.cli.catalogue import register as register_catalogue_commands
 from hq.cli.common import open_db
@@ -14,7 +15,7 @@ from hq.cli.imports import register as register_import_commands
 from hq.cli.users import users as users_group
 from hq.config import load_config
 from hq.db import HQDatabase
-from hq.service import HQService, broker_files_now
+from hq.service import HQService
 from hq.web.app import create_app
 from lanehub.chain.demo_data import demo_customers
 from lanehub.cli.addresses import address_commands

@@ -88,7 +88,7 @@ def stores_blueprint() -> Blueprint:
     @bp.route("/", methods=["POST"])
     @requires("stores.manage")
     def register():
-        from hq.service import broker_files_now
+        from hq.broker_files import broker_files_now
 
         store = request.form.get("store", "").strip()
         try:
