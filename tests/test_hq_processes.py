@@ -80,8 +80,8 @@ def test_two_hq_processes_share_the_stores_and_one_publishes(two_hq, mqtt):
         assert replica_state(edge_db(chain, store)) == state, f"{store} differs from HQ"
 
 
-@pytest.mark.parametrize("victim", ["publisher", "other"])
-def test_sigkill_of_either_hq_process_under_load_loses_and_duplicates_nothing(two_hq, mqtt, victim):
+@pytest.mark.parametrize("victim", ["publisher", "other", "broker"])
+def test_sigkill_of_either_hq_process_or_the_hq_broker_under_load_loses_and_duplicates_nothing(two_hq, mqtt, victim):
     chain = two_hq
     wait_until(lambda: len(publishers(chain)) == 1, 10, message="one HQ process to take the publisher lease")
     [leader] = publishers(chain)
@@ -89,6 +89,8 @@ def test_sigkill_of_either_hq_process_under_load_loses_and_duplicates_nothing(tw
     [other] = [name for name in processes if name != leader]
     killed = processes[leader if victim == "publisher" else other]
     survivor = processes[other if victim == "publisher" else leader]
+    if victim == "broker":
+        killed = chain.hq_broker  # both HQ processes and every edge lose it, then it returns
 
     creators = [Creator(lane(mqtt, chain, store), store) for store in chain.stores]
     for creator in creators:
@@ -96,6 +98,9 @@ def test_sigkill_of_either_hq_process_under_load_loses_and_duplicates_nothing(tw
     time.sleep(2)
     killed.kill()
     killed_at = time.monotonic()
+    if victim == "broker":
+        time.sleep(1.5)
+        chain.hq_broker.start()
     if victim == "publisher":
         wait_until(lambda: LEASE_TAKEN in survivor.log_path.read_text(errors="replace"), 8,
                    message="the surviving HQ process to take the publisher lease")
