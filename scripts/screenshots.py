@@ -67,7 +67,7 @@ def main() -> None:
     chain = Chain(workdir, ("S001",), hq_settings=DEMO_IMPORTS)
     try:
         chain.start(demo_customers=120, prepare=declare_demo_fields)
-        chain.edges["S001"].wait_for_log("snapshot of", 60)
+        chain.edges["S001"].wait_for_log(": snapshot at seq", 60)
         _load_catalogue(chain, workdir)
         chain.hq_cli("users", "add", "admin", "--role", "admin", "--name", "Ada Admin", "--password-stdin",
                      input=PASSWORD + "\n")

@@ -133,7 +133,7 @@ def load_pos_demo(chain: Chain, workdir: Path) -> None:
 def _wait_ready(chain: Chain, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     for store, edge in chain.edges.items():
-        if not edge.wait_for_log("snapshot of", max(1.0, deadline - time.monotonic())):
+        if not edge.wait_for_log(": snapshot at seq", max(1.0, deadline - time.monotonic())):
             raise RuntimeError(f"edge {store} did not take its snapshot: {edge.tail(5)}")
 
 
