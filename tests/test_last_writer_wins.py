@@ -11,16 +11,12 @@ import uuid
 
 import pytest
 from helpers import customer_by, db_query, edge_db, hq_db, lane_request, replica_state, wait_converged, wait_until
-from postgres import HQ_BACKENDS
 
 from hq.db import HQDatabase
 from lanehub.domain.codes import CodeFormat
 from lanehub.protocol import topics
 from lanehub.protocol.hlc import HybridLogicalClock
 from lanehub.runtime.mqtt import RequestTimeout
-
-# HQ on each backend of its storage (docs/decisions.md D50).
-pytestmark = pytest.mark.parametrize("hq_backend", HQ_BACKENDS)
 
 
 def lane_client(chain, mqtt, store: str = "S001"):
