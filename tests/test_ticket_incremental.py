@@ -169,3 +169,12 @@ def test_a_view_that_missed_changes_is_in_step_at_the_next_ticket():
     assert view.change(_change(9, "T2", [_line(1)], count=1))  # a new ticket starts empty: all of it is here
     assert view.state().ticket == "T2" and [line.line for line in view.state().lines] == [1]
     assert view.change(_change(10, "T2", [_line(2)], count=2))
+
+
+def test_a_change_s_seq_and_cause_are_read_without_decoding_it_and_anything_else_is_refused():
+    from lanehub.protocol.lane import TicketChange, peek_change
+
+    change = TicketChange(seq=41, store="S001", lane="L1", cause='scan "7"')
+    assert peek_change(change.to_json()) == (41, 'scan "7"')
+    assert peek_change(b'{"v":1,"cause":"x"}') is None
+    assert peek_change(b"not json") is None

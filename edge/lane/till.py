@@ -13,15 +13,13 @@ arrives bumps ``changes``, which wakes the screens' live streams.
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import re
 import threading
 import time
 
 from lanehub.protocol import topics
 from lanehub.protocol.envelope import PayloadError
-from lanehub.protocol.lane import TicketChange, TicketCommand, TicketState
+from lanehub.protocol.lane import TicketChange, TicketCommand, TicketState, peek_change
 from lanehub.protocol.ticket_view import TicketView
 from lanehub.runtime.mqtt import Incoming, MqttClient
 from lanehub.web.live import Changes
@@ -33,9 +31,6 @@ CAUSES_KEPT = 64  # per lane: the events a wait_for may still be waiting on
 # connection, whose network thread must keep up with a lane's flood of scans (D48).
 # Per lane at most this many wait unread; beyond, they are dropped for the next whole state.
 PENDING_KEPT = 2000
-# A change as the edge writes it (Message.to_json): its seq first, its cause last.
-_SEQ = re.compile(rb'^\{"v":1,"seq":(\d+),')
-_CAUSE = re.compile(rb'"cause":("(?:[^"\\]|\\.)*")\}$')
 
 
 class TillLink:
@@ -83,18 +78,19 @@ class TillLink:
         except topics.TopicError as exc:
             log.error("ticket change on %s not shown on the till: %s", msg.topic, exc)
             return
-        seq, cause = _SEQ.match(msg.payload), _CAUSE.search(msg.payload, max(0, len(msg.payload) - 300))
-        if lane is None or seq is None or cause is None:
+        peeked = peek_change(msg.payload)
+        if lane is None or peeked is None:
             if lane is not None:
                 log.error("ticket change on %s not shown on the till: not as the edge writes one", msg.topic)
             return
         with self._lock:
             causes = self._causes.setdefault(lane, collections.OrderedDict())
-            causes[json.loads(cause.group(1))] = int(seq.group(1))
+            seq, cause = peeked
+            causes[cause] = seq
             while len(causes) > CAUSES_KEPT:
                 causes.popitem(last=False)
             pending = self._pending.setdefault(lane, [])
-            pending.append((int(seq.group(1)), msg.payload))
+            pending.append((seq, msg.payload))
             if len(pending) > PENDING_KEPT:  # nobody is looking: the next whole state will do
                 pending.clear()
                 self._views.setdefault(lane, TicketView()).behind = True

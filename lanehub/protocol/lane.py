@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Self
@@ -376,6 +378,22 @@ class TicketState(Message):
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in super().to_dict().items()}
+
+
+# A change as Message.to_json writes it: its seq first, its cause last (the field
+# order of TicketChange), so a reader can index one without decoding it whole.
+_CHANGE_SEQ = re.compile(rb'^\{"v":%d,"seq":(\d+),' % VERSION)
+_CHANGE_CAUSE = re.compile(rb'"cause":("(?:[^"\\]|\\.)*")\}$')
+
+
+def peek_change(payload: bytes) -> tuple[int, str] | None:
+    """(seq, cause) of a ticket change without decoding it, or None for a payload not
+    as the edge writes one (decode it with TicketChange.parse to learn why)."""
+    seq = _CHANGE_SEQ.match(payload)
+    cause = _CHANGE_CAUSE.search(payload, max(0, len(payload) - 300))
+    if seq is None or cause is None:
+        return None
+    return int(seq.group(1)), json.loads(cause.group(1))
 
 
 @dataclass(frozen=True, kw_only=True)
