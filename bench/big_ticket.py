@@ -37,9 +37,9 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.lane import _barcode, bulk_load_shop
+from bench.lane import _barcode, bulk_load_shop, start_shop
 from bench.schedule import scan_payload
-from bench.sync import _reader, _snapshot_done, _wait, percentile
+from bench.sync import percentile
 from lanehub.chain.local import Chain
 from lanehub.protocol import topics
 from lanehub.protocol.lane import MAX_TICKET_LINES
@@ -252,16 +252,7 @@ def bench_big_ticket(workdir: Path, lines: int, rounds: int, flood_scans: int, f
         chain.start_brokers()
         chain.register_stores()
         loaded = bulk_load_shop(chain.workdir / "hq.db", customers, products, min(1000, products), min(100, products))
-        hq_service = chain.hq
-        assert hq_service is not None  # register_stores made it
-        hq_service.start()
-        hq_service.wait_for_log("lanehub-hq: connected", 60)
-        chain.edges["S001"].start()
-        path = chain.workdir / "S001.db"
-        _wait(lambda: path.exists(), 60, 0.05)
-        reader = _reader(path)
-        _wait(lambda: _snapshot_done(reader), 900, 0.1)
-        reader.close()
+        start_shop(chain)
         probe = Probe(chain.store_brokers["S001"].port, "S001")
         try:
             for n in range(50):  # warm-up: the edge's caches, a first ticket

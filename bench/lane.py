@@ -76,6 +76,22 @@ def bulk_load_shop(path: Path, customers: int, products: int, rate_lines: int, s
             "cards": cards, "hq_bulk_load_s": round(time.monotonic() - started, 1)}
 
 
+def start_shop(chain: Chain) -> float:
+    """HQ, then store S001's edge, until its snapshot is done; returns the snapshot's seconds."""
+    hq_service = chain.hq
+    assert hq_service is not None  # register_stores made it
+    hq_service.start()
+    hq_service.wait_for_log("lanehub-hq: connected", 60)
+    started = time.monotonic()
+    chain.edges["S001"].start()
+    path = chain.workdir / "S001.db"
+    _wait(lambda: path.exists(), 60, 0.05)
+    reader = _reader(path)
+    _wait(lambda: _snapshot_done(reader), 900, 0.1)
+    reader.close()
+    return round(time.monotonic() - started, 1)
+
+
 def _barcode(i: int) -> str:
     return f"84{i:011d}"
 
@@ -182,18 +198,8 @@ def bench_lane(workdir: Path, customers: int, products: int, rate_lines: int, sp
         chain.start_brokers()
         chain.register_stores()
         loaded = bulk_load_shop(chain.workdir / "hq.db", customers, products, rate_lines, specifics)
-        hq_service = chain.hq
-        assert hq_service is not None  # register_stores made it
-        hq_service.start()
-        hq_service.wait_for_log("lanehub-hq: connected", 60)
-        started = time.monotonic()
-        chain.edges["S001"].start()
+        results: dict = {"loaded": loaded | {"snapshot_s": start_shop(chain)}}
         path = chain.workdir / "S001.db"
-        _wait(lambda: path.exists(), 60, 0.05)
-        reader = _reader(path)
-        _wait(lambda: _snapshot_done(reader), 900, 0.1)
-        reader.close()
-        results: dict = {"loaded": loaded | {"snapshot_s": round(time.monotonic() - started, 1)}}
         port = chain.store_brokers["S001"].port
         generator = LoadGenerator(port, "S001", lanes, products)
         # Beside the edge's database: the durable floor's fsync is on the same disk.

@@ -232,16 +232,19 @@ class PostgresConnection:
         if word.startswith("PRAGMA"):
             raise psycopg.NotSupportedError(f"not on PostgreSQL: {sql.strip()}")
         if not self.in_transaction and _WRITE.match(sql):
-            # SQLite's autocommit write: a transaction of its own, holding the writer lock.
-            self._begin(immediate=True)
-            try:
-                cursor = self._run(sql, params)
-            except BaseException:
-                self._pg.execute("ROLLBACK")
-                raise
-            self.execute("COMMIT")
-            return cursor
+            return self._alone(lambda: self._run(sql, params))
         return self._run(sql, params)
+
+    def _alone(self, write: Callable[[], Cursor]) -> Cursor:
+        """SQLite's autocommit write: a transaction of its own, holding the writer lock."""
+        self._begin(immediate=True)
+        try:
+            cursor = write()
+        except BaseException:
+            self._pg.execute("ROLLBACK")
+            raise
+        self._pg.execute("COMMIT")
+        return cursor
 
     def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Cursor:
         if params and not isinstance(params, dict):
@@ -262,19 +265,12 @@ class PostgresConnection:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Cursor:
         if not self.in_transaction:
-            self._begin(immediate=True)
-            try:
-                cursor = self._executemany(sql, rows)
-            except BaseException:
-                self._pg.execute("ROLLBACK")
-                raise
-            self.execute("COMMIT")
-            return cursor
+            return self._alone(lambda: self._executemany(sql, rows))
         return self._executemany(sql, rows)
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Cursor:
         with self._pg.cursor() as cursor:
-            cursor.executemany(translate(sql), rows)
+            cursor.executemany(translate(sql), [_without_nul(row) for row in rows])
             return Cursor(cursor)
 
     def commit(self) -> None:
